@@ -1,0 +1,59 @@
+"""The ``weijian`` command line: one Typer sub-application per module in this package.
+
+Command modules import the stage packages inside their functions, so that ``weijian db status``
+does not pay for importing torch or rasterio.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import typer
+from rich.console import Console
+
+from weijian.cli import db, demo, inventory
+
+app = typer.Typer(
+    name="weijian",
+    help="违建监测: 影像入库、变化检测、违建库比对与核查销项。",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+app.add_typer(db.app, name="db")
+app.add_typer(inventory.app, name="inventory")
+app.add_typer(inventory.admin_app, name="admin")
+app.command("demo")(demo.demo)
+
+err = Console(stderr=True)
+
+#: (module, class) of each package's root error; a raised subclass is shown as one clear line.
+ROOT_ERRORS = (
+    ("ingest.errors", "IngestError"),
+    ("change_detection.errors", "ChangeDetectionError"),
+    ("gis_db.errors", "GisDbError"),
+    ("web_map.errors", "WebMapError"),
+    ("weijian.errors", "WeijianError"),
+)
+
+
+def _is_domain_error(exc: BaseException) -> bool:
+    roots = tuple(
+        getattr(sys.modules[mod], name) for mod, name in ROOT_ERRORS if mod in sys.modules
+    )
+    return bool(roots) and isinstance(exc, roots)
+
+
+def main() -> None:
+    """Entry point: run the app and turn domain errors into one line on stderr and exit code 1."""
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+    )
+    try:
+        app()
+    except Exception as exc:  # noqa: BLE001 - the one place errors become messages
+        if _is_domain_error(exc):
+            err.print(f"[bold red]错误 error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise SystemExit(1) from None
+        raise

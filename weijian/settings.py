@@ -1,0 +1,176 @@
+"""The one validated settings model of weijian.
+
+Values come, highest priority first, from: keyword arguments, environment variables with the
+``WEIJIAN_`` prefix (nested sections use ``__``, e.g. ``WEIJIAN_INGEST__MAX_SHIFT_M=3``), the
+TOML file named by ``WEIJIAN_CONFIG`` (default ``./weijian.toml`` when it exists), then the
+defaults below. Stage packages (ingest, change_detection, gis_db, web_map) never read settings
+themselves: the command line and the pipeline read them here and pass plain values down.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+from pyproj import CRS
+from pyproj.exceptions import CRSError
+
+
+def default_data_dir() -> Path:
+    """Where the embedded database and run outputs live when nothing is configured.
+
+    As root the folder must be reachable by the ``postgres`` system user (``/root`` is not),
+    so root gets ``/var/lib/weijian``; other users get ``$XDG_DATA_HOME/weijian``.
+    """
+    if os.geteuid() == 0:
+        return Path("/var/lib/weijian")
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "weijian"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class IngestSettings(_Section):
+    """Working grid and pair-alignment limits (metres in the working CRS)."""
+
+    working_gsd_m: float = Field(0.5, gt=0, description="ground sample distance of the working grid, m")
+    min_overlap_fraction: float = Field(
+        0.2, ge=0, le=1, description="refuse a pair whose valid overlap is below this share of the smaller footprint"
+    )
+    max_shift_m: float = Field(5.0, gt=0, description="refuse co-registration shifts larger than this, m")
+    tile_size_px: int = Field(512, gt=0)
+    tile_overlap_px: int = Field(32, ge=0)
+    histogram_match: bool = True
+
+
+class DetectionSettings(_Section):
+    """Change-detection inference defaults."""
+
+    device: Literal["cpu", "cuda", "auto"] = "auto"
+    network: str = "tinysiam"
+    weights: Path | None = Field(None, description="weights file; default: the weights shipped in the package")
+    threshold: float | None = Field(None, ge=0, le=1, description="default: the best-F1 threshold stored in the weights")
+    min_area_m2: float = Field(10.0, ge=0, description="drop change polygons smaller than this, m²")
+
+
+class MatchingSettings(_Section):
+    """Matching detections to the inventory (overlap = intersection / smaller area)."""
+
+    overlap_threshold: float = Field(0.3, gt=0, le=1)
+    tolerance_m: float = Field(2.0, ge=0, description="buffer for misregistration, m")
+    reinspection_days: int = Field(30, gt=0, description="re-inspection due this many days after a write-off")
+
+
+class WarningSettings(_Section):
+    """Colour warnings (颜色预警) per 街镇: share of overdue work and rebounds."""
+
+    yellow_new_suspects: int = Field(10, ge=0, description="open new suspects at or above this: yellow")
+    red_new_suspects: int = Field(30, ge=0, description="open new suspects at or above this: red")
+    red_rebounds: int = Field(1, ge=0, description="rebounds in the period at or above this: red")
+    yellow_overdue: int = Field(1, ge=0, description="overdue re-inspections at or above this: yellow")
+
+
+class WebSettings(_Section):
+    """The review application."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8765, gt=0, lt=65536)
+    language: Literal["zh", "en"] = "zh"
+    tianditu_key: str | None = Field(None, description="天地图 tk; without one the maps use a blank base")
+
+
+class Settings(BaseSettings):
+    """Everything configurable in weijian, validated once."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="WEIJIAN_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_default=True,
+    )
+
+    database_url: str | None = Field(
+        None, description="SQLAlchemy URL of a PostGIS database; unset: the embedded cluster"
+    )
+    data_dir: Path = Field(default_factory=default_data_dir)
+    working_crs: str = Field(
+        "EPSG:4549",
+        description="projected CRS in metres for all stored geometry: an EPSG code or a PROJ/WKT string",
+    )
+    district_name: str = "宝山区"
+    user: str = Field(default_factory=lambda: os.environ.get("USER", "staff"))
+
+    ingest: IngestSettings = IngestSettings()
+    detection: DetectionSettings = DetectionSettings()
+    matching: MatchingSettings = MatchingSettings()
+    warnings: WarningSettings = WarningSettings()
+    web: WebSettings = WebSettings()
+
+    @field_validator("working_crs")
+    @classmethod
+    def _projected_metres(cls, value: str) -> str:
+        try:
+            crs = CRS.from_user_input(value)
+        except CRSError as exc:
+            raise ValueError(
+                f"working_crs {value!r} is not a CRS PROJ understands: give an EPSG code such as "
+                f"'EPSG:4549' or a PROJ/WKT string ({exc})"
+            ) from exc
+        if not crs.is_projected:
+            raise ValueError(
+                f"working_crs {value!r} is not projected: areas need metres, e.g. 'EPSG:4549' "
+                "(CGCS2000 / 3-degree Gauss-Kruger CM 120E)"
+            )
+        unit = crs.axis_info[0].unit_name if crs.axis_info else "metre"
+        if unit not in ("metre", "meter", "m"):
+            raise ValueError(f"working_crs {value!r} has axis unit {unit!r}; it must be metres")
+        return value
+
+    @property
+    def crs(self) -> CRS:
+        """The working CRS as a pyproj object."""
+        return CRS.from_user_input(self.working_crs)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config = config_file()
+        if config is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+        return tuple(sources)
+
+
+def config_file() -> Path | None:
+    """The TOML settings file in force: ``$WEIJIAN_CONFIG`` or ``./weijian.toml`` if present."""
+    named = os.environ.get("WEIJIAN_CONFIG")
+    if named:
+        path = Path(named)
+        if not path.is_file():
+            raise FileNotFoundError(f"WEIJIAN_CONFIG names {path}, which does not exist")
+        return path
+    local = Path("weijian.toml")
+    return local if local.is_file() else None
+
+
+@lru_cache(maxsize=1)
+def get_settings(**overrides: Any) -> Settings:
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` after changing env)."""
+    return Settings(**overrides)
