@@ -50,6 +50,7 @@ def main() -> None:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     try:
         app()
     except Exception as exc:  # noqa: BLE001 - the one place errors become messages

@@ -1,0 +1,28 @@
+"""Connecting to the system of record."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, create_engine, text
+from sqlalchemy.exc import OperationalError
+
+from gis_db.errors import DatabaseUnavailableError
+
+
+def make_engine(url: str, **kwargs: object) -> Engine:
+    """An SQLAlchemy engine for ``url``, checked to reach a PostGIS-capable PostgreSQL.
+
+    A plain ``postgresql://`` URL is given the psycopg 3 driver.
+    """
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url.split("://", 1)[1]
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)  # type: ignore[arg-type]
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except OperationalError as exc:
+        safe = engine.url.render_as_string(hide_password=True)
+        raise DatabaseUnavailableError(
+            f"cannot connect to {safe}: {exc.orig}. Check WEIJIAN_DATABASE_URL, or unset it to "
+            "use the embedded cluster"
+        ) from exc
+    return engine
