@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -23,6 +23,8 @@ from pydantic_settings import (
 )
 from pyproj import CRS
 from pyproj.exceptions import CRSError
+
+from weijian.errors import ConfigurationError
 
 
 def default_data_dir() -> Path:
@@ -171,6 +173,16 @@ def config_file() -> Path | None:
 
 
 @lru_cache(maxsize=1)
-def get_settings(**overrides: Any) -> Settings:
-    """The process-wide settings (cached; call ``get_settings.cache_clear()`` after changing env)."""
-    return Settings(**overrides)
+def get_settings() -> Settings:
+    """The process-wide settings (cached; call ``get_settings.cache_clear()`` after changing env).
+
+    Invalid values raise ConfigurationError naming the environment variable to fix.
+    """
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"WEIJIAN_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
+            for e in exc.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from None

@@ -1,0 +1,74 @@
+"""``weijian db ...`` on a private embedded cluster and ``weijian demo`` end to end, as subprocesses."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from tests.conftest import public_tmpdir
+
+WEIJIAN = [str(Path(sys.executable).with_name("weijian"))]
+
+
+def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(WEIJIAN + args, capture_output=True, text=True, env=env, timeout=300)
+
+
+def clean_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WEIJIAN_")}
+    env.update(extra)
+    return env
+
+
+@pytest.mark.slow
+def test_db_commands_on_embedded_cluster() -> None:
+    root = public_tmpdir("weijian-test-cli-")
+    env = clean_env(WEIJIAN_DATA_DIR=str(root))
+    try:
+        first = run(["db", "status"], env)
+        assert first.returncode == 0 and "initialised: no" in first.stdout
+        assert run(["db", "start"], env).returncode == 0
+        status = run(["db", "status"], env).stdout
+        assert "running: yes" in status
+        url = run(["db", "url"], env).stdout.strip()
+        assert url.startswith("postgresql+psycopg://weijian:***@127.0.0.1:")
+        full = run(["db", "url", "--show-password"], env).stdout.strip()
+        with create_engine(full).connect() as conn:
+            assert conn.execute(text("SELECT count(*) FROM inventory_case")).scalar_one() == 0
+        assert "stopped" in run(["db", "stop"], env).stdout
+        assert "running: no" in run(["db", "status"], env).stdout
+    finally:
+        run(["db", "stop"], env)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_bad_settings_give_one_clear_line() -> None:
+    result = run(["db", "status"], clean_env(WEIJIAN_WORKING_CRS="EPSG:4326"))
+    assert result.returncode != 0
+    assert "WEIJIAN_WORKING_CRS" in result.stderr and "not projected" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_demo_loads_district_and_is_idempotent(db_url: str) -> None:
+    env = clean_env(WEIJIAN_DATABASE_URL=db_url)
+    first = run(["demo", "--cases", "300"], env)
+    assert first.returncode == 0, first.stderr
+    assert "新增 created 300" in first.stdout
+    assert "月浦镇" in first.stdout and "合计" in first.stdout
+    second = run(["demo", "--cases", "300"], env)
+    assert second.returncode == 0, second.stderr
+    assert "新增 created 0" in second.stdout and "未变 unchanged 300" in second.stdout
+    with create_engine(db_url).connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM inventory_case")).scalar_one() == 300
+        assert conn.execute(text("SELECT count(*) FROM street_town")).scalar_one() == 14
+        located = conn.execute(text(
+            "SELECT count(*) FROM inventory_case WHERE street_town_code IS NOT NULL "
+            "AND village_code IS NOT NULL")).scalar_one()
+    assert located == 300
