@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from weijian.cli import db, demo, inventory
+from weijian.cli import db, demo, inventory, pair, scene
 
 app = typer.Typer(
     name="weijian",
@@ -24,6 +24,8 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(inventory.app, name="inventory")
 app.add_typer(inventory.admin_app, name="admin")
+app.add_typer(scene.app, name="scene")
+app.add_typer(pair.app, name="pair")
 app.command("demo")(demo.demo)
 
 err = Console(stderr=True)

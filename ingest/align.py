@@ -1,0 +1,384 @@
+"""Aligning a pair of scenes onto one working grid, lazily.
+
+:func:`prepare_pair` validates and describes both images, builds the working grid (working CRS,
+working GSD, snapped to multiples of the GSD, over the intersection of the valid footprints),
+estimates and checks the co-registration shift and the histogram-matching tables, and returns an
+:class:`AlignedPair`: a small JSON-serialisable spec. Pixels are only produced on demand by
+:class:`PairReader`, through one ``WarpedVRT`` per epoch (``average`` resampling when an epoch is
+downsampled, ``bilinear`` otherwise). The shift is applied by moving the later epoch's grid origin,
+so the later image is resampled once.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal
+
+import numpy as np
+import rasterio
+from affine import Affine
+from rasterio.enums import Resampling
+from rasterio.vrt import WarpedVRT
+from rasterio.windows import Window
+from shapely import box, wkt
+from shapely.geometry.base import BaseGeometry
+
+from ingest.coregister import ShiftEstimate, estimate_shift
+from ingest.errors import (
+    BandMismatchError,
+    CoregistrationWarning,
+    InsufficientOverlapError,
+    NoOverlapError,
+    PairSpecError,
+    ShiftTooLargeError,
+)
+from ingest.radiometry import HistogramTables, apply_histogram, histogram_tables
+from ingest.raster import GDAL_ENV, open_raster, projected_metres_crs
+from ingest.scene import Scene, describe_scene
+
+Epoch = Literal["before", "after"]
+#: Progress callback: (step name, done, total).
+Progress = Callable[[str, int, int], None]
+#: Side (px) and number per side of the sample tiles used for co-registration and histograms.
+SAMPLE_TILE_PX = 256
+SAMPLES_PER_SIDE = 5
+PAIR_SPEC_VERSION = 1
+
+
+@dataclass(frozen=True)
+class EpochSpec:
+    """How one epoch is read onto the working grid."""
+
+    source: str
+    bands: tuple[int, ...]
+    dtype: str
+    gsd_m: float
+    resampling: Literal["average", "bilinear"]
+    has_alpha: bool
+    acquired: str | None = None
+
+
+@dataclass(frozen=True)
+class AlignedPair:
+    """An image pair aligned on one working grid: a small, picklable, JSON-serialisable spec.
+
+    ``transform`` (GDAL order is *not* used: affine order a, b, c, d, e, f) maps working-grid
+    pixels to ``crs`` coordinates in metres. ``shift_m`` = (dx east, dy north): the later epoch's
+    content was displaced by this much relative to the earlier one and is read back shifted by it.
+    ``overlap_fraction`` is the common valid area over the smaller footprint; ``valid_fraction``
+    the common valid area over the grid area; ``footprint_wkt`` the common valid area (working CRS).
+    """
+
+    crs: str
+    transform: tuple[float, float, float, float, float, float]
+    width: int
+    height: int
+    gsd_m: float
+    before: EpochSpec
+    after: EpochSpec
+    shift_m: tuple[float, float] = (0.0, 0.0)
+    shift_tiles_used: int = 0
+    overlap_fraction: float = 1.0
+    valid_fraction: float = 1.0
+    footprint_wkt: str = ""
+    histogram: HistogramTables | None = None
+    version: int = PAIR_SPEC_VERSION
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def affine(self) -> Affine:
+        """Working-grid transform."""
+        return Affine(*self.transform)
+
+    @property
+    def bounds(self) -> tuple[float, float, float, float]:
+        """(left, bottom, right, top) of the working grid, metres in ``crs``."""
+        left, top = self.transform[2], self.transform[5]
+        return left, top - self.height * self.gsd_m, left + self.width * self.gsd_m, top
+
+    @property
+    def footprint(self) -> BaseGeometry:
+        """Common valid area, working CRS."""
+        return wkt.loads(self.footprint_wkt) if self.footprint_wkt else box(*self.bounds)
+
+    @property
+    def band_count(self) -> int:
+        """Bands per epoch in every tile."""
+        return len(self.before.bands)
+
+    def epoch_transform(self, epoch: Epoch) -> Affine:
+        """Grid transform used to read ``epoch``: the later one's origin is moved by the shift."""
+        if epoch == "before":
+            return self.affine
+        dx, dy = self.shift_m
+        return Affine.translation(dx, dy) * self.affine
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dictionary."""
+        return asdict(self)
+
+    def to_json(self, **kwargs: Any) -> str:
+        """JSON text of the spec (re-open with :meth:`from_json`)."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AlignedPair:
+        """Rebuild from :meth:`to_dict` output. Raises :class:`PairSpecError`."""
+        try:
+            if d.get("version") != PAIR_SPEC_VERSION:
+                raise ValueError(f"version {d.get('version')!r} is not {PAIR_SPEC_VERSION}")
+            epochs = {k: EpochSpec(**{**d[k], "bands": tuple(d[k]["bands"])}) for k in ("before", "after")}
+            hist = [(list(a), list(b)) for a, b in d["histogram"]] if d.get("histogram") else None
+            return cls(**{**d, **epochs, "transform": tuple(d["transform"]), "shift_m": tuple(d["shift_m"]),
+                          "histogram": hist})
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PairSpecError(
+                f"not a weijian aligned-pair spec ({exc}): run `weijian pair prepare` again"
+            ) from exc
+
+    @classmethod
+    def from_json(cls, text: str) -> AlignedPair:
+        """Rebuild from :meth:`to_json` output."""
+        return cls.from_dict(json.loads(text))
+
+    def save(self, path: str | Path) -> Path:
+        """Write the spec as JSON; return the path."""
+        path = Path(path)
+        path.write_text(self.to_json(indent=2), encoding="utf-8")
+        return path
+
+    @classmethod
+    def load(cls, path: str | Path) -> AlignedPair:
+        """Read a spec written by :meth:`save`."""
+        return cls.from_json(Path(path).read_text(encoding="utf-8"))
+
+
+@dataclass
+class Tile:
+    """One window of an aligned pair.
+
+    ``data`` is float32 (2, bands, h, w): index 0 the earlier epoch, 1 the later one (histogram-
+    matched when the pair has tables). ``masks`` is bool (2, h, w), True where each epoch is valid;
+    ``transform`` maps the tile's pixels to working-CRS metres.
+    """
+
+    window: Window
+    transform: Affine
+    data: np.ndarray
+    masks: np.ndarray
+
+    @property
+    def valid(self) -> np.ndarray:
+        """(h, w) bool: valid in both epochs."""
+        return self.masks.all(axis=0)
+
+
+class PairReader:
+    """Reads windows of an :class:`AlignedPair` (open once, read many; one per thread/process)."""
+
+    def __init__(self, pair: AlignedPair, *, histogram_match: bool = True) -> None:
+        self.pair = pair
+        self.histogram_match = histogram_match
+        self._env: rasterio.Env | None = None
+        self._open: list[Any] = []
+        self._vrts: dict[str, WarpedVRT] = {}
+
+    def __enter__(self) -> PairReader:
+        self._env = rasterio.Env(**GDAL_ENV)
+        self._env.__enter__()
+        for epoch in ("before", "after"):
+            spec: EpochSpec = getattr(self.pair, epoch)
+            src = rasterio.open(spec.source)
+            self._open.append(src)
+            self._vrts[epoch] = WarpedVRT(
+                src,
+                crs=self.pair.crs,
+                transform=self.pair.epoch_transform(epoch),  # type: ignore[arg-type]
+                width=self.pair.width,
+                height=self.pair.height,
+                resampling=Resampling[spec.resampling],
+                add_alpha=not spec.has_alpha,
+                warp_mem_limit=64,
+            )
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        for vrt in self._vrts.values():
+            vrt.close()
+        for src in self._open:
+            src.close()
+        self._vrts.clear()
+        self._open.clear()
+        if self._env is not None:
+            self._env.__exit__(exc_type, exc, tb)
+            self._env = None
+
+    def read_epoch(self, epoch: Epoch, window: Window) -> tuple[np.ndarray, np.ndarray]:
+        """(bands, h, w) float32 data and (h, w) bool mask of one epoch, before any matching."""
+        vrt = self._vrts[epoch]
+        spec: EpochSpec = getattr(self.pair, epoch)
+        # one warp per window: image bands and the alpha (validity) band in the same read
+        arr = vrt.read([*spec.bands, vrt.count], window=window, out_dtype="float32")
+        data, mask = arr[:-1], arr[-1] > 0
+        return data, mask
+
+    def read(self, window: Window) -> Tile:
+        """Both epochs of one window, with the later one histogram-matched if the pair says so."""
+        window = Window(*(int(v) for v in (window.col_off, window.row_off, window.width, window.height)))
+        before, mb = self.read_epoch("before", window)
+        after, ma = self.read_epoch("after", window)
+        if self.histogram_match and self.pair.histogram:
+            after = apply_histogram(after, self.pair.histogram)
+        after[:, ~ma] = 0
+        return Tile(
+            window=window,
+            transform=rasterio.windows.transform(window, self.pair.affine),
+            data=np.stack([before, after]),
+            masks=np.stack([mb, ma]),
+        )
+
+
+def match_bands(before: Scene, after: Scene) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Band indexes to read from each epoch so that they correspond one to one.
+
+    Equal band counts pair in order; otherwise red, green and blue are paired by colour
+    interpretation when both have them. Raises :class:`BandMismatchError`.
+    """
+    if len(before.bands) == len(after.bands):
+        return before.bands, after.bands
+    rgb = ("red", "green", "blue")
+    if all(c in before.colorinterp for c in rgb) and all(c in after.colorinterp for c in rgb):
+        pick = lambda s: tuple(s.bands[s.colorinterp.index(c)] for c in rgb)  # noqa: E731
+        return pick(before), pick(after)
+    raise BandMismatchError(
+        f"{before.path} has {len(before.bands)} image bands and {after.path} has {len(after.bands)}, "
+        "and they are not both tagged red/green/blue: export both epochs with the same bands "
+        "(e.g. `gdal_translate -b 1 -b 2 -b 3 IN OUT`)"
+    )
+
+
+def working_grid(area: BaseGeometry, gsd_m: float) -> tuple[Affine, int, int]:
+    """North-up grid over ``area``'s bounds, origin snapped outwards to multiples of ``gsd_m``."""
+    minx, miny, maxx, maxy = area.bounds
+    left, top = math.floor(minx / gsd_m) * gsd_m, math.ceil(maxy / gsd_m) * gsd_m
+    width = max(1, math.ceil(round((maxx - left) / gsd_m, 6)))
+    height = max(1, math.ceil(round((top - miny) / gsd_m, 6)))
+    return Affine(gsd_m, 0.0, left, 0.0, -gsd_m, top), width, height
+
+
+def sample_windows(pair: AlignedPair, size: int = SAMPLE_TILE_PX, per_side: int = SAMPLES_PER_SIDE) -> list[Window]:
+    """Up to ``per_side``² windows spread regularly over the common footprint."""
+    size = min(size, pair.width, pair.height)
+    fp = pair.footprint
+    out: dict[tuple[int, int], Window] = {}
+    for j in range(per_side):
+        for i in range(per_side):
+            col = round((pair.width - size) * (i + 0.5) / per_side)
+            row = round((pair.height - size) * (j + 0.5) / per_side)
+            w = Window(col, row, size, size)
+            if fp.intersects(box(*rasterio.windows.bounds(w, pair.affine))):
+                out[(col, row)] = w
+    return list(out.values())
+
+
+def prepare_pair(
+    before: str | Path | Scene,
+    after: str | Path | Scene,
+    *,
+    working_crs: str = "EPSG:4549",
+    gsd_m: float = 0.5,
+    min_overlap_fraction: float = 0.2,
+    max_shift_m: float = 5.0,
+    coregister: bool = True,
+    histogram_match: bool = True,
+    progress: Progress | None = None,
+) -> AlignedPair:
+    """Validate, describe and align two epochs onto one working grid; nothing is written.
+
+    ``working_crs`` is an EPSG code or PROJ/WKT string of a projected CRS in metres; ``gsd_m`` the
+    working ground sample distance in metres. Raises :class:`NoOverlapError`,
+    :class:`InsufficientOverlapError`, :class:`BandMismatchError`, :class:`ShiftTooLargeError` and
+    the validation errors of :func:`ingest.describe_scene`. Warns with
+    :class:`CoregistrationWarning` (and applies no shift) when too few tiles have texture.
+    """
+    report = progress or (lambda step, done, total: None)
+    crs = projected_metres_crs(working_crs)
+    scenes = []
+    for i, item in enumerate((before, after)):
+        report("describe", i, 2)
+        scenes.append(item if isinstance(item, Scene) else describe_scene(item))
+    report("describe", 2, 2)
+    sb, sa = scenes
+    bands_b, bands_a = match_bands(sb, sa)
+    fb, fa = sb.footprint_in(crs), sa.footprint_in(crs)
+    common = fb.intersection(fa)
+    if common.is_empty or common.area == 0:
+        raise NoOverlapError(
+            f"{sb.path} and {sa.path} do not overlap (valid footprints in {crs.name} are disjoint): "
+            "check that both cover the same area and that their CRS is declared correctly"
+        )
+    overlap = common.area / min(fb.area, fa.area)
+    if overlap < min_overlap_fraction:
+        raise InsufficientOverlapError(
+            f"{sb.path} and {sa.path} overlap on {overlap:.1%} of the smaller footprint, below the "
+            f"minimum {min_overlap_fraction:.0%}: choose imagery of the same area or lower "
+            "ingest.min_overlap_fraction (WEIJIAN_INGEST__MIN_OVERLAP_FRACTION)"
+        )
+    transform, width, height = working_grid(common, gsd_m)
+
+    def spec(s: Scene, bands: tuple[int, ...]) -> EpochSpec:
+        return EpochSpec(
+            source=s.source, bands=bands, dtype=s.dtype, gsd_m=s.gsd_m,
+            resampling="average" if s.gsd_m < gsd_m * 0.99 else "bilinear",
+            has_alpha=s.mask == "alpha", acquired=s.acquired.isoformat() if s.acquired else None,
+        )
+
+    pair = AlignedPair(
+        crs=working_crs, transform=tuple(transform)[:6], width=width, height=height, gsd_m=gsd_m,  # type: ignore[arg-type]
+        before=spec(sb, bands_b), after=spec(sa, bands_a), overlap_fraction=overlap,
+        valid_fraction=common.area / (width * height * gsd_m**2), footprint_wkt=common.wkt,
+    )
+    if not (coregister or histogram_match):
+        return pair
+    windows = sample_windows(pair)
+    samples = []
+    with PairReader(pair, histogram_match=False) as reader:
+        for i, w in enumerate(windows):
+            report("sample", i, len(windows))
+            tile = reader.read(w)
+            samples.append((tile.data[0], tile.data[1], tile.valid))
+    report("sample", len(windows), len(windows))
+    if coregister:
+        est: ShiftEstimate = estimate_shift(samples)
+        if not est.reliable:
+            warnings.warn(
+                f"co-registration: only {est.tiles_used} of {est.tiles_tried} sample tiles have enough "
+                "valid data and texture (3 needed); no shift applied: check the shift by eye in QGIS",
+                CoregistrationWarning,
+                stacklevel=2,
+            )
+        else:
+            dx, dy = est.dx_px * gsd_m, est.dy_px * gsd_m
+            if math.hypot(dx, dy) > max_shift_m:
+                raise ShiftTooLargeError(
+                    f"the epochs are misregistered by {math.hypot(dx, dy):.2f} m (dx={dx:+.2f} m, "
+                    f"dy={dy:+.2f} m), more than the limit {max_shift_m:g} m: check the georeference "
+                    "of the later image (control points) or raise ingest.max_shift_m "
+                    "(WEIJIAN_INGEST__MAX_SHIFT_M)"
+                )
+            pair = replace(pair, shift_m=(dx, dy), shift_tiles_used=est.tiles_used)
+    if histogram_match:
+        pair = replace(pair, histogram=histogram_tables(samples))
+    return pair
+
+
+def read_window(pair: AlignedPair, window: Window) -> Tile:
+    """Read one window of a pair, opening and closing the sources (no shared state)."""
+    with PairReader(pair) as reader:
+        return reader.read(window)
