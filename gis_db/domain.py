@@ -112,3 +112,57 @@ def check_constraint(column: str, enum: type[LabelledEnum], nullable: bool = Fal
     values = ", ".join(f"'{code}'" for code in enum.codes())
     expr = f"{column} IN ({values})"
     return f"({column} IS NULL OR {expr})" if nullable else expr
+
+
+class DetectionState(LabelledEnum):
+    """核查状态: where a detected change stands in review (rules in gis_db.workflow)."""
+
+    NEW = ("new", "待核查")
+    CONFIRMED = ("confirmed", "已确认")
+    FALSE_POSITIVE = ("false_positive", "误报")
+    BAD_IMAGERY = ("bad_imagery", "影像问题")
+
+
+class MatchClass(LabelledEnum):
+    """比对结果: what a detected change is, judged against the inventory (gis_db.matching)."""
+
+    NEW_SUSPECT = ("new_suspect", "新增疑似")
+    KNOWN_CASE = ("known_case", "已在库")
+    REBOUND = ("rebound", "反弹回潮")
+    DEMOLITION_EVIDENCE = ("demolition_evidence", "拆除佐证")
+    PERMITTED = ("permitted", "已审批")
+    UNRELATED = ("unrelated", "无关变化")
+
+
+class ChangeKind(LabelledEnum):
+    """变化类型: what the detector saw change, when it can tell."""
+
+    APPEARED = ("appeared", "建筑新增")
+    DISAPPEARED = ("disappeared", "建筑消失")
+    CHANGED = ("changed", "变化未定向")
+
+
+class ScenePlatform(LabelledEnum):
+    """影像来源: the platform that took a scene."""
+
+    DRONE = ("drone", "无人机")
+    SATELLITE = ("satellite", "卫片")
+    AERIAL = ("aerial", "航片")
+    OTHER = ("other", "其他")
+
+
+class RunStatus(LabelledEnum):
+    """比对批次状态: how far a detection run has come."""
+
+    CREATED = ("created", "已创建")
+    LOADED = ("loaded", "已载入")
+    MATCHED = ("matched", "已比对")
+    FAILED = ("failed", "失败")
+
+
+class Role(LabelledEnum):
+    """角色: who acts on a case (the workflow's role requirements)."""
+
+    OFFICE = ("office", "拆违办")
+    STREET_TOWN = ("street_town", "街镇")
+    SYSTEM = ("system", "系统")
