@@ -298,7 +298,7 @@ def _read_vector(path: Path, source: str, layer: str | None) -> RawTable:
     except (DataSourceError, DataLayerError) as exc:
         raise InvalidInputError(
             f"{source}: not a readable {kind} (truncated or corrupt: "
-            f"{str(exc).split(';')[0][:160]}); export it again from the source program"
+            f"{str(exc).split(';')[-1].strip()[:160]}); export it again from the source program"
         ) from exc
     geometry = None
     if isinstance(frame, gpd.GeoDataFrame):
@@ -539,14 +539,16 @@ def _resolve_crs(source: str, declared: str | None, given: str | None) -> CRS:
             ) from exc
     if declared and given_crs and not CRS.from_user_input(declared).equals(given_crs):
         raise InvalidInputError(
-            f"{source}, field geometry: the file declares {declared} but --crs says {given}; "
+            f"{source}, all rows, field geometry: the file declares {declared} but --crs says "
+            f"{given}; "
             "drop --crs or fix the file's CRS"
         )
     if declared:
         return CRS.from_user_input(declared)
     if given_crs is None:
         raise InvalidInputError(
-            f"{source}, field geometry: the file has no CRS (no .prj, no SRS, no '(EPSG:…)' in "
+            f"{source}, all rows, field geometry: the file has no CRS (no .prj, no SRS, no "
+            "'(EPSG:…)' in "
             "the geometry header); give it with --crs, e.g. --crs EPSG:4490 (CGCS2000 lon/lat) "
             "or --crs EPSG:4549"
         )
@@ -628,7 +630,9 @@ def _repair(geoms: np.ndarray, ok: np.ndarray, probs: _Problems, label: str,
     invalid = np.flatnonzero(ok & ~shapely.is_valid(geoms))
     for i in invalid:
         g = geoms[i]
-        reason = shapely.is_valid_reason(g)
+        reason = re.sub(r"\[(-?[\d.]+) (-?[\d.]+)\]",
+                        lambda m: f" at x {float(m[1]):.2f}, y {float(m[2]):.2f}",
+                        shapely.is_valid_reason(g))
         fixed = shapely.make_valid(g)
         polys = [p for p in shapely.get_parts(fixed) if p.geom_type in ("Polygon", "MultiPolygon")]
         fixed = shapely.union_all(polys) if polys else None
@@ -642,8 +646,8 @@ def _repair(geoms: np.ndarray, ok: np.ndarray, probs: _Problems, label: str,
                 case_number=None if probs.numbers is None else probs.numbers.iat[i]))
         else:
             probs.add([i], label, f"invalid polygon ({reason}) that cannot be repaired safely "
-                      f"(the repair changes the area by {min(change, 9.99):.0%}): redraw it "
-                      "without self-intersections")
+                      f"(repair would change its area from {before:.1f} to {after:.1f} m²): "
+                      "redraw it without self-intersections")
             ok[i] = False
     return ok
 

@@ -99,3 +99,15 @@ def as_ledger(cases: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
 def write_gpkg(frame: gpd.GeoDataFrame, path, layer: str = "cases") -> None:  # type: ignore[no-untyped-def]
     """Write ``frame`` as a GeoPackage layer (pyogrio)."""
     frame.to_file(path, layer=layer, driver="GPKG", engine="pyogrio")
+
+
+def as_wkt_table(cases: gpd.GeoDataFrame, wkt_header: str = "WKT") -> pd.DataFrame:
+    """The cases as a plain table with a WKT column (for Excel/CSV files)."""
+    table = pd.DataFrame(cases.drop(columns=cases.geometry.name))
+    table[wkt_header] = shapely.to_wkt(cases.geometry.to_numpy(), rounding_precision=-1)
+    return table
+
+
+def bowtie(x: float, y: float, size: float = 10.0) -> shapely.Polygon:
+    """A self-intersecting 'figure of eight' polygon (invalid, not safely repairable)."""
+    return shapely.Polygon([(x, y), (x + size, y + size), (x + size, y), (x, y + size)])
