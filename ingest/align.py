@@ -117,7 +117,7 @@ class AlignedPair:
         if epoch == "before":
             return self.affine
         dx, dy = self.shift_m
-        return Affine.translation(dx, dy) * self.affine
+        return Affine.translation(dx, dy) @ self.affine
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary."""
@@ -238,7 +238,7 @@ class PairReader:
         after[:, ~ma] = 0
         return Tile(
             window=window,
-            transform=rasterio.windows.transform(window, self.pair.affine),
+            transform=self.pair.affine @ Affine.translation(window.col_off, window.row_off),
             data=np.stack([before, after]),
             masks=np.stack([mb, ma]),
         )
@@ -272,6 +272,13 @@ def working_grid(area: BaseGeometry, gsd_m: float) -> tuple[Affine, int, int]:
     return Affine(gsd_m, 0.0, left, 0.0, -gsd_m, top), width, height
 
 
+def window_box(window: Window, transform: Affine) -> BaseGeometry:
+    """The window's rectangle in the grid's CRS (north-up grids)."""
+    left, top = transform.c + window.col_off * transform.a, transform.f + window.row_off * transform.e
+    right, bottom = left + window.width * transform.a, top + window.height * transform.e
+    return box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
+
+
 def sample_windows(pair: AlignedPair, size: int = SAMPLE_TILE_PX, per_side: int = SAMPLES_PER_SIDE) -> list[Window]:
     """Up to ``per_side``² windows spread regularly over the common footprint."""
     size = min(size, pair.width, pair.height)
@@ -282,7 +289,7 @@ def sample_windows(pair: AlignedPair, size: int = SAMPLE_TILE_PX, per_side: int 
             col = round((pair.width - size) * (i + 0.5) / per_side)
             row = round((pair.height - size) * (j + 0.5) / per_side)
             w = Window(col, row, size, size)
-            if fp.intersects(box(*rasterio.windows.bounds(w, pair.affine))):
+            if fp.intersects(window_box(w, pair.affine)):
                 out[(col, row)] = w
     return list(out.values())
 

@@ -68,7 +68,7 @@ def write_pair_cogs(pair: AlignedPair, out_dir: str | Path, progress: Progress |
                     dst.write_mask(tile.masks[k].astype(np.uint8) * 255, window=w)
                 counts += [tile.masks[0].sum(), tile.masks[1].sum(), tile.valid.sum()]
             report("write", len(windows), len(windows))
-            levels = [2**i for i in range(1, 1 + max(0, math.ceil(math.log2(max(pair.width, pair.height) / 512))))]
+            levels = [2**k for k in range(1, 32) if max(pair.width, pair.height) / 2**k >= 256]
             for k, dst in enumerate(dsts):
                 report("overviews", k, 2)
                 if levels:

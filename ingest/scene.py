@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from affine import Affine
 import rasterio.features
+import shapely
 from pyproj import CRS, Geod, Transformer
 from rasterio.io import DatasetReader
 from shapely import geometry, ops, segmentize, wkt
@@ -88,8 +90,7 @@ class Scene:
         if target.equals(self.crs):
             return self.footprint
         step = max(self.bounds[2] - self.bounds[0], self.bounds[3] - self.bounds[1]) / 64
-        fwd = Transformer.from_crs(self.crs, target, always_xy=True)
-        return ops.transform(fwd.transform, segmentize(self.footprint, step))
+        return reproject_geometry(segmentize(self.footprint, step), self.crs, target)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (date-time as ISO 8601)."""
@@ -109,6 +110,12 @@ class Scene:
         }
 
 
+def reproject_geometry(geom: BaseGeometry, src: CRS, dst: CRS) -> BaseGeometry:
+    """``geom`` from ``src`` to ``dst`` (x/lon first: ``always_xy``); densify it first if needed."""
+    fwd = Transformer.from_crs(src, dst, always_xy=True)
+    return shapely.transform(geom, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
+
+
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
     """SHA-256 of a file, read in 4 MiB chunks (bounded memory). For a VRT: of the VRT text."""
     h = hashlib.sha256()
@@ -120,9 +127,9 @@ def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
 
 def ground_sample_distance_m(crs: CRS, transform: Any, width: int, height: int) -> float:
     """Geodesic size in metres of one pixel at the image centre (mean of x and y sides)."""
-    cx, cy = transform * (width / 2, height / 2)
-    px, py = transform * (width / 2 + 1, height / 2)
-    qx, qy = transform * (width / 2, height / 2 + 1)
+    cx, cy = transform @ (width / 2, height / 2)
+    px, py = transform @ (width / 2 + 1, height / 2)
+    qx, qy = transform @ (width / 2, height / 2 + 1)
     geo = crs.geodetic_crs or CRS.from_epsg(4326)
     to_geo = Transformer.from_crs(crs, geo, always_xy=True)
     (lon0, lon1, lon2), (lat0, lat1, lat2) = to_geo.transform([cx, px, qx], [cy, py, qy])
@@ -147,7 +154,7 @@ def valid_footprint(ds: DatasetReader, max_px: int = FOOTPRINT_MAX_PX) -> tuple[
             f"{ds.name} holds no valid pixel (all nodata or masked): check its nodata value "
             "(`gdalinfo`) or re-export the image"
         )
-    t = ds.transform * ds.transform.scale(ds.width / w, ds.height / h)
+    t = ds.transform @ Affine.scale(ds.width / w, ds.height / h)
     if mask.all():
         poly: BaseGeometry = geometry.box(*rasterio.transform.array_bounds(h, w, t))
     else:
@@ -261,9 +268,8 @@ def describe_scene(
             ) or None
         if platform is None:
             platform = sidecar.get("platform") or ("drone" if gsd < DRONE_MAX_GSD_M else "satellite")
-        to_ll = Transformer.from_crs(crs, CRS.from_epsg(4326), always_xy=True)
         step = max(ds.bounds.right - ds.bounds.left, ds.bounds.top - ds.bounds.bottom) / 64
-        footprint_ll = ops.transform(to_ll.transform, segmentize(footprint, step))
+        footprint_ll = reproject_geometry(segmentize(footprint, step), crs, CRS.from_epsg(4326))
         return Scene(
             path=str(path), source=source,
             sha256=sha256_file(source) if checksum and src_path.is_file() else "",

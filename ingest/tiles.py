@@ -10,12 +10,10 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-import rasterio.windows
 from rasterio.windows import Window
-from shapely import box
 from shapely.prepared import prep
 
-from ingest.align import AlignedPair, PairReader, Tile
+from ingest.align import AlignedPair, PairReader, Tile, window_box
 
 
 @dataclass(frozen=True)
@@ -57,8 +55,7 @@ def iter_tiles(pair: AlignedPair, size: int = 512, overlap: int = 32) -> Iterato
     for row in _offsets(pair.height, size, step):
         for col in _offsets(pair.width, size, step):
             w, h = min(size, pair.width - col), min(size, pair.height - row)
-            bounds = rasterio.windows.bounds(Window(col, row, w, h), pair.affine)
-            if footprint.intersects(box(*bounds)):
+            if footprint.intersects(window_box(Window(col, row, w, h), pair.affine)):
                 yield TileTask(pair, col, row, w, h)
 
 

@@ -1,0 +1,80 @@
+"""``weijian scene`` and ``weijian pair`` through the real entry point (one-line errors, exit 1)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from tests.ingest import data_gen
+from weijian.cli import app
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    d = tmp_path_factory.mktemp("cli")
+    before = data_gen.make_ground(d / "baoshan_20230601.tif", size=384)
+    after = data_gen.resample_to(before, d / "baoshan_20240315.tif", "EPSG:32651", 1.0, offset_m=(0.6, -0.4))
+    return before, after
+
+
+def _weijian(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    code = "from weijian.cli import main; main()"
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd,
+                          env={"PATH": "/usr/bin:/bin", "WEIJIAN_CONFIG": ""} | {"PYTHONPATH": str(Path.cwd())},
+                          timeout=300)
+
+
+def test_scene_add_writes_stac_and_prints_json(images: tuple[Path, Path]) -> None:
+    before, _ = images
+    result = runner.invoke(app, ["scene", "add", str(before), "--json"])
+    assert result.exit_code == 0, result.output
+    scene = json.loads(result.output)
+    assert scene["gsd_m"] == pytest.approx(0.5, rel=1e-3) and scene["platform"] == "satellite"
+    assert scene["acquired"] == "2023-06-01T00:00:00+08:00" and scene["acquired_from"] == "filename"
+    stac = before.with_name("baoshan_20230601.stac.json")
+    assert json.loads(stac.read_text())["properties"]["proj:code"] == "EPSG:4549"
+
+
+def test_scene_info_table(images: tuple[Path, Path]) -> None:
+    result = runner.invoke(app, ["scene", "info", str(images[1])])
+    assert result.exit_code == 0, result.output
+    assert "EPSG:32651" in result.output and "2024-03-15" in result.output
+
+
+def test_pair_prepare_writes_cogs_and_report(images: tuple[Path, Path], tmp_path: Path) -> None:
+    before, after = images
+    result = runner.invoke(app, ["pair", "prepare", str(before), str(after), "--out", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    assert "shift dx=+0.6" in result.output.replace("\n", "")
+    report = json.loads((tmp_path / "out" / "report.json").read_text())
+    assert report["shift"]["dx_m"] == pytest.approx(0.6, abs=0.1)
+    assert report["shift"]["dy_m"] == pytest.approx(-0.4, abs=0.1)
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"before.tif", "after.tif", "pair.json", "report.json"}
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda d: (d / "x.tif").write_bytes(b"garbage" * 50) and d / "x.tif", "cannot be opened"),
+        (lambda d: d / "missing.tif", "does not exist"),
+    ],
+)
+def test_errors_are_one_line_and_exit_1(tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+    path = make(tmp_path)
+    proc = _weijian("scene", "info", str(path), cwd=tmp_path)
+    assert proc.returncode == 1, proc.stderr
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_pair_error_no_overlap(images: tuple[Path, Path], tmp_path: Path) -> None:
+    far = data_gen.write_raster(tmp_path / "far_20240101.tif", data_gen.texture(64, 64), crs="EPSG:4549",
+                                transform=data_gen.ground_transform(0.5, offset_m=(9000, 0)))
+    proc = _weijian("pair", "prepare", str(images[0]), str(far), "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert proc.returncode == 1 and "do not overlap" in proc.stderr and "Traceback" not in proc.stderr

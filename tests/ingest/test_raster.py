@@ -1,0 +1,121 @@
+"""Opening and validating rasters: every malformed input gives its clear error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from affine import Affine
+from PIL import Image
+
+import ingest
+from ingest.raster import MOSAIC_NAME, build_mosaic_vrt, open_raster, parse_crs, projected_metres_crs
+from tests.ingest import data_gen
+
+pytestmark = pytest.mark.filterwarnings("ignore::ingest.AcquisitionDateWarning")
+
+
+def test_png_without_georeference(tmp_path: Path) -> None:
+    path = tmp_path / "plain.png"
+    Image.fromarray(data_gen.texture(64, 64).transpose(1, 2, 0)).save(path)
+    with pytest.raises(ingest.NotGeoreferencedError, match="no georeference"):
+        ingest.describe_scene(path)
+
+
+def test_geotiff_without_crs(tmp_path: Path) -> None:
+    path = data_gen.write_raster(tmp_path / "nocrs.tif", data_gen.texture(64, 64), crs=None,
+                                 transform=Affine(0.5, 0, 1000, 0, -0.5, 2000))
+    with pytest.raises(ingest.NotGeoreferencedError, match="gdal_edit"):
+        ingest.describe_scene(path)
+
+
+def test_rotated_geotransform(tmp_path: Path) -> None:
+    path = data_gen.write_raster(tmp_path / "rot.tif", data_gen.texture(64, 64), crs="EPSG:4549",
+                                 transform=Affine(0.5, 0.1, 638000, 0.1, -0.5, 3470000))
+    with pytest.raises(ingest.RotatedGridError, match="gdalwarp"):
+        ingest.describe_scene(path)
+
+
+def test_engineering_crs_is_unknown(tmp_path: Path) -> None:
+    path = data_gen.write_raster(tmp_path / "local.tif", data_gen.texture(64, 64),
+                                 crs='LOCAL_CS["site grid",UNIT["metre",1]]',
+                                 transform=Affine(0.5, 0, 0, 0, -0.5, 100))
+    with pytest.raises(ingest.UnknownCRSError, match="engineering"):
+        ingest.describe_scene(path)
+
+
+def test_unparsable_and_unprojected_working_crs() -> None:
+    with pytest.raises(ingest.UnknownCRSError, match="EPSG:4549"):
+        parse_crs("EPSG:999999")
+    with pytest.raises(ingest.UnknownCRSError, match="projected in metres"):
+        projected_metres_crs("EPSG:4490")
+    assert projected_metres_crs("+proj=tmerc +lat_0=0 +lon_0=121.46 +k=1 +x_0=0 +y_0=0 +ellps=GRS80 +units=m").is_projected
+
+
+def test_not_a_raster_and_missing_file(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.tif"
+    junk.write_bytes(b"this is not a tiff" * 100)
+    with pytest.raises(ingest.CorruptRasterError, match="cannot be opened"):
+        ingest.describe_scene(junk)
+    with pytest.raises(ingest.CorruptRasterError, match="does not exist"):
+        ingest.describe_scene(tmp_path / "missing.tif")
+
+
+def test_truncated_file(tmp_path: Path) -> None:
+    path = data_gen.write_raster(tmp_path / "full.tif", data_gen.texture(512, 512), crs="EPSG:4549",
+                                 transform=data_gen.ground_transform(0.5))
+    cut = tmp_path / "cut.tif"
+    data = path.read_bytes()
+    cut.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ingest.CorruptRasterError, match="truncated"):
+        ingest.describe_scene(cut)
+
+
+def test_all_nodata_is_empty(tmp_path: Path) -> None:
+    path = data_gen.write_raster(tmp_path / "empty.tif", np.zeros((3, 64, 64), np.uint8), crs="EPSG:4549",
+                                 transform=data_gen.ground_transform(0.5), nodata=0)
+    with pytest.raises(ingest.EmptyRasterError, match="no valid pixel"):
+        ingest.describe_scene(path)
+
+
+def _tiles(folder: Path, crs: str = "EPSG:4549", gap: bool = True, **kw: object) -> None:
+    folder.mkdir()
+    img = data_gen.texture(256, 384, seed=3)
+    # three 128-px-wide tiles at 5 cm; the third is moved one tile right, leaving a gap
+    for i in range(3):
+        col = i * 128 + (128 if gap and i == 2 else 0)
+        t = data_gen.ground_transform(0.05, crs) @ Affine.translation(col, 0)
+        data_gen.write_raster(folder / f"tile_{i}.tif", img[:, :, i * 128:(i + 1) * 128], crs=crs, transform=t, **kw)
+
+
+def test_folder_of_tiles_is_one_mosaic_with_gap_masked(tmp_path: Path) -> None:
+    _tiles(tmp_path / "flight_20240315")
+    scene = ingest.describe_scene(tmp_path / "flight_20240315")
+    assert scene.source.endswith(MOSAIC_NAME)
+    assert (scene.width, scene.height) == (512, 256)
+    assert scene.valid_fraction == pytest.approx(0.75, abs=0.01)
+    assert scene.footprint.area == pytest.approx(0.75 * 512 * 256 * 0.05**2, rel=0.02)
+    assert scene.platform == "drone" and scene.acquired is not None and scene.acquired.day == 15
+    with rasterio.open(scene.source) as ds:
+        np.testing.assert_array_equal(ds.read(window=((0, 256), (0, 384)))[:, :, :256],
+                                      data_gen.texture(256, 384, seed=3)[:, :, :256])
+
+
+def test_mosaic_refuses_mixed_crs(tmp_path: Path) -> None:
+    _tiles(tmp_path / "mixed", gap=False)
+    data_gen.write_raster(tmp_path / "mixed" / "tile_9.tif", data_gen.texture(64, 64), crs="EPSG:32651",
+                          transform=data_gen.ground_transform(0.05, "EPSG:32651"))
+    with pytest.raises(ingest.MosaicError, match="tile_9.tif.*CRS"):
+        build_mosaic_vrt(tmp_path / "mixed")
+
+
+def test_empty_folder(tmp_path: Path) -> None:
+    with pytest.raises(ingest.MosaicError, match="no raster tiles"):
+        build_mosaic_vrt(tmp_path)
+
+
+def test_open_raster_returns_validated_dataset(ground: Path) -> None:
+    with open_raster(ground) as ds:
+        assert ds.count == 3 and ds.crs.to_epsg() == 4549
