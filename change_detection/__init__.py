@@ -1,1 +1,25 @@
-"""placeholder"""
+"""Change detection between two co-registered images: networks, training, evaluation, inference.
+
+Used alone from Python::
+
+    from change_detection import load_model, predict_proba
+    model = load_model()                      # shipped tinysiam weights, CPU or GPU
+    proba = predict_proba(model, before, after)   # (H, W) float32 in 0..1
+    changed = proba >= model.threshold
+
+This package imports nothing of weijian's other packages; its functions take plain arguments.
+"""
+
+from change_detection.errors import ChangeDetectionError
+from change_detection.inference import predict_proba
+from change_detection.networks import NETWORKS, build_network
+from change_detection.weights import ChangeModel, load_model
+
+__all__ = [
+    "NETWORKS",
+    "ChangeDetectionError",
+    "ChangeModel",
+    "build_network",
+    "load_model",
+    "predict_proba",
+]

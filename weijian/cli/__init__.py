@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from weijian.cli import db, demo, inventory, pair, scene
+from weijian.cli import db, demo, evaluate, inventory, pair, scene, train
 
 app = typer.Typer(
     name="weijian",
@@ -27,6 +27,8 @@ app.add_typer(inventory.admin_app, name="admin")
 app.add_typer(scene.app, name="scene")
 app.add_typer(pair.app, name="pair")
 app.command("demo")(demo.demo)
+app.command("train")(train.train)
+app.command("evaluate")(evaluate.evaluate)
 
 err = Console(stderr=True)
 

@@ -1,0 +1,296 @@
+"""Training of change networks on LEVIR-layout folders, with checkpoints, resume and early stop.
+
+Output folder ``out``:
+
+* ``last.pt``: full checkpoint after every epoch (network, optimiser, scheduler, history) for
+  ``resume=True``;
+* ``best.pt``: weights file (see :mod:`change_detection.weights`) of the epoch with the best
+  validation F1;
+* ``model.pt``: the final weights file: the best epoch, with the best-F1 threshold on validation
+  and the validation and held-out metrics in its metadata;
+* ``history.jsonl``: one JSON line per epoch; ``heldout.json``: the held-out evaluation.
+
+Reproducible: with the same data, configuration and seed, the split, the samples and the
+initial weights are the same; on CPU with a fixed number of threads the run is repeatable.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from change_detection.data import (
+    Pair,
+    TrainingSamples,
+    drop_contained_crops,
+    find_pairs,
+    load_pair,
+    split_pairs,
+)
+from change_detection.evaluation import evaluate_pairs
+from change_detection.networks import build_network, count_gmacs, count_parameters
+from change_detection.weights import ChangeModel, resolve_device, save_weights
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainConfig:
+    """Training hyper-parameters (sizes in pixels, learning rate per step)."""
+
+    network: str = "tinysiam"
+    epochs: int = 60
+    samples_per_epoch: int = 256  #: augmented crops per epoch
+    crop: int = 128  #: training crop side, px (multiple of 16)
+    batch_size: int = 16
+    lr: float = 3e-3  #: peak AdamW learning rate (one-cycle schedule)
+    weight_decay: float = 1e-4
+    patience: int = 15  #: stop after this many epochs without a better validation F1
+    seed: int = 0
+    val_fraction: float = 0.15  #: share of scenes held for validation / early stopping
+    holdout: list[str] = field(default_factory=list)  #: glob patterns of held-out pairs
+    synthetic_fraction: float = 0.3  #: share of samples that are synthetic pairs
+    gsd_m: float = 0.5  #: ground sample distance of the data, m/px
+    min_area_m2: float = 10.0  #: smallest predicted object counted in object metrics, m²
+    device: str = "auto"
+    threads: int | None = None  #: torch CPU threads (default: all cores)
+
+
+@dataclass
+class TrainResult:
+    """What a training run produced."""
+
+    weights: Path
+    best_epoch: int
+    val: dict[str, Any] | None
+    heldout: dict[str, Any] | None
+    seconds: float
+
+
+def code_version() -> str:
+    """Package version plus the git commit of the source tree, when it is a checkout."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        text = f"weijian {version('weijian')}"
+    except PackageNotFoundError:
+        text = "weijian (not installed)"
+    root = Path(__file__).resolve().parent.parent
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--", "change_detection"],
+            capture_output=True, text=True, timeout=10, check=True,
+        ).stdout.strip()
+        text += f" git {commit}" + (" (change_detection modified)" if dirty else "")
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return text
+
+
+def channel_stats(pairs: Sequence[Pair]) -> tuple[list[float], list[float]]:
+    """Per-channel mean and standard deviation (0..255) over both epochs of ``pairs``."""
+    total = np.zeros(3)
+    square = np.zeros(3)
+    count = 0
+    for p in pairs:
+        for img in (p.before, p.after):
+            x = img.reshape(-1, 3).astype(np.float64)
+            total += x.sum(0)
+            square += (x**2).sum(0)
+            count += len(x)
+    mean = total / count
+    std = np.sqrt(np.maximum(square / count - mean**2, 1.0))
+    return [round(float(v), 3) for v in mean], [round(float(v), 3) for v in std]
+
+
+def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Binary cross-entropy plus soft Dice (over the batch), suited to rare positive pixels."""
+    bce = F.binary_cross_entropy_with_logits(logits, target)
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+    return bce + dice
+
+
+def summary_line(s: dict[str, Any]) -> dict[str, Any]:
+    keys = ("threshold", "precision", "recall", "f1", "iou", "best_threshold", "best_f1")
+    out = {k: round(float(s[k]), 4) for k in keys}
+    obj = s["objects"]
+    out["object_recall"] = round(float(obj["recall"]), 4)
+    out["fp_objects_per_km2"] = round(float(obj["false_positives_per_km2"]), 2)
+    return out
+
+
+def train(
+    data: Sequence[Path | str],
+    out: Path | str,
+    config: TrainConfig,
+    resume: bool = False,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> TrainResult:
+    """Train ``config.network`` on LEVIR-layout ``data`` folders into ``out`` (see module doc).
+
+    ``on_progress`` is called after every step with ``epoch``, ``step``, ``steps``, ``loss``
+    and, after an epoch, its validation ``val_f1``.
+    """
+    start = time.monotonic()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    if config.crop % 16:
+        raise ValueError(f"crop {config.crop} must be a multiple of 16 px")
+    device = resolve_device(config.device)
+    if config.threads:
+        torch.set_num_threads(config.threads)
+    torch.manual_seed(config.seed)
+    files = find_pairs(data)
+    train_f, val_f, held_f = split_pairs(files, config.holdout, config.val_fraction, config.seed)
+    train_p = [load_pair(f) for f in train_f]
+    val_p = [load_pair(f) for f in val_f]
+    mean, std = channel_stats(train_p)
+    net = build_network(config.network).to(device)
+    meta_base: dict[str, Any] = {
+        "network": config.network,
+        "mean": mean,
+        "std": std,
+        "gsd_m": config.gsd_m,
+        "parameters": count_parameters(net),
+        "gmacs_256": round(count_gmacs(net), 4),
+        "training_data": [str(Path(d)) for d in data],
+        "split": {
+            "train": [f.name for f in train_f],
+            "validation": [f.name for f in val_f],
+            "heldout": [f.name for f in held_f],
+            "rule": "by scene (LEVIR crops share their tile's scene); held-out = --holdout "
+            "patterns and every pair of their scenes; validation = seeded choice of scenes",
+        },
+        "config": asdict(config),
+        "code_version": code_version(),
+    }
+    model = ChangeModel(config.network, net, {"mean": mean, "std": std}, device)
+    samples = TrainingSamples(
+        train_p, config.crop, config.samples_per_epoch, config.seed, config.synthetic_fraction
+    )
+    # augmentation runs in worker processes (one torch thread each: small tensor operations are
+    # much slower when they share the training threads)
+    workers = min(4, max(1, (os.cpu_count() or 2) - 1))
+    loader = torch.utils.data.DataLoader(
+        samples, batch_size=config.batch_size, drop_last=True, num_workers=workers
+    )
+    steps = len(loader)
+    if steps == 0:
+        raise ValueError("samples_per_epoch is smaller than batch_size: no step per epoch")
+    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    scheduler = torch.optim.lr_scheduler.OneCycleLR(
+        optimiser, config.lr, total_steps=config.epochs * steps, pct_start=0.1
+    )
+    norm_mean = torch.tensor(mean, device=device).view(1, 3, 1, 1)
+    norm_std = torch.tensor(std, device=device).view(1, 3, 1, 1)
+    first_epoch, best_f1, best_epoch, stale = 0, -1.0, -1, 0
+    elapsed_before = 0.0
+    last = out / "last.pt"
+    if resume and last.is_file():
+        ckpt = torch.load(last, map_location=device, weights_only=False)
+        net.load_state_dict(ckpt["net"])
+        optimiser.load_state_dict(ckpt["optimiser"])
+        scheduler.load_state_dict(ckpt["scheduler"])
+        first_epoch, best_f1, best_epoch, stale = (
+            ckpt["epoch"] + 1, ckpt["best_f1"], ckpt["best_epoch"], ckpt["stale"]
+        )
+        elapsed_before = ckpt.get("seconds", 0.0)
+        log.info("resuming %s after epoch %d (best F1 %.4f)", out, ckpt["epoch"], best_f1)
+    elif not resume:
+        (out / "history.jsonl").unlink(missing_ok=True)
+
+    for epoch in range(first_epoch, config.epochs):
+        if stale >= config.patience:
+            log.info("early stop: no better validation F1 for %d epochs", stale)
+            break
+        net.train()
+        samples.set_epoch(epoch)
+        torch.manual_seed(config.seed * 100_003 + epoch)  # dropout: repeatable after a resume
+        losses: list[float] = []
+        for step, (a, b, m) in enumerate(loader):
+            a, b, m = a.to(device), b.to(device), m.to(device)
+            loss = bce_dice_loss(net((a - norm_mean) / norm_std, (b - norm_mean) / norm_std), m)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            optimiser.step()
+            scheduler.step()
+            losses.append(loss.item())
+            if on_progress:
+                on_progress({"epoch": epoch, "step": step + 1, "steps": steps, "loss": losses[-1]})
+        net.eval()
+        row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)),
+                               "lr": scheduler.get_last_lr()[0]}
+        score = -float(np.mean(losses))  # without validation data: lowest training loss
+        if val_p:
+            val = summary_line(evaluate_pairs(model, val_p, 0.5, config.gsd_m, config.min_area_m2))
+            row["val"] = val
+            score = val["f1"]
+        row["seconds"] = round(elapsed_before + time.monotonic() - start, 1)
+        if score > best_f1:
+            best_f1, best_epoch, stale = score, epoch, 0
+            save_weights(out / "best.pt", net, config.network, {**meta_base, "epoch": epoch})
+        else:
+            stale += 1
+        with open(out / "history.jsonl", "a") as fh:
+            fh.write(json.dumps(row) + "\n")
+        torch.save(
+            {"net": net.state_dict(), "optimiser": optimiser.state_dict(),
+             "scheduler": scheduler.state_dict(), "epoch": epoch, "best_f1": best_f1,
+             "best_epoch": best_epoch, "stale": stale, "seconds": row["seconds"]},
+            last,
+        )
+        if on_progress:
+            on_progress({"epoch": epoch, "step": steps, "steps": steps, "loss": row["loss"],
+                         "val_f1": row.get("val", {}).get("f1")})
+
+    # the final file: best epoch, best-F1 threshold on validation, held-out metrics
+    from change_detection.weights import load_model
+
+    best = load_model(out / "best.pt", device)
+    seconds = elapsed_before + time.monotonic() - start
+    meta: dict[str, Any] = {**meta_base, "epoch": best_epoch, "threshold": 0.5,
+                            "training_seconds": round(seconds, 1),
+                            "training_device": _device_name(device),
+                            "trained_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    val_summary = heldout = None
+    if val_p:
+        full = evaluate_pairs(best, val_p, 0.5, config.gsd_m, config.min_area_m2)
+        meta["threshold"] = float(full["best_threshold"])
+        val_summary = summary_line(
+            evaluate_pairs(best, val_p, meta["threshold"], config.gsd_m, config.min_area_m2)
+        )
+        meta["metrics_validation"] = val_summary
+    best.metadata["threshold"] = meta["threshold"]
+    if held_f:
+        held_p = [load_pair(f) for f in drop_contained_crops(held_f)]
+        heldout = evaluate_pairs(
+            best, held_p, meta["threshold"], config.gsd_m, config.min_area_m2, per_pair=True
+        )
+        (out / "heldout.json").write_text(json.dumps(heldout, indent=1))
+        meta["metrics_heldout"] = {**summary_line(heldout), "per_pair": heldout["per_pair"]}
+    path = save_weights(out / "model.pt", best.net, config.network, meta)
+    return TrainResult(path, best_epoch, val_summary, heldout, seconds)
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
+

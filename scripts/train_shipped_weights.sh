@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Trains exactly the weights shipped in change_detection/weights/ (see docs/model_card.md):
+# both networks on the 24 real pairs of ../shared/data/change_pairs, with the fixed held-out
+# split below, on CPU with one torch thread each (the two networks train side by side).
+#   scripts/train_shipped_weights.sh                 # both networks
+#   NETWORKS=tinysiam scripts/train_shipped_weights.sh
+# Environment: DATA (the change_pairs folder), OUT (run folders, default out/shipped),
+# DEVICE (cpu; cuda is faster but not bit-identical).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${DATA:-../shared/data/change_pairs}
+OUT=${OUT:-out/shipped}
+DEVICE=${DEVICE:-cpu}
+# Held out (never trained on, never used for early stopping): the LEVIR tile test_102 with its
+# crop levir_256/test_102_0512_0000, two more LEVIR scenes and three DSIFN pairs.
+HOLDOUT=(--holdout 'levir_1024/test_102' --holdout 'levir_256/test_121_*'
+         --holdout 'levir_256/test_55_*' --holdout 'dsifn_256/0_2'
+         --holdout 'dsifn_256/8_3' --holdout 'dsifn_256/9_3')
+COMMON=(--epochs 45 --samples-per-epoch 320 --crop 128 --batch-size 16 --lr 3e-3
+        --patience 15 --seed 0 --val-fraction 0.15 --synthetic 0.3 --gsd 0.5
+        --device "$DEVICE" --threads 1)
+pids=()
+for net in ${NETWORKS:-tinysiam fc_siam_diff}; do
+  mkdir -p "$OUT/$net"
+  uv run --frozen weijian train "$DATA/levir_256" "$DATA/levir_1024" "$DATA/dsifn_256" \
+    --out "$OUT/$net" --network "$net" "${COMMON[@]}" "${HOLDOUT[@]}" \
+    > "$OUT/$net/train.log" 2>&1 &
+  pids+=($!)
+done
+for pid in "${pids[@]}"; do wait "$pid"; done
+for net in ${NETWORKS:-tinysiam fc_siam_diff}; do
+  cp "$OUT/$net/model.pt" "change_detection/weights/$net.pt"
+  tail -n 4 "$OUT/$net/train.log"
+done
