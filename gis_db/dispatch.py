@@ -1,0 +1,204 @@
+"""Dispatch packages (派单包): one folder per 街镇 with the suspects its team must verify on site.
+
+Each folder holds a GeoPackage (layer ``疑似违建``, polygons in the working CRS), an Excel sheet with
+Chinese headers and blank columns for the field result, and, when the run's two images are on
+disk, a before and an after PNG chip of every suspect with its outline drawn (rasterio windowed
+reads: an orthophoto is never read whole). Detections outside every 街镇 go to ``unassigned``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import geopandas as gpd
+import numpy as np
+import pandas as pd
+from pyproj import CRS, Transformer
+from sqlalchemy import Connection, Engine, text
+
+from gis_db.domain import ChangeKind, DetectionState, MatchClass
+from gis_db.errors import InvalidInputError
+from gis_db.runs import get_run
+from gis_db.schema import stored_crs
+from gis_db.workflow import transaction
+
+#: The classes a 街镇 is sent to verify by default.
+DISPATCH_CLASSES: tuple[MatchClass, ...] = (MatchClass.NEW_SUSPECT, MatchClass.REBOUND)
+LAYER = "疑似违建"
+UNASSIGNED = ("unassigned", "未落入辖区")
+
+_COLUMNS_ZH = {
+    "seq": "序号", "detection_id": "图斑ID", "match_class": "比对结果", "state": "核查状态",
+    "change_kind": "变化类型", "street_town": "街镇", "village": "居村", "area_m2": "面积(平方米)",
+    "score": "置信度", "case_number": "关联案件", "x": "中心X", "y": "中心Y",
+    "lon": "经度(CGCS2000)", "lat": "纬度(CGCS2000)", "before_chip": "前时相截图",
+    "after_chip": "后时相截图",
+}
+_FIELD_COLUMNS = ("核查结果", "核查人", "核查日期", "备注")
+
+
+@dataclass(frozen=True)
+class DispatchPackage:
+    """One 街镇's package: where it was written and what it holds."""
+
+    street_town_code: str
+    street_town: str
+    folder: Path
+    gpkg: Path
+    xlsx: Path
+    n_suspects: int
+    n_chips: int
+
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^\w\-]+", "_", name).strip("_") or "unit"
+
+
+def _suspects(conn: Connection, run_id: int, classes: Sequence[MatchClass]) -> gpd.GeoDataFrame:
+    return gpd.read_postgis(text(
+        "SELECT d.seq, d.id AS detection_id, d.match_class, d.state, d.change_kind, "
+        "d.street_town_code, s.name AS street_town, v.name AS village, "
+        "round(d.area_m2::numeric, 1)::float8 AS area_m2, round(d.score::numeric, 3)::float8 AS score, "
+        "COALESCE(linked.case_number, matched.case_number) AS case_number, d.geom "
+        "FROM detection d LEFT JOIN street_town s ON s.code = d.street_town_code "
+        "LEFT JOIN village v ON v.code = d.village_code "
+        "LEFT JOIN inventory_case matched ON matched.id = d.matched_case_id "
+        "LEFT JOIN LATERAL (SELECT c.case_number FROM case_detection l "
+        "  JOIN inventory_case c ON c.id = l.case_id WHERE l.detection_id = d.id "
+        "  ORDER BY l.linked_at LIMIT 1) linked ON true "
+        "WHERE d.run_id = :r AND d.match_class = ANY(:classes) AND d.state = ANY(:states) "
+        "ORDER BY d.street_town_code NULLS LAST, d.seq"), conn, geom_col="geom",
+        params={"r": run_id, "classes": [c.value for c in classes],
+                "states": [DetectionState.NEW.value, DetectionState.CONFIRMED.value]})
+
+
+def write_dispatch_packages(
+    bind: Engine | Connection,
+    run_id: int,
+    out_dir: str | Path,
+    *,
+    classes: Sequence[MatchClass | str] = DISPATCH_CLASSES,
+    chip_margin_m: float = 15.0,
+    chip_max_px: int = 400,
+) -> list[DispatchPackage]:
+    """Write one package per 街镇 for run ``run_id`` under ``out_dir``; returns them.
+
+    Suspects are the run's detections of ``classes`` not rejected in review. ``chip_margin_m``:
+    context around each suspect in the chips, m; ``chip_max_px``: largest chip side, px.
+    Writing again overwrites the same files.
+    """
+    wanted = [MatchClass.parse(str(c)) for c in classes]
+    out = Path(out_dir)
+    with transaction(bind) as conn:
+        run = get_run(conn, run_id)
+        if run["status"] != "matched":
+            raise InvalidInputError(
+                f"run {run_id} is {run['status']}, not matched: run 'weijian runs match {run_id}' "
+                "before dispatching")
+        working = CRS.from_user_input(stored_crs(conn)[0])  # type: ignore[index]
+        frame = _suspects(conn, run_id, wanted)
+    frame = frame.set_crs(working, allow_override=True)
+    centroids = frame.geometry.centroid
+    to_lonlat = Transformer.from_crs(working, "EPSG:4490", always_xy=True)
+    lon, lat = to_lonlat.transform(centroids.x.to_numpy(), centroids.y.to_numpy())
+    frame = frame.assign(x=centroids.x.round(2), y=centroids.y.round(2),
+                         lon=np.round(lon, 7), lat=np.round(lat, 7))
+    frame["match_class"] = frame["match_class"].map(lambda v: MatchClass(v).zh)
+    frame["state"] = frame["state"].map(lambda v: DetectionState(v).zh)
+    frame["change_kind"] = frame["change_kind"].map(lambda v: ChangeKind(v).zh)
+    frame["street_town_code"] = frame["street_town_code"].fillna(UNASSIGNED[0])
+    frame["street_town"] = frame["street_town"].fillna(UNASSIGNED[1])
+    chipper = _Chipper(run["before_path"], run["after_path"], working, chip_margin_m, chip_max_px)
+    packages = []
+    for code, group in frame.groupby("street_town_code", sort=True):
+        name = str(group["street_town"].iloc[0])
+        folder = out / f"{_safe(str(code))}_{_safe(name)}"
+        folder.mkdir(parents=True, exist_ok=True)
+        group = group.copy()
+        chips = [chipper.cut(geom, folder / "chips", int(det))
+                 for geom, det in zip(group.geometry, group["detection_id"])]
+        group["before_chip"] = [c[0] for c in chips]
+        group["after_chip"] = [c[1] for c in chips]
+        table = group[list(_COLUMNS_ZH)].rename(columns=_COLUMNS_ZH)
+        stem = f"run{run_id}_{_safe(str(code))}"
+        gpkg, xlsx = folder / f"{stem}.gpkg", folder / f"{stem}.xlsx"
+        gpd.GeoDataFrame(table, geometry=group.geometry.to_numpy(), crs=working).to_file(
+            gpkg, layer=LAYER, driver="GPKG", engine="pyogrio")
+        sheet = table.assign(**{c: "" for c in _FIELD_COLUMNS})
+        with pd.ExcelWriter(xlsx, engine="openpyxl") as writer:
+            sheet.to_excel(writer, sheet_name=f"{name[:20]}核查清单", index=False)
+        packages.append(DispatchPackage(str(code), name, folder, gpkg, xlsx, len(group),
+                                        sum(1 for c in chips if c[0]) * 2))
+    chipper.close()
+    return packages
+
+
+class _Chipper:
+    """Cuts before/after PNG chips around a polygon from the run's two images, when on disk."""
+
+    def __init__(self, before: str | None, after: str | None, working: CRS, margin_m: float,
+                 max_px: int) -> None:
+        self.margin, self.max_px, self.working = margin_m, max_px, working
+        self.sources: list[Any] = []
+        paths = [Path(p) if p else None for p in (before, after)]
+        if all(p is not None and p.is_file() for p in paths):
+            import rasterio
+
+            self.sources = [rasterio.open(p) for p in paths]  # type: ignore[arg-type]
+
+    def close(self) -> None:
+        for src in self.sources:
+            src.close()
+
+    def cut(self, geom: Any, folder: Path, detection_id: int) -> tuple[str, str]:
+        """Relative paths of the before and after chips ('' when the images are missing)."""
+        if not self.sources:
+            return "", ""
+        folder.mkdir(exist_ok=True)
+        names = []
+        for label, src in zip(("before", "after"), self.sources):
+            name = f"chips/{detection_id}_{label}.png"
+            self._write(src, geom, folder.parent / name)
+            names.append(name)
+        return names[0], names[1]
+
+    def _write(self, src: Any, geom: Any, path: Path) -> None:
+        from PIL import Image, ImageDraw
+        from rasterio.enums import Resampling
+        from rasterio.warp import transform_bounds, transform_geom
+        from rasterio.windows import from_bounds
+
+        minx, miny, maxx, maxy = geom.buffer(self.margin).bounds
+        bounds = transform_bounds(self.working, src.crs, minx, miny, maxx, maxy)
+        window = from_bounds(*bounds, transform=src.transform)
+        scale = min(1.0, self.max_px / max(window.width, window.height, 1))
+        shape = (max(1, round(window.height * scale)), max(1, round(window.width * scale)))
+        bands = [1, 2, 3] if src.count >= 3 else [1]
+        data = src.read(bands, window=window, out_shape=(len(bands), *shape), boundless=True,
+                        fill_value=0, resampling=Resampling.bilinear)
+        image = Image.fromarray(_to_uint8(data).transpose(1, 2, 0).squeeze())
+        image = image.convert("RGB")
+        outline = transform_geom(self.working, src.crs, geom.__geo_interface__)
+        win_transform = src.window_transform(window)
+        draw = ImageDraw.Draw(image)
+        for polygon in _rings(outline):
+            cols_rows = [~win_transform @ (x, y) for x, y in polygon]
+            draw.line([(c * scale, r * scale) for c, r in cols_rows], fill=(255, 0, 0), width=2)
+        image.save(path)
+
+
+def _rings(geojson: dict[str, Any]) -> list[list[tuple[float, float]]]:
+    polys = geojson["coordinates"] if geojson["type"] == "MultiPolygon" else [geojson["coordinates"]]
+    return [[(float(x), float(y)) for x, y, *_ in ring] for poly in polys for ring in poly]
+
+
+def _to_uint8(data: np.ndarray) -> np.ndarray:
+    """Stretch any dtype to 0-255 (2-98 % per chip); uint8 passes through."""
+    if data.dtype == np.uint8:
+        return data
+    lo, hi = np.percentile(data, (2, 98))
+    return (np.clip((data - lo) / max(hi - lo, 1e-9), 0, 1) * 255).astype(np.uint8)
