@@ -88,7 +88,8 @@ class RowProblem:
         where.append(f"row {self.row}" if self.row is not None else "header row")
         if self.field:
             where.append(f"field {self.field}")
-        value = f" (value {self.value!r})" if self.value not in (None, "") else ""
+        shown = self.value in (None, "") or repr(self.value) in self.reason
+        value = "" if shown else f" (value {self.value!r})"
         return ", ".join(where) + f": {self.reason}{value}"
 
 

@@ -149,6 +149,15 @@ def load_mapping(kind: Kind, path: str | Path | None = None) -> FieldMapping:
     return FieldMapping(fields_, values, ignore)
 
 
+def _truncated_match(key: str, lookup: dict[str, str]) -> str | None:
+    """The field of the one alias that ``key`` is a DBF-truncated form of (10-byte names)."""
+    if len(key) < 2 or key.isascii():
+        return None
+    hits = {f for alias, f in lookup.items()
+            if alias.startswith(key) and len(alias.encode("utf-8")) > 10}
+    return hits.pop() if len(hits) == 1 else None
+
+
 def map_headers(
     source: str, headers: Iterable[str], mapping: FieldMapping, *, strict: bool = False
 ) -> tuple[dict[str, str], list[str]]:
@@ -162,7 +171,7 @@ def map_headers(
     unknown: list[str] = []
     for h in headers:
         key = _norm_header(h)
-        f = lookup.get(key)
+        f = lookup.get(key) or _truncated_match(key, lookup)
         if f is None:
             if key not in ignored:
                 unknown.append(str(h))
@@ -213,28 +222,46 @@ def _decode_candidates(declared: str | None) -> list[str]:
     return names
 
 
+def _is_text(series: pd.Series) -> bool:
+    return series.dtype == object or pd.api.types.is_string_dtype(series.dtype)
+
+
+def _decode_cell(value: str, codec: str, header: bool) -> str:
+    """Raw bytes (read as latin-1) decoded with ``codec``; raises UnicodeDecodeError.
+
+    DBF field names are cut at 10 bytes, often inside a multi-byte character (a UTF-8 "是否入库"
+    becomes "是否入" plus one stray byte): for headers that stray tail is dropped.
+    """
+    data = value.encode("latin-1")
+    try:
+        return data.decode(codec)
+    except UnicodeDecodeError as exc:
+        if header and exc.end == len(data) and len(data) >= 9 and exc.start >= len(data) - 3:
+            return data[:exc.start].decode(codec)
+        raise
+
+
 def _decode_shapefile_text(raw: RawTable, declared: str | None) -> None:
     """Decode a shapefile read as latin-1 (raw bytes): UTF-8, the .cpg's encoding, then GBK."""
-    obj_cols = [c for c in raw.frame.columns if raw.frame[c].dtype == object]
-    cells = [(None, str(h)) for h in raw.frame.columns]
-    for c in obj_cols:
+    text_cols = [c for c in raw.frame.columns if _is_text(raw.frame[c])]
+    cells: list[tuple[int | None, str]] = [(None, str(h)) for h in raw.frame.columns]
+    for c in text_cols:
         s = raw.frame[c]
         for i in np.flatnonzero(s.map(lambda v: isinstance(v, str) and not v.isascii()).to_numpy()):
             cells.append((int(i), s.iat[i]))
-    chosen = None
-    for codec in _decode_candidates(declared):
+
+    def fits(codec: str, row: int | None, v: str) -> bool:
         try:
-            for _, v in cells:
-                v.encode("latin-1").decode(codec)
+            _decode_cell(v, codec, header=row is None)
+            return True
         except UnicodeDecodeError:
-            continue
-        chosen = codec
-        break
+            return False
+
+    chosen = next((codec for codec in _decode_candidates(declared)
+                   if all(fits(codec, r, v) for r, v in cells)), None)
     if chosen is None:
-        bad_row, bad = next(
-            ((r, v) for r, v in cells if not _decodes(v.encode("latin-1"), ("utf-8", "gb18030"))),
-            cells[0],
-        )
+        bad_row, bad = next(((r, v) for r, v in cells
+                             if not (fits("utf-8", r, v) or fits("gb18030", r, v))), cells[0])
         col = _column_of(raw.frame, bad_row, bad)
         where = "header row" if bad_row is None else f"row {bad_row + raw.first_row}"
         raise InvalidInputError(
@@ -246,12 +273,12 @@ def _decode_shapefile_text(raw: RawTable, declared: str | None) -> None:
         raw.warnings.append(f".cpg declares {declared.strip()} but the text is {chosen}; read as {chosen}")
 
     def dec(v: object) -> object:
-        return v.encode("latin-1").decode(chosen) if isinstance(v, str) else v
+        return _decode_cell(v, chosen, header=False) if isinstance(v, str) else v
 
-    raw.frame.columns = [dec(str(h)) for h in raw.frame.columns]
-    for c in raw.frame.columns:
-        if raw.frame[c].dtype == object:
-            raw.frame[c] = raw.frame[c].map(dec)
+    positions = [i for i, c in enumerate(raw.frame.columns) if c in text_cols]
+    raw.frame.columns = [_decode_cell(str(h), chosen, header=True) for h in raw.frame.columns]
+    for i in positions:
+        raw.frame.isetitem(i, raw.frame.iloc[:, i].astype(object).map(dec))
 
 
 def _decodes(data: bytes, codecs: Iterable[str]) -> bool:
@@ -293,7 +320,7 @@ def _read_vector(path: Path, source: str, layer: str | None) -> RawTable:
             )
         is_shp = path.suffix.lower() in (".shp", ".zip")
         frame = pyogrio.read_dataframe(
-            target, layer=layer, encoding="latin-1" if is_shp else None
+            target, layer=layer, encoding="latin1" if is_shp else None
         )
     except (DataSourceError, DataLayerError) as exc:
         raise InvalidInputError(
@@ -493,7 +520,8 @@ def _validate_attributes(cols: dict[str, str], frame: pd.DataFrame, mapping: Fie
             mapped, errs = _map_unique(values, parse)
             for v, msg in errs.items():
                 probs.add(np.flatnonzero((values == v).to_numpy()), label,
-                          msg + f"; fix the value or add it under [cases.values.{f}] in a --mapping file")
+                          msg + f"; fix the value or add it under [cases.values.{f}] in a "
+                          "--mapping file", values.to_numpy())
             out[f] = mapped
         elif f == "in_database":
             extra = mapping.values.get(f, {})
@@ -505,7 +533,7 @@ def _validate_attributes(cols: dict[str, str], frame: pd.DataFrame, mapping: Fie
                 raise ValueError(f"unknown 入库状态 {v!r}; allowed: 库内, 库外 (or 是/否, true/false)")
             mapped, errs = _map_unique(values, parse_bool)
             for v, msg in errs.items():
-                probs.add(np.flatnonzero((values == v).to_numpy()), label, msg)
+                probs.add(np.flatnonzero((values == v).to_numpy()), label, msg, values.to_numpy())
             out[f] = mapped
         elif f == "discovered_on":
             blank = _blank(values)
