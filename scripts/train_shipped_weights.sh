@@ -16,8 +16,8 @@ DEVICE=${DEVICE:-cpu}
 HOLDOUT=(--holdout 'levir_1024/test_102' --holdout 'levir_256/test_121_*'
          --holdout 'levir_256/test_55_*' --holdout 'dsifn_256/0_2'
          --holdout 'dsifn_256/8_3' --holdout 'dsifn_256/9_3')
-COMMON=(--epochs 45 --samples-per-epoch 320 --crop 128 --batch-size 16 --lr 3e-3
-        --patience 15 --seed 0 --val-fraction 0.15 --synthetic 0.3 --gsd 0.5
+COMMON=(--epochs 20 --samples-per-epoch 256 --crop 128 --batch-size 16 --lr 3e-3
+        --patience 8 --seed 0 --val-fraction 0.15 --synthetic 0.3 --gsd 0.5
         --device "$DEVICE" --threads 1)
 pids=()
 for net in ${NETWORKS:-tinysiam fc_siam_diff}; do
