@@ -93,19 +93,21 @@ def summary_by_street_town(engine: Engine) -> pd.DataFrame:
     """Per 街镇: number of cases, of priority cases, of cases in the database (库内), of open
     cases, and total footprint area in m²; one row per 街镇 (including those with no case),
     plus a row ``未落入街镇`` for cases outside every 街镇 when there are any."""
-    sql = """
-        SELECT coalesce(st.code, '-') AS street_town_code,
-               coalesce(st.name, '未落入街镇') AS street_town_name,
+    measures = """
                count(c.id) AS cases,
                count(c.id) FILTER (WHERE c.priority_type <> 'non_priority') AS priority_cases,
                count(c.id) FILTER (WHERE c.in_database) AS in_database,
                count(c.id) FILTER (WHERE c.state NOT IN ('written_off', 'reinspected_clean'))
                    AS active_cases,
-               coalesce(sum(c.area_m2), 0) AS area_m2
-        FROM street_town st
-        FULL JOIN inventory_case c ON c.street_town_code = st.code
-        GROUP BY 1, 2
-        HAVING count(c.id) > 0 OR st.code IS NOT NULL
+               coalesce(sum(c.area_m2), 0) AS area_m2"""
+    sql = f"""
+        SELECT st.code AS street_town_code, st.name AS street_town_name, {measures}
+        FROM street_town st LEFT JOIN inventory_case c ON c.street_town_code = st.code
+        GROUP BY st.code, st.name
+        UNION ALL
+        SELECT '-', '未落入街镇', {measures}
+        FROM inventory_case c WHERE c.street_town_code IS NULL
+        HAVING count(c.id) > 0
         ORDER BY 1
     """
     with engine.connect() as conn:
