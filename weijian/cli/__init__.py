@@ -52,9 +52,10 @@ def _is_domain_error(exc: BaseException) -> bool:
 def main() -> None:
     """Entry point: run the app and turn domain errors into one line on stderr and exit code 1."""
     logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s"
+        level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    logging.getLogger("alembic").setLevel(logging.WARNING)
+    for ours in ("weijian", "ingest", "change_detection", "gis_db", "web_map"):
+        logging.getLogger(ours).setLevel(logging.INFO)
     try:
         app()
     except Exception as exc:  # noqa: BLE001 - the one place errors become messages

@@ -45,7 +45,8 @@ def demo(
     summary = summary_by_street_town(engine)
     table = Table(title=f"{settings.district_name} 违建点位汇总 (按街镇)")
     for header in ("街镇代码", "街镇", "点位数", "重点类型", "库内", "未销项", "面积 (m²)"):
-        table.add_column(header, justify="right" if header not in ("街镇", "街镇代码") else "left")
+        table.add_column(header, justify="left" if header in ("街镇", "街镇代码") else "right",
+                         overflow="fold")
     for row in summary.itertuples():
         table.add_row(
             row.street_town_code, row.street_town_name, f"{row.cases:,}",
