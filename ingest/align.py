@@ -38,7 +38,7 @@ from ingest.errors import (
     PairSpecError,
     ShiftTooLargeError,
 )
-from ingest.radiometry import HistogramTables, apply_histogram, histogram_tables
+from ingest.radiometry import HistogramTables, apply_histogram, histogram_tables, lookup_tables
 from ingest.raster import GDAL_ENV, open_raster, projected_metres_crs
 from ingest.scene import Scene, describe_scene
 
@@ -188,6 +188,7 @@ class PairReader:
         self._env: rasterio.Env | None = None
         self._open: list[Any] = []
         self._vrts: dict[str, WarpedVRT] = {}
+        self._luts: list[np.ndarray] | None = None
 
     def __enter__(self) -> PairReader:
         self._env = rasterio.Env(**GDAL_ENV)
@@ -220,26 +221,32 @@ class PairReader:
             self._env = None
 
     def read_epoch(self, epoch: Epoch, window: Window) -> tuple[np.ndarray, np.ndarray]:
-        """(bands, h, w) float32 data and (h, w) bool mask of one epoch, before any matching."""
+        """(bands, h, w) data in the source's data type and (h, w) bool mask of one epoch."""
         vrt = self._vrts[epoch]
         spec: EpochSpec = getattr(self.pair, epoch)
         # one warp per window: image bands and the alpha (validity) band in the same read
-        arr = vrt.read([*spec.bands, vrt.count], window=window, out_dtype="float32")
-        data, mask = arr[:-1], arr[-1] > 0
-        return data, mask
+        arr = vrt.read([*spec.bands, vrt.count], window=window)
+        return arr[:-1], arr[-1] > 0
 
     def read(self, window: Window) -> Tile:
         """Both epochs of one window, with the later one histogram-matched if the pair says so."""
         window = Window(*(int(v) for v in (window.col_off, window.row_off, window.width, window.height)))
         before, mb = self.read_epoch("before", window)
         after, ma = self.read_epoch("after", window)
+        data = np.empty((2, *before.shape), dtype=np.float32)
+        data[0] = before
         if self.histogram_match and self.pair.histogram:
-            after = apply_histogram(after, self.pair.histogram)
-        after[:, ~ma] = 0
+            if self._luts is None:
+                self._luts = lookup_tables(self.pair.histogram, self.pair.after.dtype) or []
+            data[1] = apply_histogram(after, self.pair.histogram, self._luts or None)
+        else:
+            data[1] = after
+        data[0][:, ~mb] = 0
+        data[1][:, ~ma] = 0
         return Tile(
             window=window,
             transform=self.pair.affine @ Affine.translation(window.col_off, window.row_off),
-            data=np.stack([before, after]),
+            data=data,
             masks=np.stack([mb, ma]),
         )
 

@@ -39,9 +39,23 @@ def histogram_tables(samples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]
     return tables
 
 
-def apply_histogram(after: np.ndarray, tables: HistogramTables) -> np.ndarray:
-    """Map the later epoch's (bands, h, w) values through the tables (float32 out)."""
+def lookup_tables(tables: HistogramTables, dtype: str) -> list[np.ndarray] | None:
+    """For 8/16-bit data: the tables as float32 look-up arrays indexed by pixel value, else None."""
+    if np.dtype(dtype) not in (np.uint8, np.uint16):
+        return None
+    values = np.arange(np.iinfo(dtype).max + 1, dtype=np.float64)
+    return [np.interp(values, qa, qb).astype(np.float32) for qa, qb in tables]
+
+
+def apply_histogram(after: np.ndarray, tables: HistogramTables, luts: list[np.ndarray] | None = None) -> np.ndarray:
+    """Map the later epoch's (bands, h, w) values through the tables (float32 out).
+
+    With ``luts`` from :func:`lookup_tables` (integer data) this is one indexing per band.
+    """
     out = np.empty(after.shape, dtype=np.float32)
     for i, (qa, qb) in enumerate(tables):
-        out[i] = np.interp(after[i], qa, qb) if len(qa) > 1 else qb[0]
+        if luts is not None:
+            out[i] = luts[i][after[i]]
+        else:
+            out[i] = np.interp(after[i], qa, qb)
     return out

@@ -33,8 +33,9 @@ from ingest.errors import (
 TILE_SUFFIXES = (".tif", ".tiff", ".jp2", ".img", ".vrt")
 #: Name of the mosaic VRT written inside a folder of tiles.
 MOSAIC_NAME = "weijian_mosaic.vrt"
-#: GDAL settings for every read: a bounded block cache (MB) so memory does not grow with the image.
-GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 256, "GDAL_TIFF_INTERNAL_MASK": True}
+#: GDAL settings for every read: a bounded block cache (rasterio takes GDAL_CACHEMAX in bytes) so
+#: memory does not grow with the image.
+GDAL_ENV: dict[str, Any] = {"GDAL_CACHEMAX": 256 * 1024 * 1024, "GDAL_TIFF_INTERNAL_MASK": True}
 
 
 def parse_crs(value: Any) -> CRS:
