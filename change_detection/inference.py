@@ -69,9 +69,9 @@ def predict_proba(
     ``before``/``after``: the earlier and later image of the same ground, RGB, as ``(H, W, C)``
     or ``(C, H, W)`` arrays (C = 3, or 4 with alpha ignored), equal in size and at (about) the
     model's training GSD (``model.gsd_m``, m/px). dtype uint8 (0..255), or uint16 scaled by
-    ``max_value`` (default: the 99.9th percentile of both images together). Any size works; large
-    tiles cost memory (about 2 kB per pixel for ``tinysiam`` on CPU), so cut orthophotos into
-    tiles of 512-1024 px with some overlap. Deterministic: same input, same output.
+    ``max_value`` (default: the 99.9th percentile of both images together). Any size works, but
+    memory grows with the tile's area: cut orthophotos into tiles of 512-1024 px with some overlap.
+    Deterministic: the same input gives the same output on the same machine and device.
     """
     before, after = _to_hwc(np.asarray(before), "before"), _to_hwc(np.asarray(after), "after")
     if before.shape != after.shape:

@@ -248,6 +248,8 @@ def train(
             save_weights(out / "best.pt", net, config.network, {**meta_base, "epoch": epoch})
         else:
             stale += 1
+        log.info("epoch %d/%d loss %.4f val %s (%.0f s)", epoch + 1, config.epochs, row["loss"],
+                 row.get("val", "-"), row["seconds"])
         with open(out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(row) + "\n")
         torch.save(

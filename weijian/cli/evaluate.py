@@ -30,8 +30,8 @@ def evaluate(
     from weijian.settings import get_settings
 
     settings = get_settings().detection
-    model = load_model(weights or settings.weights or settings.network, device or settings.device)
     files = [f for f in find_pairs(data) if not only or matches(f.name, only)]
+    model = load_model(weights or settings.weights or settings.network, device or settings.device)
     pairs = [load_pair(f) for f in track(drop_contained_crops(files), description="loading")]
     cut = threshold if threshold is not None else settings.threshold
     result = evaluate_pairs(model, pairs, cut, gsd, settings.min_area_m2, per_pair=True)

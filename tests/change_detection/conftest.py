@@ -1,0 +1,43 @@
+"""Shared fixtures: the real change pairs and tiny LEVIR-layout folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+REAL_PAIRS = Path(__file__).resolve().parents[3] / "shared" / "data" / "change_pairs"
+
+
+@pytest.fixture(scope="session")
+def real_pairs() -> Path:
+    """The 24 real pairs (../shared/data/change_pairs)."""
+    if not (REAL_PAIRS / "levir_256" / "A").is_dir():
+        pytest.skip(f"real change pairs not found at {REAL_PAIRS}")
+    return REAL_PAIRS
+
+
+def write_folder(root: Path, names: list[str], size: int = 64, seed: int = 0) -> Path:
+    """A LEVIR-layout folder of random pairs whose label is where B differs from A."""
+    rng = np.random.default_rng(seed)
+    for sub in ("A", "B", "label"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    for name in names:
+        a = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        b = a.copy()
+        label = np.zeros((size, size), dtype=np.uint8)
+        r, c = rng.integers(0, size - 16, 2)
+        b[r : r + 16, c : c + 16] = [200, 80, 60]
+        label[r : r + 16, c : c + 16] = 255
+        Image.fromarray(a).save(root / "A" / f"{name}.png")
+        Image.fromarray(b).save(root / "B" / f"{name}.png")
+        Image.fromarray(label).save(root / "label" / f"{name}.png")
+    return root
+
+
+@pytest.fixture
+def tiny_folder(tmp_path: Path) -> Path:
+    """Six 64-px random pairs in LEVIR layout at ``tmp_path/tiny``."""
+    return write_folder(tmp_path / "tiny", [f"p{i}" for i in range(6)])

@@ -1,0 +1,69 @@
+"""Data folders: layout checks, scene-wise split, augmentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from change_detection.data import (
+    TrainingSamples,
+    drop_contained_crops,
+    find_pairs,
+    load_pair,
+    scene_of,
+    split_pairs,
+)
+from change_detection.errors import ChangeDetectionError, DatasetError, DatasetNotFoundError
+
+
+def test_layout_errors_say_how_to_fix(tmp_path: Path, tiny_folder: Path) -> None:
+    with pytest.raises(DatasetNotFoundError):
+        find_pairs([tmp_path / "nowhere"])
+    (tmp_path / "bad" / "A").mkdir(parents=True)
+    with pytest.raises(DatasetError, match="lacks B/, label/"):
+        find_pairs([tmp_path / "bad"])
+    (tiny_folder / "label" / "p0.png").rename(tiny_folder / "label" / "other.png")
+    with pytest.raises(DatasetError, match="same file names"):
+        find_pairs([tiny_folder])
+
+
+def test_size_mismatch(tiny_folder: Path) -> None:
+    Image.fromarray(np.zeros((32, 32), np.uint8)).save(tiny_folder / "label" / "p1.png")
+    files = {p.name: p for p in find_pairs([tiny_folder])}
+    with pytest.raises(ChangeDetectionError, match="sizes differ"):
+        load_pair(files["tiny/p1"])
+
+
+def test_scene_split_keeps_crops_with_their_tile(real_pairs: Path) -> None:
+    assert scene_of("levir_256", "test_102_0512_0000") == scene_of("levir_1024", "test_102")
+    files = find_pairs([real_pairs / d for d in ("levir_256", "levir_1024", "dsifn_256")])
+    assert len(files) == 24
+    train, val, held = split_pairs(files, ["levir_1024/test_102"], 0.15, seed=0)
+    held_names = {p.name for p in held}
+    assert held_names == {"levir_1024/test_102", "levir_256/test_102_0512_0000"}
+    # test_7 and its crop levir_256/test_7_0256_0512 fall on one side together
+    for part in (train, val):
+        names = {p.name for p in part}
+        assert ("levir_1024/test_7" in names) == ("levir_256/test_7_0256_0512" in names)
+    assert len(train) + len(val) + len(held) == 24
+    # seeded and independent of order
+    again = split_pairs(list(reversed(files)), ["levir_1024/test_102"], 0.15, seed=0)
+    assert {p.name for p in again[1]} == {p.name for p in val}
+    assert [p.name for p in drop_contained_crops(held)] == ["levir_1024/test_102"]
+
+
+def test_samples_are_seeded_and_augmented(tiny_folder: Path) -> None:
+    pairs = [load_pair(f) for f in find_pairs([tiny_folder])]
+    ds = TrainingSamples(pairs, crop=48, length=4, seed=3, synthetic_fraction=0.5)
+    a, b, m = ds[1]
+    assert a.shape == b.shape == (3, 48, 48) and m.shape == (1, 48, 48)
+    assert 0 <= float(a.min()) and float(a.max()) <= 255
+    assert set(torch.unique(m).tolist()) <= {0.0, 1.0}
+    again = ds[1]
+    assert all(torch.equal(x, y) for x, y in zip((a, b, m), again, strict=True))
+    ds.set_epoch(1)
+    assert not torch.equal(ds[1][0], a)

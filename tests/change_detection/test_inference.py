@@ -1,0 +1,48 @@
+"""predict_proba: layouts, dtypes, odd sizes, determinism, errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from change_detection import ChangeModel, build_network, predict_proba
+from change_detection.errors import InputError
+
+
+@pytest.fixture(scope="module")
+def model() -> ChangeModel:
+    torch.manual_seed(0)
+    net = build_network("tinysiam").eval()
+    return ChangeModel("tinysiam", net, {"mean": [120.0] * 3, "std": [60.0] * 3, "threshold": 0.5})
+
+
+def test_layouts_and_dtypes_agree(model: ChangeModel) -> None:
+    rng = np.random.default_rng(0)
+    a = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)  # not a multiple of 16
+    b = rng.integers(0, 256, (50, 70, 3), dtype=np.uint8)
+    p = predict_proba(model, a, b)
+    assert p.shape == (50, 70) and p.dtype == np.float32
+    assert 0 <= p.min() and p.max() <= 1
+    np.testing.assert_array_equal(predict_proba(model, a.transpose(2, 0, 1), b.transpose(2, 0, 1)), p)
+    rgba = np.concatenate([a, np.full((50, 70, 1), 255, np.uint8)], axis=2)
+    np.testing.assert_array_equal(predict_proba(model, rgba, np.concatenate([b, rgba[..., 3:]], 2)), p)
+    # uint16 with an explicit full-scale value is the same picture
+    p16 = predict_proba(model, a.astype(np.uint16) * 257, b.astype(np.uint16) * 257, max_value=65535)
+    np.testing.assert_allclose(p16, p, atol=1e-4)
+
+
+def test_deterministic(model: ChangeModel) -> None:
+    rng = np.random.default_rng(1)
+    a, b = (rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(2))
+    np.testing.assert_array_equal(predict_proba(model, a, b), predict_proba(model, a, b))
+
+
+def test_input_errors(model: ChangeModel) -> None:
+    a = np.zeros((32, 32, 3), np.uint8)
+    with pytest.raises(InputError, match="differ"):
+        predict_proba(model, a, np.zeros((32, 40, 3), np.uint8))
+    with pytest.raises(InputError, match="3-D"):
+        predict_proba(model, a[..., 0], a[..., 0])
+    with pytest.raises(InputError, match="max_value"):
+        predict_proba(model, a.astype(np.float32), a.astype(np.float32))

@@ -1,0 +1,46 @@
+"""Networks: shapes, gradient flow, budgets, registry, and torchvision's compiled operators."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from change_detection.errors import ChangeDetectionError, UnknownNetworkError
+from change_detection.networks import NETWORKS, build_network, count_gmacs, count_parameters
+
+
+def test_torchvision_compiled_ops_run() -> None:
+    """A CPU-only local torch wheel breaks torchvision's C++ ops; the locked build must be used."""
+    from torchvision.ops import nms
+
+    boxes = torch.tensor([[0, 0, 10, 10], [1, 1, 11, 11], [50, 50, 60, 60]], dtype=torch.float)
+    keep = nms(boxes, torch.tensor([0.9, 0.8, 0.7]), iou_threshold=0.5)
+    assert keep.tolist() == [0, 2]
+
+
+@pytest.mark.parametrize("name", sorted(NETWORKS))
+def test_shapes_and_gradients(name: str) -> None:
+    torch.manual_seed(0)
+    net = build_network(name)
+    a, b = torch.randn(2, 3, 64, 96), torch.randn(2, 3, 64, 96)
+    out = net(a, b)
+    assert out.shape == (2, 1, 64, 96)
+    out.mean().backward()
+    for pname, p in net.named_parameters():
+        assert p.grad is not None, f"no gradient reaches {pname}"
+        assert torch.isfinite(p.grad).all()
+    assert sum(float(p.grad.abs().sum()) for p in net.parameters() if p.grad is not None) > 0
+
+
+def test_budgets_are_measured() -> None:
+    tiny, fc = build_network("tinysiam"), build_network("fc_siam_diff")
+    assert count_parameters(tiny) <= 3_000_000
+    assert count_gmacs(tiny) <= 6.0
+    # the baseline matches the published FC-Siam-diff size (1.35 M parameters)
+    assert 1.30e6 < count_parameters(fc) < 1.40e6
+
+
+def test_unknown_network_says_what_exists() -> None:
+    with pytest.raises(UnknownNetworkError, match="tinysiam") as info:
+        build_network("resnet_bit")
+    assert isinstance(info.value, ChangeDetectionError) and isinstance(info.value, KeyError)

@@ -1,0 +1,63 @@
+"""``weijian train`` and ``weijian evaluate`` end to end on tiny folders."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from change_detection.errors import DatasetError
+from weijian.cli import app
+
+runner = CliRunner()
+
+
+def _folder(root: Path, n: int = 4, size: int = 64) -> Path:
+    rng = np.random.default_rng(0)
+    for sub in ("A", "B", "label"):
+        (root / sub).mkdir(parents=True)
+    for i in range(n):
+        a = rng.integers(0, 255, (size, size, 3), dtype=np.uint8)
+        b, label = a.copy(), np.zeros((size, size), np.uint8)
+        b[8:24, 8:24], label[8:24, 8:24] = 220, 255
+        Image.fromarray(a).save(root / "A" / f"t{i}.png")
+        Image.fromarray(b).save(root / "B" / f"t{i}.png")
+        Image.fromarray(label).save(root / "label" / f"t{i}.png")
+    return root
+
+
+@pytest.mark.slow
+def test_train_then_evaluate(tmp_path: Path) -> None:
+    data = _folder(tmp_path / "pairs")
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "train", str(data), "--out", str(out), "--network", "tinysiam", "--epochs", "1",
+        "--samples-per-epoch", "4", "--batch-size", "2", "--crop", "32", "--holdout", "pairs/t3",
+        "--device", "cpu", "--threads", "1",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "held-out" in result.output and (out / "model.pt").is_file()
+    report = tmp_path / "eval.json"
+    result = runner.invoke(app, [
+        "evaluate", str(data), "--weights", str(out / "model.pt"), "--only", "pairs/t3",
+        "--json", str(report), "--device", "cpu",
+    ])
+    assert result.exit_code == 0, result.output
+    assert "pixel F1" in result.output
+    figures = json.loads(report.read_text())
+    assert figures["pairs"] == ["pairs/t3"]
+    assert len(figures["curve"]) == 100
+    for key in ("precision", "recall", "f1", "iou", "best_threshold"):
+        assert 0 <= figures[key] <= 1
+    assert "false_positives_per_km2" in figures["objects"]
+
+
+def test_bad_folder_is_one_clear_line(tmp_path: Path) -> None:
+    (tmp_path / "only_a" / "A").mkdir(parents=True)
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "only_a"), "--weights", "tinysiam"])
+    assert isinstance(result.exception, DatasetError)  # main() prints it as one line, exit 1
+    assert "lacks B/, label/" in str(result.exception)
