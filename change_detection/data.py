@@ -134,6 +134,7 @@ def split_pairs(
     holdout: Sequence[str] = (),
     val_fraction: float = 0.15,
     seed: int = 0,
+    validation: Sequence[str] = (),
 ) -> tuple[list[PairFiles], list[PairFiles], list[PairFiles]]:
     """Split pairs by scene into (train, validation, held-out).
 
@@ -141,7 +142,9 @@ def split_pairs(
     (so holding out ``levir_1024/test_102`` also holds out its crop ``levir_256/test_102_0512_0000``).
     Validation: a seeded choice of whole scenes, about ``val_fraction`` of the remaining pixels
     counted by pairs (at least one scene when ``val_fraction > 0``). The choice depends only on
-    the scene names and ``seed``, not on file order.
+    the scene names and ``seed``, not on file order. With ``validation`` glob patterns (e.g.
+    ``val/*`` for the official LEVIR-CD split), the scenes of the matching pairs are the
+    validation set instead.
     """
     held_scenes = {p.scene for p in pairs if matches(p.name, holdout)}
     held = [p for p in pairs if p.scene in held_scenes]
@@ -151,8 +154,11 @@ def split_pairs(
     def key(scene: str) -> str:
         return hashlib.sha256(f"{seed}:{scene}".encode()).hexdigest()
 
-    n_val = 0 if val_fraction <= 0 or len(scenes) < 2 else max(1, round(val_fraction * len(scenes)))
-    val_scenes = set(sorted(scenes, key=key)[:n_val])
+    if validation:
+        val_scenes = {p.scene for p in rest if matches(p.name, validation)}
+    else:
+        n_val = 0 if val_fraction <= 0 or len(scenes) < 2 else max(1, round(val_fraction * len(scenes)))
+        val_scenes = set(sorted(scenes, key=key)[:n_val])
     train = [p for p in rest if p.scene not in val_scenes]
     val = [p for p in rest if p.scene in val_scenes]
     if not train:

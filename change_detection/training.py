@@ -61,6 +61,7 @@ class TrainConfig:
     seed: int = 0
     val_fraction: float = 0.15  #: share of scenes held for validation / early stopping
     holdout: list[str] = field(default_factory=list)  #: glob patterns of held-out pairs
+    validation: list[str] = field(default_factory=list)  #: glob patterns of validation pairs
     synthetic_fraction: float = 0.3  #: share of samples that are synthetic pairs
     gsd_m: float = 0.5  #: ground sample distance of the data, m/px
     min_area_m2: float = 10.0  #: smallest predicted object counted in object metrics, m²
@@ -158,7 +159,9 @@ def train(
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     files = find_pairs(data)
-    train_f, val_f, held_f = split_pairs(files, config.holdout, config.val_fraction, config.seed)
+    train_f, val_f, held_f = split_pairs(
+        files, config.holdout, config.val_fraction, config.seed, config.validation
+    )
     train_p = [load_pair(f) for f in train_f]
     val_p = [load_pair(f) for f in val_f]
     mean, std = channel_stats(train_p)

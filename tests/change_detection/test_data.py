@@ -67,3 +67,11 @@ def test_samples_are_seeded_and_augmented(tiny_folder: Path) -> None:
     assert all(torch.equal(x, y) for x, y in zip((a, b, m), again, strict=True))
     ds.set_epoch(1)
     assert not torch.equal(ds[1][0], a)
+
+
+def test_explicit_validation_patterns(tiny_folder: Path) -> None:
+    files = find_pairs([tiny_folder])
+    train, val, held = split_pairs(files, ["tiny/p0"], validation=["tiny/p1", "tiny/p2"])
+    assert [p.name for p in val] == ["tiny/p1", "tiny/p2"]
+    assert [p.name for p in held] == ["tiny/p0"]
+    assert len(train) == 3
