@@ -30,12 +30,17 @@ from sqlalchemy.engine import make_url
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from gis_db import schema  # noqa: E402
-from gis_db.inventory import upsert_units  # noqa: E402
-from gis_db.inventory_io import import_cases_file  # noqa: E402
-from tests.gis_db.factories import make_cases, street_town_grid, write_gpkg  # noqa: E402
+from gis_db import schema
+from gis_db.inventory import upsert_units
+from gis_db.inventory_io import import_cases_file
+from tests.gis_db.factories import make_cases, street_town_grid, write_gpkg
 
 WORKING_CRS = "EPSG:4549"
+#: "cases in this 街镇": by the assigned code (indexed), and spatially (GiST)
+QUERY_BY_CODE = ("SELECT id, case_number, area_m2, ST_AsBinary(geom) FROM inventory_case "
+                 "WHERE street_town_code = 'ST06'")
+QUERY_SPATIAL = ("SELECT c.id, c.case_number, c.area_m2, ST_AsBinary(c.geom) FROM inventory_case c "
+                 "JOIN street_town s ON ST_Intersects(c.geom, s.geom) WHERE s.name = '测试06镇'")
 
 
 def server_url() -> tuple[str, object | None]:
@@ -83,13 +88,7 @@ def run(n_cases: int, seed: int) -> None:
 
         with engine.connect() as conn:
             conn.execute(text("ANALYZE inventory_case"))
-            for label, sql in (
-                ("by code", "SELECT id, case_number, area_m2, ST_AsBinary(geom) FROM inventory_case "
-                            "WHERE street_town_code = 'ST06'"),
-                ("spatial", "SELECT c.id, c.case_number, c.area_m2, ST_AsBinary(c.geom) "
-                            "FROM inventory_case c JOIN street_town s ON ST_Intersects(c.geom, s.geom) "
-                            "WHERE s.name = '测试06镇'"),
-            ):
+            for label, sql in (("by code", QUERY_BY_CODE), ("spatial", QUERY_SPATIAL)):
                 conn.execute(text(sql)).fetchall()  # warm the cache
                 t = time.perf_counter()
                 rows = conn.execute(text(sql)).fetchall()

@@ -163,15 +163,15 @@ def map_headers(
 ) -> tuple[dict[str, str], list[str]]:
     """{file header: canonical field} and the unknown headers (an error when ``strict``)."""
     lookup: dict[str, str] = {}
-    for f, aliases in mapping.fields.items():
-        for alias in [f, *aliases]:
-            lookup.setdefault(_norm_header(alias), f)
+    for canonical, aliases in mapping.fields.items():
+        for alias in [canonical, *aliases]:
+            lookup.setdefault(_norm_header(alias), canonical)
     ignored = {_norm_header(a) for a in mapping.ignore}
     found: dict[str, str] = {}
     unknown: list[str] = []
     for h in headers:
         key = _norm_header(h)
-        f = lookup.get(key) or _truncated_match(key, lookup)
+        f: str | None = lookup.get(key) or _truncated_match(key, lookup)
         if f is None:
             if key not in ignored:
                 unknown.append(str(h))
@@ -277,8 +277,8 @@ def _decode_shapefile_text(raw: RawTable, declared: str | None) -> None:
 
     positions = [i for i, c in enumerate(raw.frame.columns) if c in text_cols]
     raw.frame.columns = [_decode_cell(str(h), chosen, header=True) for h in raw.frame.columns]
-    for i in positions:
-        raw.frame.isetitem(i, raw.frame.iloc[:, i].astype(object).map(dec))
+    for pos in positions:
+        raw.frame.isetitem(pos, raw.frame.iloc[:, pos].astype(object).map(dec))
 
 
 def _decodes(data: bytes, codecs: Iterable[str]) -> bool:
@@ -622,7 +622,8 @@ def _geometry(raw: RawTable, cols: dict[str, str], probs: _Problems, kind: Kind
                   "area must be a positive number of m² (it sizes the footprint)",
                   raw.frame[cols["area_m2"]].to_numpy())
         ok = np.isfinite(lon) & np.isfinite(lat)
-        geoms = np.where(ok, shapely.points(np.where(ok, lon, 0), np.where(ok, lat, 0)), None)
+        geoms = np.asarray(shapely.points(np.where(ok, lon, 0), np.where(ok, lat, 0)), dtype=object)
+        geoms[~ok] = None
         declared = _header_crs(cols["lon"]) or _header_crs(cols["lat"])
         return geoms, declared, np.sqrt(np.where(area > 0, area, np.nan)), "geometry"
     needed = "WKT column, or lon + lat + 面积 columns" if kind == "cases" else "WKT column"
@@ -673,7 +674,7 @@ def _repair(geoms: np.ndarray, ok: np.ndarray, probs: _Problems, label: str,
                 reason=f"invalid polygon ({reason}) repaired: area {before:.1f} → {after:.1f} m²",
                 case_number=None if probs.numbers is None else probs.numbers.iat[i]))
         else:
-            probs.add([i], label, f"invalid polygon ({reason}) that cannot be repaired safely "
+            probs.add([int(i)], label, f"invalid polygon ({reason}) that cannot be repaired safely "
                       f"(repair would change its area from {before:.1f} to {after:.1f} m²): "
                       "redraw it without self-intersections")
             ok[i] = False

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import Result
-from typer.testing import CliRunner
 from sqlalchemy import Engine, text
+from typer.testing import CliRunner
 
 from tests.gis_db.factories import as_ledger, bowtie, make_cases, street_town_grid, write_gpkg
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import geopandas as gpd
-import pandas as pd
 import pytest
 import shapely
 from sqlalchemy import Engine, text

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 
 if TYPE_CHECKING:
-    from gis_db.inventory import ImportReport, Progress
+    from gis_db.inventory import ImportReport, Progress, UnitLevel
 
 app = typer.Typer(help="违建库: 导入、导出违建点位。", no_args_is_help=True)
 admin_app = typer.Typer(help="行政区划: 导入街镇与居村边界。", no_args_is_help=True)
@@ -27,10 +27,10 @@ LAYER_HELP = "layer of a GeoPackage, or sheet of an Excel workbook"
 @contextmanager
 def _progress() -> Iterator[Progress]:
     """A rich progress bar fed by the (step, done, total) callbacks of gis_db."""
-    from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+    from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeElapsedColumn
     from rich.progress import Progress as Bar
 
-    tasks: dict[str, int] = {}
+    tasks: dict[str, TaskID] = {}
     with Bar(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
              TimeElapsedColumn(), console=Console(stderr=True), transient=True) as bar:
         def update(step: str, done: int, total: int) -> None:
@@ -67,15 +67,16 @@ def _summary(report: ImportReport, title: str) -> None:
 
 @app.command("import")
 def import_(
-    file: Path = typer.Argument(..., help="GeoPackage, Shapefile, GeoJSON, Excel or CSV"),
-    crs: str | None = typer.Option(None, "--crs", help=CRS_HELP),
-    mapping: Path | None = typer.Option(None, "--mapping", help=MAPPING_HELP),
-    skip_invalid: bool = typer.Option(
-        False, "--skip-invalid", help="import the valid rows; list the others in --report"),
-    report: Path | None = typer.Option(
-        None, "--report", help="CSV of rejected/repaired rows (default: FILE.report.csv)"),
-    layer: str | None = typer.Option(None, "--layer", help=LAYER_HELP),
-    strict: bool = typer.Option(False, "--strict", help="refuse unknown columns instead of ignoring them"),
+    file: Annotated[Path, typer.Argument(help="GeoPackage, Shapefile, GeoJSON, Excel or CSV")],
+    crs: Annotated[str | None, typer.Option("--crs", help=CRS_HELP)] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help=MAPPING_HELP)] = None,
+    skip_invalid: Annotated[bool, typer.Option(
+        "--skip-invalid", help="import the valid rows; list the others in --report")] = False,
+    report: Annotated[Path | None, typer.Option(
+        "--report", help="CSV of rejected/repaired rows (default: FILE.report.csv)")] = None,
+    layer: Annotated[str | None, typer.Option("--layer", help=LAYER_HELP)] = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="refuse unknown columns instead of ignoring them")] = False,
 ) -> None:
     """导入违建点位 (按案件编号更新, 不重复; 全部成功或全部不写入)。"""
     from gis_db.inventory_io import import_cases_file
@@ -96,11 +97,15 @@ def import_(
 
 @app.command("export")
 def export(
-    path: Path = typer.Argument(..., help="output .gpkg, .geojson or .xlsx"),
-    street_town: list[str] | None = typer.Option(None, "--street-town", help="街镇 code or name (repeatable)"),
-    state: list[str] | None = typer.Option(None, "--state", help="案件状态 code or label, e.g. 待派单"),
-    type_: list[str] | None = typer.Option(None, "--type", help="重点类型 code or label, e.g. 经营性"),
-    english: bool = typer.Option(False, "--english", help="English headers and codes instead of Chinese"),
+    path: Annotated[Path, typer.Argument(help="output .gpkg, .geojson or .xlsx")],
+    street_town: Annotated[list[str] | None, typer.Option(
+        "--street-town", help="街镇 code or name (repeatable)")] = None,
+    state: Annotated[list[str] | None, typer.Option(
+        "--state", help="案件状态 code or label, e.g. 待派单")] = None,
+    type_: Annotated[list[str] | None, typer.Option(
+        "--type", help="重点类型 code or label, e.g. 经营性")] = None,
+    english: Annotated[bool, typer.Option(
+        "--english", help="English headers and codes instead of Chinese")] = False,
 ) -> None:
     """导出违建点位 (GeoPackage / GeoJSON / Excel), 可按街镇、状态、类型筛选。"""
     from gis_db.inventory_io import export_cases
@@ -117,12 +122,12 @@ def export(
 
 @admin_app.command("import")
 def admin_import(
-    file: Path = typer.Argument(..., help="GeoPackage, Shapefile, GeoJSON, Excel or CSV (WKT)"),
-    level: str = typer.Option(..., "--level", help="street_town (街镇) or village (居村)"),
-    crs: str | None = typer.Option(None, "--crs", help=CRS_HELP),
-    mapping: Path | None = typer.Option(None, "--mapping", help=MAPPING_HELP),
-    layer: str | None = typer.Option(None, "--layer", help=LAYER_HELP),
-    strict: bool = typer.Option(False, "--strict", help="refuse unknown columns"),
+    file: Annotated[Path, typer.Argument(help="GeoPackage, Shapefile, GeoJSON, Excel or CSV (WKT)")],
+    level: Annotated[str, typer.Option("--level", help="street_town (街镇) or village (居村)")],
+    crs: Annotated[str | None, typer.Option("--crs", help=CRS_HELP)] = None,
+    mapping: Annotated[Path | None, typer.Option("--mapping", help=MAPPING_HELP)] = None,
+    layer: Annotated[str | None, typer.Option("--layer", help=LAYER_HELP)] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="refuse unknown columns")] = False,
 ) -> None:
     """导入街镇或居村边界 (按代码更新; 之后重新计算每个违建点位的街镇/居村)。"""
     from gis_db.errors import InvalidInputError
@@ -132,14 +137,15 @@ def admin_import(
 
     if level not in ("street_town", "village"):
         raise InvalidInputError(f"--level must be street_town or village, not {level!r}")
+    unit_level: UnitLevel = "street_town" if level == "street_town" else "village"
     settings = get_settings()
     engine = connect()
     try:
         with _progress() as progress:
             result = import_units_file(
-                engine, file, level, actor=settings.user, crs=crs, mapping=mapping, layer=layer,
+                engine, file, unit_level, actor=settings.user, crs=crs, mapping=mapping, layer=layer,
                 strict=strict, district=settings.district_name if level == "street_town" else None,
-                progress=progress)  # type: ignore[arg-type]
+                progress=progress)
     finally:
         engine.dispose()
     _summary(result, f"导入{'街镇' if level == 'street_town' else '居村'} {file.name}")
