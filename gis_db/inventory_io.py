@@ -83,7 +83,6 @@ ENUM_FIELDS: dict[str, type[domain.LabelledEnum]] = {
     "source": domain.DiscoverySource,
 }
 TEXT_FIELDS = ("address", "owner", "remark")
-GEOMETRY_FIELDS = ("wkt", "lon", "lat")
 REQUIRED: dict[str, tuple[str, ...]] = {
     "cases": ("case_number",), "street_town": ("code", "name"), "village": ("code", "name"),
 }
