@@ -37,9 +37,8 @@ from gis_db.workflow import (
     CLOSED_CASE_STATES,
     OFFICE_TZ,
     CaseAction,
-    link_detection,
     transaction,
-    transition_case,
+    transition_cases,
 )
 
 SYSTEM_ACTOR = "system"
@@ -59,14 +58,15 @@ class MatchSummary:
 # The one matching statement. :run, :tol (m), :thr (0-1), :on (date), :active, :closed.
 MATCH_SQL = f"""
 WITH d AS MATERIALIZED (
-    SELECT id, geom, area_m2, change_kind,
-           ST_Buffer(geom, :tol, 'quad_segs=4') AS bg
-    FROM detection WHERE run_id = :run AND state = 'new'
+    SELECT id, geom, area_m2, change_kind, b.bg, ST_Area(b.bg) AS bg_area
+    FROM detection,
+         LATERAL (SELECT ST_Buffer(geom, :tol, 'join=mitre') AS bg OFFSET 0) b
+    WHERE run_id = :run AND state = 'new'
 ),
-cand AS (
+cand AS MATERIALIZED (
     SELECT d.id AS det_id, 1 AS prio, 'permitted' AS cls, NULL::bigint AS case_id,
            p.id AS permit_id,
-           ST_Area(ST_Intersection(d.bg, p.geom)) / LEAST(ST_Area(d.bg), ST_Area(p.geom)) AS overlap
+           ST_Area(ST_Intersection(d.bg, p.geom)) / LEAST(d.bg_area, ST_Area(p.geom)) AS overlap
     FROM d JOIN permit p ON ST_Intersects(p.geom, d.bg)
     WHERE d.change_kind <> 'disappeared'
       AND p.valid_from <= :on AND (p.valid_to IS NULL OR p.valid_to >= :on)
@@ -77,7 +77,7 @@ cand AS (
            CASE WHEN d.change_kind = 'disappeared' THEN 'demolition_evidence'
                 WHEN c.state = ANY(:closed) THEN 'rebound' ELSE 'known_case' END,
            c.id, NULL::bigint,
-           ST_Area(ST_Intersection(d.bg, c.geom)) / LEAST(ST_Area(d.bg), ST_Area(c.geom))
+           ST_Area(ST_Intersection(d.bg, c.geom)) / LEAST(d.bg_area, ST_Area(c.geom))
     FROM d JOIN inventory_case c ON ST_Intersects(c.geom, d.bg)
     WHERE d.change_kind <> 'disappeared' OR c.state = ANY(:active)
 ),
@@ -142,6 +142,7 @@ def match_run(
             raise InvalidInputError(f"run {run_id} has no detections loaded yet: load them first")
         if run.status == "matched":
             return MatchSummary(run_id, _counts(conn, run_id), already_matched=True)
+        conn.execute(text("SET LOCAL jit = off"))  # compiling costs more than it saves here
         conn.execute(text(MATCH_SQL), {
             "run": run_id, "tol": float(tolerance_m), "thr": float(overlap_threshold),
             "on": run.after_date, "active": [s.value for s in ACTIVE_CASE_STATES],
@@ -167,18 +168,22 @@ def _counts(conn: Connection, run_id: int) -> dict[str, int]:
 
 
 def _raise_rebounds(conn: Connection, run_id: int, after_scene_id: int) -> list[int]:
-    """Reopen each written-off case a detection of this run rebuilt on (反弹回潮)."""
+    """Reopen each written-off case a detection of this run rebuilt on (反弹回潮), set-based."""
     rows = conn.execute(text(
         "SELECT matched_case_id, array_agg(id ORDER BY id) FROM detection "
-        "WHERE run_id = :r AND match_class = 'rebound' GROUP BY matched_case_id "
-        "ORDER BY matched_case_id"), {"r": run_id}).all()
-    for case_id, detection_ids in rows:
-        transition_case(
-            conn, case_id, CaseAction.REPORT_REBOUND, actor=SYSTEM_ACTOR, role=Role.SYSTEM,
-            comment=f"比对批次 {run_id} 在已销项点位发现建筑 (反弹回潮)",
-            evidence=[{"detection_id": d, "run_id": run_id, "scene_id": after_scene_id}
-                      for d in detection_ids],
-        )
-        for d in detection_ids:
-            link_detection(conn, case_id, d, "rebound", SYSTEM_ACTOR)
-    return [int(r[0]) for r in rows]
+        "WHERE run_id = :r AND match_class = 'rebound' GROUP BY matched_case_id"),
+        {"r": run_id}).all()
+    moved = transition_cases(
+        conn,
+        {case_id: [{"detection_id": d, "run_id": run_id, "scene_id": after_scene_id}
+                   for d in detection_ids] for case_id, detection_ids in rows},
+        CaseAction.REPORT_REBOUND, actor=SYSTEM_ACTOR, role=Role.SYSTEM,
+        comment=f"比对批次 {run_id} 在已销项点位发现建筑 (反弹回潮)",
+    )
+    conn.execute(text(
+        "INSERT INTO case_detection (case_id, detection_id, relation, linked_by) "
+        "SELECT matched_case_id, id, 'rebound', :a FROM detection "
+        "WHERE run_id = :r AND match_class = 'rebound' AND matched_case_id = ANY(:moved) "
+        "ON CONFLICT (case_id, detection_id) DO NOTHING"),
+        {"r": run_id, "a": SYSTEM_ACTOR, "moved": moved})
+    return moved

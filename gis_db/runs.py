@@ -207,25 +207,25 @@ def _prepare(frame: gpd.GeoDataFrame) -> tuple[list[tuple[Any, ...]], str]:
     kinds = ([ChangeKind.parse(str(k)).value for k in frame["change_kind"]]
              if "change_kind" in frame.columns else [ChangeKind.CHANGED.value] * n)
     geoms = frame.geometry.to_numpy()
-    valid = shapely.is_valid(geoms)
-    simple = np.isin(shapely.get_type_id(geoms), (3, 6))  # Polygon, MultiPolygon
-    out_geoms = np.empty(n, dtype=object)
-    for i in range(n):
-        g = geoms[i]
-        if valid[i] and simple[i] and not g.is_empty and not shapely.has_z(g):
-            out_geoms[i] = g if g.geom_type == "MultiPolygon" else shapely.MultiPolygon([g])
-        else:
-            out_geoms[i] = _multipolygon(g, f"row {i} geometry")
+    types = shapely.get_type_id(geoms)
+    clean = (shapely.is_valid(geoms) & ~shapely.is_empty(geoms) & ~shapely.has_z(geoms)
+             & np.isin(types, (3, 6)))  # valid 2-D Polygon / MultiPolygon
+    out_geoms = geoms.copy()
+    polygons = clean & (types == 3)
+    out_geoms[polygons] = shapely.multipolygons(geoms[polygons],
+                                                indices=np.arange(int(polygons.sum())))
+    for i in np.flatnonzero(~clean):
+        out_geoms[i] = _multipolygon(geoms[i], f"row {i} geometry")
     areas = shapely.area(out_geoms)
     if n and (areas <= 0).any():
         raise InvalidInputError(f"row {int(np.argmin(areas))}: geometry has no area")
     wkbs = shapely.to_wkb(out_geoms)
+    score_list = [None if np.isnan(v) else float(v) for v in scores]
+    rows = list(zip(seqs.tolist(), kinds, score_list, areas.tolist(), wkbs))
     digest = hashlib.sha256()
-    rows = []
-    for i in range(n):
-        score = None if np.isnan(scores[i]) else float(scores[i])
-        rows.append((int(seqs[i]), kinds[i], score, float(areas[i]), wkbs[i]))
-        digest.update(f"{seqs[i]}|{kinds[i]}|{score}|".encode() + wkbs[i])
+    digest.update(seqs.tobytes() + "|".join(kinds).encode() + np.nan_to_num(scores, nan=-1).tobytes())
+    for wkb in wkbs:
+        digest.update(wkb)
     return rows, digest.hexdigest()
 
 

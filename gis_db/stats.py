@@ -82,6 +82,11 @@ def zh_columns(frame: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def office_today() -> date:
+    """Today's date in Shanghai (the office's calendar), whatever the machine's time zone."""
+    return datetime.now(_TZ).date()
+
+
 def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), _TZ)
 
@@ -227,7 +232,7 @@ def due_reinspections(
 ) -> pd.DataFrame:
     """Written-off cases whose re-inspection is overdue on ``as_of`` (default today), or due
     within ``within_days`` after it, by 街镇 then due date. ``days_overdue`` < 0: not yet due."""
-    as_of = as_of or datetime.now(_TZ).date()
+    as_of = as_of or office_today()
     with transaction(bind) as conn:
         return pd.read_sql_query(text(
             "SELECT c.street_town_code, s.name AS street_town, v.name AS village, "

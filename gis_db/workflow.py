@@ -332,6 +332,61 @@ def transition_case(
     return TransitionResult(case_id, action.value, state.value, rule.to, new.version, case_id)
 
 
+def transition_cases(
+    bind: Engine | Connection,
+    evidence_by_case: Mapping[int, Sequence[Evidence]],
+    action: CaseAction | str,
+    *,
+    actor: str,
+    role: Role | str = Role.SYSTEM,
+    comment: str | None = None,
+) -> list[int]:
+    """Move many cases by one ``action`` in a few set-based statements (automatic transitions).
+
+    The same rules as :func:`transition_case` (CASE_RULES and role), for actions that need no
+    disposal, mandatory evidence or second person. Cases not in a state the action starts from
+    (e.g. moved on by a person at the same moment) are left alone. Each moved case gets one
+    history row with its own evidence. Returns the ids of the cases moved.
+    """
+    action = _parse(CaseAction, action, "case action")
+    role = _parse(Role, role, "role")
+    actor = _check_actor(actor)
+    rules = {state: rule for (state, a), rule in CASE_RULES.items() if a == action}
+    if any(r.needs_disposal or r.needs_evidence or r.second_person for r in rules.values()):
+        raise InvalidInputError(f"{action.value} needs a person's input: use transition_case")
+    if any(role not in r.roles for r in rules.values()):
+        raise PermissionDeniedError(f"role {role.value} may not {action.value}")
+    if not evidence_by_case:
+        return []
+    (to,) = {r.to for r in rules.values()}
+    ids = list(evidence_by_case)
+    sets = ", ".join(f"{col} = {expr}" for col, expr in _CASE_EFFECTS[action].items())
+    with transaction(bind) as conn, _conflicts(f"{len(ids)} cases"):
+        conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        moved = conn.execute(text(f"""
+            WITH old AS (
+                SELECT id, state FROM inventory_case
+                WHERE id = ANY(:ids) AND state = ANY(:from_states) FOR UPDATE
+            ), upd AS (
+                UPDATE inventory_case c SET state = :to, version = c.version + 1,
+                       updated_at = now(), {sets}
+                FROM old WHERE c.id = old.id RETURNING c.id, old.state AS from_state
+            ), ev AS (
+                SELECT * FROM unnest(CAST(:ids AS bigint[]), CAST(:evidence AS jsonb[]))
+                    AS e(case_id, evidence)
+            )
+            INSERT INTO case_history (case_id, actor, role, action, from_state, to_state,
+                                      comment, evidence)
+            SELECT upd.id, :actor, :role, :action, upd.from_state, :to, :comment, ev.evidence
+            FROM upd JOIN ev ON ev.case_id = upd.id
+            RETURNING case_id"""),
+            {"ids": ids, "from_states": [s.value for s in rules], "to": to, "actor": actor,
+             "role": role.value, "action": action.value, "comment": comment,
+             "evidence": [_evidence_json(evidence_by_case[i]) for i in ids]},
+        ).scalars().all()
+    return sorted(int(i) for i in moved)
+
+
 def review_detection(
     bind: Engine | Connection,
     detection_id: int,

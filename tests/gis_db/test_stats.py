@@ -19,7 +19,7 @@ from tests.gis_db.runs_factory import (
     rect,
 )
 
-TODAY = datetime.now(stats._TZ).date()
+TODAY = stats.office_today()
 
 
 @pytest.fixture()

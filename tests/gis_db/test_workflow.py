@@ -3,13 +3,14 @@ second-person rule for 销项, evidence, and the append-only record."""
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, text
 
 from gis_db import matching, workflow
 from gis_db.domain import CaseState, DetectionState
+from gis_db.stats import office_today
 from gis_db.errors import (
     ConflictError,
     IllegalTransitionError,
@@ -91,7 +92,7 @@ def test_full_life_from_open_to_reinspected(engine: Engine) -> None:
     assert case["state"] == "reinspected_clean" and case["version"] == 7
     assert case["disposal"] == "demolish"
     assert case["write_off_requested_by"] == "yuepu" and case["written_off_by"] == "lead"
-    assert abs(case["reinspection_due_on"] - (date.today() + timedelta(days=20))).days <= 1
+    assert case["reinspection_due_on"] == office_today() + timedelta(days=20)
     hist = workflow.history(engine, case_id=case_id)
     assert [h["action"] for h in hist] == [s[0].value for s in steps]
     assert hist[4]["changes"]["reinspection_due_on"] == case["reinspection_due_on"].isoformat()

@@ -1,0 +1,142 @@
+"""``weijian runs`` (list, match, review detections), ``weijian dispatch`` and ``weijian stats``.
+
+    weijian runs list
+    weijian runs match 7                      # thresholds from the [matching] settings
+    weijian runs review 1234 confirm          # or false-positive, bad-imagery, reopen
+    weijian dispatch --run 7 [--out dispatch/run7]
+    weijian stats [--from 2026-06-01] [--to 2026-06-30] [--period month] [--by village]
+                  [--out stats.xlsx]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from weijian.cli.cases import _engine, _parse_date, action_code
+
+app = typer.Typer(help="比对批次: 列表、与违建库比对、图斑核查。", no_args_is_help=True)
+out = Console()
+
+
+@app.command("list")
+def list_runs() -> None:
+    """列出全部比对批次 (新的在前) 与图斑核查进度。"""
+    from gis_db.runs import list_runs as runs_frame
+
+    engine = _engine()
+    frame = runs_frame(engine)
+    engine.dispose()
+    table = Table(title="比对批次 detection runs")
+    for header in ("批次", "状态", "网络", "图斑", "前时相", "后时相", "待核查", "已确认", "误报"):
+        table.add_column(header)
+    for r in frame.itertuples():
+        table.add_row(str(r.id), r.status, r.network, str(r.n_detections or 0),
+                      f"{r.before_acquired_at:%Y-%m-%d}", f"{r.after_acquired_at:%Y-%m-%d}",
+                      str(r.pending), str(r.confirmed), str(r.false_positive))
+    out.print(table)
+
+
+@app.command()
+def match(run_id: int = typer.Argument(..., help="run id (see 'weijian runs list')")) -> None:
+    """将批次的图斑与违建库、审批、已销项点位比对 (幂等)。"""
+    from gis_db.domain import MatchClass
+    from gis_db.matching import match_run
+    from weijian.settings import get_settings
+
+    cfg = get_settings().matching
+    engine = _engine()
+    summary = match_run(engine, run_id, overlap_threshold=cfg.overlap_threshold,
+                        tolerance_m=cfg.tolerance_m)
+    engine.dispose()
+    note = " (already matched: nothing changed)" if summary.already_matched else ""
+    out.print(f"run {run_id}{note}: " + ", ".join(
+        f"{MatchClass(k).zh} {v}" for k, v in summary.counts.items() if v))
+    if summary.rebound_case_ids:
+        out.print(f"[bold red]反弹回潮 {len(summary.rebound_case_ids)} 件已重新打开[/]")
+
+
+@app.command()
+def review(
+    detection_id: int = typer.Argument(..., help="detection id"),
+    action: str = typer.Argument(..., help="confirm, false-positive, bad-imagery, reopen"),
+    comment: Optional[str] = typer.Option(None, "--comment", "-m"),
+    evidence: list[str] = typer.Option([], "--evidence", "-e", help="repeatable"),
+    role: str = typer.Option("office", help="office (拆违办) or street_town (街镇)"),
+    user: Optional[str] = typer.Option(None, help="acting user; default: settings' user"),
+    version: Optional[int] = typer.Option(None, help="the version you saw; refused if changed"),
+) -> None:
+    """核查一个图斑: 确认入库、误报、影像问题或重新核查。"""
+    from gis_db.workflow import review_detection
+    from weijian.settings import get_settings
+
+    settings = get_settings()
+    engine = _engine()
+    result = review_detection(engine, detection_id, action_code(action),
+                              actor=user or settings.user, role=role, comment=comment,
+                              evidence=evidence, expected_version=version,
+                              overlap_threshold=settings.matching.overlap_threshold)
+    engine.dispose()
+    tail = ""
+    if result.case_id is not None:
+        tail = f"; case {result.case_id} " + ("created" if result.case_created else "updated")
+    out.print(f"detection {detection_id}: {result.from_state} → {result.to_state}{tail}")
+
+
+def dispatch(
+    run: int = typer.Option(..., "--run", help="run id"),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="default: ./dispatch/run<ID>"),
+) -> None:
+    """为每个街镇生成派单包: GeoPackage、Excel 核查清单与前后时相截图。"""
+    from gis_db.dispatch import write_dispatch_packages
+
+    target = out_dir or Path("dispatch") / f"run{run}"
+    engine = _engine()
+    with out.status(f"writing dispatch packages of run {run} ..."):
+        packages = write_dispatch_packages(engine, run, target)
+    engine.dispose()
+    table = Table(title=f"派单包 run {run} → {target}")
+    for header in ("街镇", "疑似", "截图", "Excel"):
+        table.add_column(header)
+    for p in packages:
+        table.add_row(f"{p.street_town} ({p.street_town_code})", str(p.n_suspects),
+                      str(p.n_chips), str(p.xlsx))
+    out.print(table)
+
+
+def stats(
+    start: Optional[str] = typer.Option(None, "--from", help="first day; default 1st of month"),
+    end: Optional[str] = typer.Option(None, "--to", help="last day (inclusive); default today"),
+    period: str = typer.Option("all", help="all, day, week or month"),
+    by: str = typer.Option("street_town", help="street_town (街镇) or village (居村)"),
+    save: Optional[Path] = typer.Option(None, "--out", help="also write .csv or .xlsx"),
+) -> None:
+    """按街镇 (或居村) 与周期统计: 新增疑似、确认、误报率、销项、拆除面积、反弹、逾期复查、颜色预警。"""
+    from gis_db.stats import WarningThresholds, office_today, unit_stats, zh_columns
+    from weijian.settings import get_settings
+
+    last = _parse_date(end) or office_today()
+    first = _parse_date(start) or last.replace(day=1)
+    thresholds = WarningThresholds(**get_settings().warnings.model_dump())
+    engine = _engine()
+    frame = zh_columns(unit_stats(engine, first, last, by=by,  # type: ignore[arg-type]
+                                  period=period, thresholds=thresholds))  # type: ignore[arg-type]
+    engine.dispose()
+    colours = {"绿色": "green", "黄色": "yellow", "红色": "red"}
+    table = Table(title=f"{get_settings().district_name} {first} — {last}")
+    for header in frame.columns:
+        table.add_column(str(header))
+    for row in frame.itertuples(index=False):
+        cells = ["" if v != v else f"{v:,.1f}" if isinstance(v, float) else str(v) for v in row]
+        table.add_row(*cells, style=colours.get(row[-1]))
+    out.print(table)
+    if save is not None:
+        if save.suffix.lower() == ".xlsx":
+            frame.to_excel(save, index=False)
+        else:
+            frame.to_csv(save, index=False, encoding="utf-8-sig")
+        out.print(f"written {save}")
