@@ -152,7 +152,7 @@ def main() -> None:
     print()
     print(" | ".join(f"{c:>12}" for c in cols))
     for r in rows:
-        print(" | ".join(f"{str(r[c]):>12}" for c in cols))
+        print(" | ".join(f"{r[c]!s:>12}" for c in cols))
 
 
 if __name__ == "__main__":

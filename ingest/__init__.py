@@ -11,7 +11,15 @@ Typical use (all lazy: nothing larger than a tile is read into memory)::
 This package reads no settings and imports no other weijian stage: pass plain values.
 """
 
-from ingest.align import AlignedPair, EpochSpec, PairReader, Tile, match_bands, prepare_pair, read_window
+from ingest.align import (
+    AlignedPair,
+    EpochSpec,
+    PairReader,
+    Tile,
+    match_bands,
+    prepare_pair,
+    read_window,
+)
 from ingest.coregister import ShiftEstimate, estimate_shift
 from ingest.errors import (
     AcquisitionDateWarning,

@@ -15,10 +15,10 @@ import json
 import math
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 import rasterio
@@ -39,7 +39,7 @@ from ingest.errors import (
     ShiftTooLargeError,
 )
 from ingest.radiometry import HistogramTables, apply_histogram, histogram_tables, lookup_tables
-from ingest.raster import GDAL_ENV, open_raster, projected_metres_crs
+from ingest.raster import GDAL_ENV, projected_metres_crs
 from ingest.scene import Scene, describe_scene
 
 Epoch = Literal["before", "after"]
@@ -68,8 +68,8 @@ class EpochSpec:
 class AlignedPair:
     """An image pair aligned on one working grid: a small, picklable, JSON-serialisable spec.
 
-    ``transform`` (GDAL order is *not* used: affine order a, b, c, d, e, f) maps working-grid
-    pixels to ``crs`` coordinates in metres. ``shift_m`` = (dx east, dy north): the later epoch's
+    ``transform`` (affine order a, b, c, d, e, f; not GDAL order) maps working-grid pixels to
+    ``crs`` coordinates in metres. ``shift_m`` = (dx east, dy north): the later epoch's
     content was displaced by this much relative to the earlier one and is read back shifted by it.
     ``overlap_fraction`` is the common valid area over the smaller footprint; ``valid_fraction``
     the common valid area over the grid area; ``footprint_wkt`` the common valid area (working CRS).
@@ -89,7 +89,6 @@ class AlignedPair:
     footprint_wkt: str = ""
     histogram: HistogramTables | None = None
     version: int = PAIR_SPEC_VERSION
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def affine(self) -> Affine:
@@ -190,7 +189,7 @@ class PairReader:
         self._vrts: dict[str, WarpedVRT] = {}
         self._luts: list[np.ndarray] | None = None
 
-    def __enter__(self) -> PairReader:
+    def __enter__(self) -> Self:
         self._env = rasterio.Env(**GDAL_ENV)
         self._env.__enter__()
         for epoch in ("before", "after"):
@@ -261,7 +260,7 @@ def match_bands(before: Scene, after: Scene) -> tuple[tuple[int, ...], tuple[int
         return before.bands, after.bands
     rgb = ("red", "green", "blue")
     if all(c in before.colorinterp for c in rgb) and all(c in after.colorinterp for c in rgb):
-        pick = lambda s: tuple(s.bands[s.colorinterp.index(c)] for c in rgb)  # noqa: E731
+        pick = lambda s: tuple(s.bands[s.colorinterp.index(c)] for c in rgb)
         return pick(before), pick(after)
     raise BandMismatchError(
         f"{before.path} has {len(before.bands)} image bands and {after.path} has {len(after.bands)}, "

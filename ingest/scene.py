@@ -11,14 +11,14 @@ import json
 import re
 import warnings
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-from affine import Affine
 import rasterio.features
 import shapely
+from affine import Affine
 from pyproj import CRS, Geod, Transformer
 from rasterio.io import DatasetReader
 from shapely import geometry, ops, segmentize, wkt
@@ -303,7 +303,7 @@ def stac_item(scene: Scene) -> Any:
         id=Path(scene.path).stem,
         geometry=geometry.mapping(fp),
         bbox=list(fp.bounds),
-        datetime=scene.acquired.astimezone(timezone.utc),
+        datetime=scene.acquired.astimezone(UTC),
         properties={
             "gsd": round(scene.gsd_m, 4),
             "platform": scene.platform,

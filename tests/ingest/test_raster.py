@@ -11,7 +11,13 @@ from affine import Affine
 from PIL import Image
 
 import ingest
-from ingest.raster import MOSAIC_NAME, build_mosaic_vrt, open_raster, parse_crs, projected_metres_crs
+from ingest.raster import (
+    MOSAIC_NAME,
+    build_mosaic_vrt,
+    open_raster,
+    parse_crs,
+    projected_metres_crs,
+)
 from tests.ingest import data_gen
 
 pytestmark = pytest.mark.filterwarnings("ignore::ingest.AcquisitionDateWarning")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -83,7 +83,7 @@ def test_acquisition_date_sources(tmp_path: Path) -> None:
     assert (s.acquired.isoformat(), s.acquired_source) == ("2023-11-02T09:30:00+08:00", "tiff-tag")
     p.with_suffix(".json").write_text(json.dumps({"acquired": "2023-10-01T02:00:00Z", "sensor": "DJI P1"}))
     s = ingest.describe_scene(p)
-    assert (s.acquired.astimezone(timezone.utc).hour, s.acquired_source, s.sensor) == (2, "sidecar", "DJI P1")
+    assert (s.acquired.astimezone(UTC).hour, s.acquired_source, s.sensor) == (2, "sidecar", "DJI P1")
     s = ingest.describe_scene(p, acquired="2022-01-05", platform="satellite", sensor="GF-2")
     assert (s.acquired.date().isoformat(), s.acquired_source, s.platform, s.sensor) == ("2022-01-05", "explicit", "satellite", "GF-2")
     p = data_gen.write_raster(tmp_path / "nodate.tif", img, crs="EPSG:4549", transform=t)
@@ -99,7 +99,7 @@ def test_sha256_and_stac_item(ground: Path) -> None:
     out = ingest.write_stac_item(scene)
     assert out == ground.with_name("ground_20230601.stac.json")
     item = pystac.Item.from_file(str(out))
-    assert item.datetime == datetime(2023, 5, 31, 16, tzinfo=timezone.utc)
+    assert item.datetime == datetime(2023, 5, 31, 16, tzinfo=UTC)
     assert item.properties["gsd"] == pytest.approx(0.5, rel=0.01)
     assert item.properties["proj:code"] == "EPSG:4549"
     assert item.properties["weijian:sha256"] == scene.sha256

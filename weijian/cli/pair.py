@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -17,8 +17,8 @@ def prepare(
     before: Annotated[Path, typer.Argument(help="earlier image (file or folder of tiles)")],
     after: Annotated[Path, typer.Argument(help="later image (file or folder of tiles)")],
     out: Annotated[Path, typer.Option("--out", help="output folder: before.tif, after.tif (COG), pair.json, report.json")],
-    gsd: Annotated[Optional[float], typer.Option(help="working GSD in metres (default: settings ingest.working_gsd_m)")] = None,
-    histogram_match: Annotated[Optional[bool], typer.Option("--histogram-match/--no-histogram-match", help="default: settings")] = None,
+    gsd: Annotated[float | None, typer.Option(help="working GSD in metres (default: settings ingest.working_gsd_m)")] = None,
+    histogram_match: Annotated[bool | None, typer.Option("--histogram-match/--no-histogram-match", help="default: settings")] = None,
     coregister: Annotated[bool, typer.Option(help="estimate and correct the residual shift")] = True,
     write_cogs: Annotated[bool, typer.Option("--cogs/--no-cogs", help="write the aligned COGs")] = True,
 ) -> None:

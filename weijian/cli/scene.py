@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import warnings
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,9 +29,9 @@ def _print_scene(summary: dict[str, object], as_json: bool) -> None:
 @app.command("add")
 def add(
     files: Annotated[list[Path], typer.Argument(help="GeoTIFF/COG/VRT files or folders of drone tiles")],
-    acquired: Annotated[Optional[str], typer.Option(help="acquisition date-time, e.g. 2024-03-15T10:00 (UTC+8 if no zone)")] = None,
-    platform: Annotated[Optional[str], typer.Option(help="drone or satellite (default: from GSD)")] = None,
-    sensor: Annotated[Optional[str], typer.Option(help="sensor or camera name")] = None,
+    acquired: Annotated[str | None, typer.Option(help="acquisition date-time, e.g. 2024-03-15T10:00 (UTC+8 if no zone)")] = None,
+    platform: Annotated[str | None, typer.Option(help="drone or satellite (default: from GSD)")] = None,
+    sensor: Annotated[str | None, typer.Option(help="sensor or camera name")] = None,
     stac: Annotated[bool, typer.Option(help="write NAME.stac.json beside each image")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
 ) -> None:
