@@ -30,6 +30,7 @@ from ingest.errors import (
     IngestError,
     IngestWarning,
     InsufficientOverlapError,
+    InvalidDateError,
     MissingAcquisitionDateError,
     MosaicError,
     NoOverlapError,
@@ -48,7 +49,8 @@ from ingest.tiles import TileTask, iter_tiles, read_tiles
 __all__ = [
     "AcquisitionDateWarning", "AlignedPair", "BandMismatchError", "CoregistrationWarning",
     "CorruptRasterError", "EmptyRasterError", "EpochSpec", "IngestError", "IngestWarning",
-    "InsufficientOverlapError", "MissingAcquisitionDateError", "MosaicError", "NoOverlapError",
+    "InsufficientOverlapError",
+    "InvalidDateError", "MissingAcquisitionDateError", "MosaicError", "NoOverlapError",
     "NotGeoreferencedError", "PairReader", "PairSpecError", "RotatedGridError", "Scene",
     "ShiftEstimate", "ShiftTooLargeError", "Tile", "TileTask", "UnknownCRSError", "apply_histogram",
     "build_mosaic_vrt", "describe_scene", "estimate_shift", "histogram_tables", "iter_tiles",

@@ -55,6 +55,10 @@ class MissingAcquisitionDateError(IngestError, ValueError):
     """An operation needs the acquisition date-time and none was found or given."""
 
 
+class InvalidDateError(IngestError, ValueError):
+    """A date-time (given, in a sidecar or in a tag) cannot be parsed."""
+
+
 class PairSpecError(IngestError, ValueError):
     """A saved aligned-pair specification cannot be read back."""
 

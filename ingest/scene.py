@@ -24,7 +24,12 @@ from rasterio.io import DatasetReader
 from shapely import geometry, ops, segmentize, wkt
 from shapely.geometry.base import BaseGeometry
 
-from ingest.errors import AcquisitionDateWarning, EmptyRasterError, MissingAcquisitionDateError
+from ingest.errors import (
+    AcquisitionDateWarning,
+    EmptyRasterError,
+    InvalidDateError,
+    MissingAcquisitionDateError,
+)
 from ingest.raster import check_readable, data_band_indexes, open_raster, parse_crs, resolve_source
 
 Platform = Literal["drone", "satellite"]
@@ -89,8 +94,7 @@ class Scene:
         target = parse_crs(crs)
         if target.equals(self.crs):
             return self.footprint
-        step = max(self.bounds[2] - self.bounds[0], self.bounds[3] - self.bounds[1]) / 64
-        return reproject_geometry(segmentize(self.footprint, step), self.crs, target)
+        return reproject_geometry(self.footprint, self.crs, target)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready dictionary (date-time as ISO 8601)."""
@@ -111,9 +115,14 @@ class Scene:
 
 
 def reproject_geometry(geom: BaseGeometry, src: CRS, dst: CRS) -> BaseGeometry:
-    """``geom`` from ``src`` to ``dst`` (x/lon first: ``always_xy``); densify it first if needed."""
+    """``geom`` from ``src`` to ``dst`` (x/lon first: ``always_xy``).
+
+    Edges are densified to 1/64 of the geometry's extent first, so they stay true when curved.
+    """
+    minx, miny, maxx, maxy = geom.bounds
+    dense = segmentize(geom, max(maxx - minx, maxy - miny) / 64 or 1.0)
     fwd = Transformer.from_crs(src, dst, always_xy=True)
-    return shapely.transform(geom, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
+    return shapely.transform(dense, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -167,13 +176,19 @@ def valid_footprint(ds: DatasetReader, max_px: int = FOOTPRINT_MAX_PX) -> tuple[
 def parse_datetime(text: str) -> datetime:
     """Parse ``2024-03-15``, ``2024-03-15T10:20:00+08:00`` or EXIF ``2024:03:15 10:20:00``.
 
-    A date-time without zone is taken as Shanghai local time (UTC+8).
+    A date-time without zone is taken as Shanghai local time (UTC+8). Raises
+    :class:`InvalidDateError`.
     """
     text = text.strip().replace("Z", "+00:00")
     m = re.fullmatch(r"(\d{4}):(\d{2}):(\d{2})([ T].*)?", text)
     if m:
         text = f"{m[1]}-{m[2]}-{m[3]}{(m[4] or '').replace(' ', 'T')}"
-    value = datetime.fromisoformat(text)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError as exc:
+        raise InvalidDateError(
+            f"{text!r} is not a date-time: write it as ISO 8601, e.g. 2024-03-15 or 2024-03-15T10:20:00+08:00"
+        ) from exc
     return value if value.tzinfo else value.replace(tzinfo=SHANGHAI)
 
 
@@ -213,7 +228,7 @@ def acquisition_datetime(
         if tags.get(key):
             try:
                 return parse_datetime(tags[key]), "tiff-tag"
-            except ValueError:
+            except InvalidDateError:
                 continue
     return None, None
 
@@ -268,8 +283,7 @@ def describe_scene(
             ) or None
         if platform is None:
             platform = sidecar.get("platform") or ("drone" if gsd < DRONE_MAX_GSD_M else "satellite")
-        step = max(ds.bounds.right - ds.bounds.left, ds.bounds.top - ds.bounds.bottom) / 64
-        footprint_ll = reproject_geometry(segmentize(footprint, step), crs, CRS.from_epsg(4326))
+        footprint_ll = reproject_geometry(footprint, crs, CRS.from_epsg(4326))
         return Scene(
             path=str(path), source=source,
             sha256=sha256_file(source) if checksum and src_path.is_file() else "",

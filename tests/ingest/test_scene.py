@@ -86,6 +86,8 @@ def test_acquisition_date_sources(tmp_path: Path) -> None:
     assert (s.acquired.astimezone(UTC).hour, s.acquired_source, s.sensor) == (2, "sidecar", "DJI P1")
     s = ingest.describe_scene(p, acquired="2022-01-05", platform="satellite", sensor="GF-2")
     assert (s.acquired.date().isoformat(), s.acquired_source, s.platform, s.sensor) == ("2022-01-05", "explicit", "satellite", "GF-2")
+    with pytest.raises(ingest.InvalidDateError, match="ISO 8601"):
+        ingest.describe_scene(p, acquired="15/03/2024")
     p = data_gen.write_raster(tmp_path / "nodate.tif", img, crs="EPSG:4549", transform=t)
     with pytest.warns(ingest.AcquisitionDateWarning, match="--acquired"):
         s = ingest.describe_scene(p)
