@@ -175,7 +175,7 @@ class Tile:
     @property
     def valid(self) -> np.ndarray:
         """(h, w) bool: valid in both epochs."""
-        return self.masks.all(axis=0)
+        return np.asarray(self.masks.all(axis=0))
 
 
 class PairReader:

@@ -142,7 +142,7 @@ def ground_sample_distance_m(crs: CRS, transform: Any, width: int, height: int) 
     geo = crs.geodetic_crs or CRS.from_epsg(4326)
     to_geo = Transformer.from_crs(crs, geo, always_xy=True)
     (lon0, lon1, lon2), (lat0, lat1, lat2) = to_geo.transform([cx, px, qx], [cy, py, qy])
-    geod = Geod(ellps="WGS84") if geo.ellipsoid is None else geo.get_geod()
+    geod = geo.get_geod() or Geod(ellps="WGS84")
     _, _, dx = geod.inv(lon0, lat0, lon1, lat1)
     _, _, dy = geod.inv(lon0, lat0, lon2, lat2)
     return float((dx + dy) / 2)
@@ -263,6 +263,8 @@ def describe_scene(
         tags = {k: str(v) for k, v in ds.tags().items()}
         gsd = ground_sample_distance_m(crs, ds.transform, ds.width, ds.height)
         sidecar = _sidecar_metadata(src_path) if src_path.exists() else {}
+        when: datetime | None
+        when_source: DateSource | None
         if isinstance(acquired, str):
             when, when_source = parse_datetime(acquired), "explicit"
         elif acquired is not None:
@@ -332,7 +334,7 @@ def stac_item(scene: Scene) -> Any:
             "weijian:acquired_from": scene.acquired_source,
         },
     )
-    media = pystac.MediaType.VRT if scene.source.endswith(".vrt") else pystac.MediaType.GEOTIFF
+    media = "application/xml" if scene.source.endswith(".vrt") else pystac.MediaType.GEOTIFF
     item.add_asset("image", pystac.Asset(href=Path(scene.source).name, media_type=media, roles=["data"]))
     return item
 

@@ -104,6 +104,8 @@ def test_folder_of_tiles_is_one_mosaic_with_gap_masked(tmp_path: Path) -> None:
     assert scene.valid_fraction == pytest.approx(0.75, abs=0.01)
     assert scene.footprint.area == pytest.approx(0.75 * 512 * 256 * 0.05**2, rel=0.02)
     assert scene.platform == "drone" and scene.acquired is not None and scene.acquired.day == 15
+    stac = ingest.stac_item(scene)
+    assert stac.assets["image"].href == MOSAIC_NAME and stac.properties["gsd"] == pytest.approx(0.05, rel=0.01)
     with rasterio.open(scene.source) as ds:
         np.testing.assert_array_equal(ds.read(window=((0, 256), (0, 384)))[:, :, :256],
                                       data_gen.texture(256, 384, seed=3)[:, :, :256])
