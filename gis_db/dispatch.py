@@ -12,7 +12,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import geopandas as gpd
 import numpy as np
@@ -91,7 +91,7 @@ def write_dispatch_packages(
     context around each suspect in the chips, m; ``chip_max_px``: largest chip side, px.
     Writing again overwrites the same files.
     """
-    wanted = [MatchClass.parse(str(c)) for c in classes]
+    wanted = [cast(MatchClass, MatchClass.parse(str(c))) for c in classes]
     out = Path(out_dir)
     with transaction(bind) as conn:
         run = get_run(conn, run_id)

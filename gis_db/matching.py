@@ -56,7 +56,7 @@ class MatchSummary:
 
 
 # The one matching statement. :run, :tol (m), :thr (0-1), :on (date), :active, :closed.
-MATCH_SQL = f"""
+MATCH_SQL = """
 WITH d AS MATERIALIZED (
     SELECT id, geom, area_m2, change_kind, b.bg, ST_Area(b.bg) AS bg_area
     FROM detection,

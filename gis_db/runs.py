@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import shapely
@@ -119,7 +119,8 @@ def register_scene(
     platform = ScenePlatform.parse(str(platform))
     if gsd_m is not None and gsd_m <= 0:
         raise InvalidInputError(f"gsd_m must be positive, got {gsd_m}")
-    item = stac_item.to_dict() if hasattr(stac_item, "to_dict") else stac_item
+    to_dict = getattr(stac_item, "to_dict", None)
+    item = to_dict() if callable(to_dict) else stac_item
     with transaction(bind) as conn:
         srid = _check_crs(conn, crs, "the scene footprint")
         geom = _multipolygon(footprint, "the scene footprint")
@@ -285,9 +286,8 @@ def load_detections(
 
 def _ewkb_hex(wkb: bytes, srid: int) -> str:
     """Hex EWKB of a little/big-endian 2-D WKB with ``srid`` set (PostGIS text input)."""
-    little = wkb[0] == 1
-    gtype = int.from_bytes(wkb[1:5], "little" if little else "big") | 0x20000000
-    order = "little" if little else "big"
+    order: Literal["little", "big"] = "little" if wkb[0] == 1 else "big"
+    gtype = int.from_bytes(wkb[1:5], order) | 0x20000000
     return (wkb[:1] + gtype.to_bytes(4, order) + srid.to_bytes(4, order) + wkb[5:]).hex()
 
 

@@ -28,7 +28,7 @@ import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import DBAPIError
@@ -152,6 +152,7 @@ class TransitionResult:
 
 
 Evidence = str | Mapping[str, Any]
+E = TypeVar("E", bound=LabelledEnum)
 
 
 @contextmanager
@@ -183,9 +184,9 @@ def _evidence_json(evidence: Iterable[Evidence]) -> str:
     return json.dumps(items, ensure_ascii=False, default=str)
 
 
-def _parse(enum: type[LabelledEnum], value: object, what: str) -> Any:
+def _parse(enum: type[E], value: object, what: str) -> E:
     try:
-        return enum.parse(str(value))
+        return enum.parse(str(value))  # type: ignore[return-value]
     except ValueError as exc:
         raise InvalidInputError(f"{what}: {exc}") from None
 
@@ -303,7 +304,7 @@ def transition_case(
         if rule.needs_disposal:
             if disposal is None:
                 raise InvalidInputError(
-                    f"dispose needs a disposal: one of "
+                    "dispose needs a disposal: one of "
                     + ", ".join(f"{d.zh} ({d.value})" for d in Disposal)
                 )
             changes["disposal"] = _parse(Disposal, disposal, "disposal").value
@@ -460,16 +461,16 @@ _RELATION = {
 
 
 def _confirm_into_case(
-    conn: Connection, detection_id: int, row: Mapping[str, Any], actor: str, role: Role,
+    conn: Connection, detection_id: int, row: Any, actor: str, role: Role,
     overlap_threshold: float,
 ) -> tuple[int, bool]:
     """Attach the detection to its case or create one; returns (case id, created)."""
     match_class = MatchClass(row["match_class"])
-    case_id = row["matched_case_id"] if match_class in _RELATION else None
+    found = row["matched_case_id"] if match_class in _RELATION else None
     relation = _RELATION.get(match_class, "evidence")
-    if case_id is None:
+    if found is None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CASE_CREATION_LOCK})
-        case_id = conn.execute(
+        found = conn.execute(
             text("SELECT c.id FROM detection d JOIN inventory_case c "
                  "ON ST_Intersects(c.geom, d.geom) WHERE d.id = :id AND c.state = ANY(:active) "
                  "AND ST_Area(ST_Intersection(c.geom, d.geom)) "
@@ -478,10 +479,10 @@ def _confirm_into_case(
             {"id": detection_id, "active": [s.value for s in ACTIVE_CASE_STATES],
              "t": overlap_threshold},
         ).scalar()
-    created = case_id is None
+    created = found is None
     evidence = _evidence_json([{"detection_id": detection_id, "run_id": row["run_id"]}])
-    if created:
-        case_id = conn.execute(text(f"""
+    if found is None:
+        case_id = int(conn.execute(text(f"""
             INSERT INTO inventory_case (case_number, construction_status, source, discovered_on,
                 area_m2, street_town_code, village_code, remark, geom)
             SELECT 'YS' || to_char(s.acquired_at AT TIME ZONE '{OFFICE_TZ}', 'YYYY') || '-'
@@ -493,12 +494,13 @@ def _confirm_into_case(
                    '比对批次 ' || d.run_id || ' 图斑 ' || d.id || ' 确认入库', d.geom
             FROM detection d JOIN detection_run r ON r.id = d.run_id
                  JOIN scene s ON s.id = r.after_scene_id
-            WHERE d.id = :id RETURNING id"""), {"id": detection_id}).scalar_one()
+            WHERE d.id = :id RETURNING id"""), {"id": detection_id}).scalar_one())
         relation = "origin"
         _append_history(conn, "case_history", "case_id", case_id, actor=actor, role=role,
                         action="create", from_state=None, to_state=CaseState.OPEN.value,
                         comment="由图斑确认入库", evidence=evidence)
     else:
+        case_id = int(found)
         state = conn.execute(text("SELECT state FROM inventory_case WHERE id = :id"),
                              {"id": case_id}).scalar_one()
         _append_history(conn, "case_history", "case_id", case_id, actor=actor, role=role,

@@ -66,10 +66,10 @@ def test_two_reviewers_on_one_case(engine: Engine) -> None:
     for attempt in range(5):
         case_id = add_case(engine, f"C-{attempt}", rect(30 * attempt, 0), state="verified")
         results, errors = _race(engine, [
-            lambda: workflow.transition_case(engine, case_id, "dispose", actor="a",
-                                             disposal="demolish", expected_version=1),
-            lambda: workflow.transition_case(engine, case_id, "dispose", actor="b",
-                                             disposal="convert", expected_version=1),
+            lambda c=case_id: workflow.transition_case(engine, c, "dispose", actor="a",
+                                                       disposal="demolish", expected_version=1),
+            lambda c=case_id: workflow.transition_case(engine, c, "dispose", actor="b",
+                                                       disposal="convert", expected_version=1),
         ])
         assert len(results) == 1 and len(errors) == 1
         assert isinstance(errors[0], ConflictError)
@@ -85,8 +85,8 @@ def test_two_reviewers_on_one_detection_make_one_case(engine: Engine) -> None:
     matching.match_run(engine, run_id)
     for det in detection_ids(engine, run_id):
         results, errors = _race(engine, [
-            lambda: workflow.review_detection(engine, det, "confirm", actor="a"),
-            lambda: workflow.review_detection(engine, det, "false_positive", actor="b"),
+            lambda d=det: workflow.review_detection(engine, d, "confirm", actor="a"),
+            lambda d=det: workflow.review_detection(engine, d, "false_positive", actor="b"),
         ])
         assert len(results) == 1 and [type(e) for e in errors] in ([ConflictError],
                                                                   [IllegalTransitionError])

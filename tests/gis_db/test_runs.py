@@ -36,8 +36,8 @@ def test_scene_and_run_are_identified_by_checksums(engine: Engine, tmp_path: Pat
     path = tmp_path / "a.tif"
     path.write_bytes(b"orthophoto")
     assert runs.file_checksum(path) == hashlib.sha256(b"orthophoto").hexdigest()
-    args = dict(before_scene_id=before, after_scene_id=after, network="tinysiam",
-                weights_checksum="w0")
+    args = {"before_scene_id": before, "after_scene_id": after, "network": "tinysiam",
+            "weights_checksum": "w0"}
     run = runs.create_run(engine, **args, params={"threshold": 0.5})
     assert runs.create_run(engine, **args, params={"threshold": 0.5}) == run
     assert runs.create_run(engine, **args, params={"threshold": 0.6}) != run

@@ -10,7 +10,6 @@ from sqlalchemy import Engine, text
 
 from gis_db import matching, workflow
 from gis_db.domain import CaseState, DetectionState
-from gis_db.stats import office_today
 from gis_db.errors import (
     ConflictError,
     IllegalTransitionError,
@@ -18,6 +17,7 @@ from gis_db.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from gis_db.stats import office_today
 from gis_db.workflow import CASE_RULES, DETECTION_RULES, CaseAction, DetectionAction
 from tests.gis_db.runs_factory import add_case, add_street_town, detection_ids, make_run, rect
 
@@ -251,6 +251,5 @@ def test_history_tables_are_append_only(engine: Engine) -> None:
     workflow.review_detection(engine, det, "confirm", actor="r")
     for statement in ("UPDATE detection_history SET actor = 'x'", "DELETE FROM case_detection",
                       "DELETE FROM detection_history"):
-        with pytest.raises(Exception, match="append-only"):
-            with engine.begin() as conn:
-                conn.execute(text(statement))
+        with pytest.raises(Exception, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))

@@ -15,7 +15,7 @@ ACTION is a code (dashes or underscores) or its Chinese label (派单, 查实, �
 from __future__ import annotations
 
 from datetime import date
-from typing import Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -43,9 +43,9 @@ def _parse_date(value: str | None) -> date | None:
 
 @app.command()
 def due(
-    as_of: Optional[str] = typer.Option(None, "--as-of", help="date (YYYY-MM-DD); default today"),
+    as_of: str | None = typer.Option(None, "--as-of", help="date (YYYY-MM-DD); default today"),
     within: int = typer.Option(0, min=0, help="also list re-inspections due within N days"),
-    street_town: Optional[str] = typer.Option(None, "--street-town", help="only this 街镇 code"),
+    street_town: str | None = typer.Option(None, "--street-town", help="only this 街镇 code"),
 ) -> None:
     """列出逾期 (或即将到期) 的拆后复查, 按街镇分组。"""
     from gis_db.stats import due_reinspections
@@ -107,14 +107,14 @@ def act(
     case: str = typer.Argument(..., help="case number or id"),
     action: str = typer.Argument(..., help="dispatch, verify, dispose, request-write-off, "
                                  "write-off, reject-write-off, reinspect-clean, report-rebound"),
-    comment: Optional[str] = typer.Option(None, "--comment", "-m", help="说明"),
-    evidence: list[str] = typer.Option([], "--evidence", "-e",
-                                       help="photo path, scene id, file number (repeatable)"),
-    disposal: Optional[str] = typer.Option(None, help="for dispose: 拆除/转化/缓拆/注记/代为拆除"),
+    comment: str | None = typer.Option(None, "--comment", "-m", help="说明"),
+    evidence: Annotated[list[str] | None, typer.Option(
+        "--evidence", "-e", help="photo path, scene id, file number (repeatable)")] = None,
+    disposal: str | None = typer.Option(None, help="for dispose: 拆除/转化/缓拆/注记/代为拆除"),
     role: str = typer.Option("office", help="office (拆违办) or street_town (街镇)"),
-    unit: Optional[str] = typer.Option(None, help="the 街镇 code of a street_town user"),
-    user: Optional[str] = typer.Option(None, help="acting user; default: settings' user"),
-    version: Optional[int] = typer.Option(None, help="the version you saw; refused if changed"),
+    unit: str | None = typer.Option(None, help="the 街镇 code of a street_town user"),
+    user: str | None = typer.Option(None, help="acting user; default: settings' user"),
+    version: int | None = typer.Option(None, help="the version you saw; refused if changed"),
 ) -> None:
     """办理案件: 按状态机推进一步并留痕。"""
     from gis_db.workflow import resolve_case, transition_case
@@ -124,7 +124,7 @@ def act(
     engine = _engine()
     result = transition_case(
         engine, resolve_case(engine, case), action_code(action),
-        actor=user or settings.user, role=role, comment=comment, evidence=evidence,
+        actor=user or settings.user, role=role, comment=comment, evidence=evidence or [],
         disposal=disposal, expected_version=version, actor_unit=unit,
         reinspection_days=settings.matching.reinspection_days,
     )

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -64,11 +64,11 @@ def match(run_id: int = typer.Argument(..., help="run id (see 'weijian runs list
 def review(
     detection_id: int = typer.Argument(..., help="detection id"),
     action: str = typer.Argument(..., help="confirm, false-positive, bad-imagery, reopen"),
-    comment: Optional[str] = typer.Option(None, "--comment", "-m"),
-    evidence: list[str] = typer.Option([], "--evidence", "-e", help="repeatable"),
+    comment: str | None = typer.Option(None, "--comment", "-m"),
+    evidence: Annotated[list[str] | None, typer.Option("--evidence", "-e", help="repeatable")] = None,
     role: str = typer.Option("office", help="office (拆违办) or street_town (街镇)"),
-    user: Optional[str] = typer.Option(None, help="acting user; default: settings' user"),
-    version: Optional[int] = typer.Option(None, help="the version you saw; refused if changed"),
+    user: str | None = typer.Option(None, help="acting user; default: settings' user"),
+    version: int | None = typer.Option(None, help="the version you saw; refused if changed"),
 ) -> None:
     """核查一个图斑: 确认入库、误报、影像问题或重新核查。"""
     from gis_db.workflow import review_detection
@@ -78,7 +78,7 @@ def review(
     engine = _engine()
     result = review_detection(engine, detection_id, action_code(action),
                               actor=user or settings.user, role=role, comment=comment,
-                              evidence=evidence, expected_version=version,
+                              evidence=evidence or [], expected_version=version,
                               overlap_threshold=settings.matching.overlap_threshold)
     engine.dispose()
     tail = ""
@@ -89,7 +89,7 @@ def review(
 
 def dispatch(
     run: int = typer.Option(..., "--run", help="run id"),
-    out_dir: Optional[Path] = typer.Option(None, "--out", help="default: ./dispatch/run<ID>"),
+    out_dir: Annotated[Path | None, typer.Option("--out", help="default: ./dispatch/run<ID>")] = None,
 ) -> None:
     """为每个街镇生成派单包: GeoPackage、Excel 核查清单与前后时相截图。"""
     from gis_db.dispatch import write_dispatch_packages
@@ -109,13 +109,15 @@ def dispatch(
 
 
 def stats(
-    start: Optional[str] = typer.Option(None, "--from", help="first day; default 1st of month"),
-    end: Optional[str] = typer.Option(None, "--to", help="last day (inclusive); default today"),
+    start: str | None = typer.Option(None, "--from", help="first day; default 1st of month"),
+    end: str | None = typer.Option(None, "--to", help="last day (inclusive); default today"),
     period: str = typer.Option("all", help="all, day, week or month"),
     by: str = typer.Option("street_town", help="street_town (街镇) or village (居村)"),
-    save: Optional[Path] = typer.Option(None, "--out", help="also write .csv or .xlsx"),
+    save: Annotated[Path | None, typer.Option("--out", help="also write .csv or .xlsx")] = None,
 ) -> None:
     """按街镇 (或居村) 与周期统计: 新增疑似、确认、误报率、销项、拆除面积、反弹、逾期复查、颜色预警。"""
+    import pandas as pd
+
     from gis_db.stats import WarningThresholds, office_today, unit_stats, zh_columns
     from weijian.settings import get_settings
 
@@ -131,7 +133,8 @@ def stats(
     for header in frame.columns:
         table.add_column(str(header))
     for row in frame.itertuples(index=False):
-        cells = ["" if v != v else f"{v:,.1f}" if isinstance(v, float) else str(v) for v in row]
+        cells = ["" if pd.isna(v) else f"{v:,.1f}" if isinstance(v, float) else str(v)
+                 for v in row]
         table.add_row(*cells, style=colours.get(row[-1]))
     out.print(table)
     if save is not None:
