@@ -182,7 +182,7 @@ def generate(
             "priority_type": str(rng.choice(priority, p=priority_p)),
             "construction_status": construction,
             "exemption": exemption,
-            "disposal": rng.choice(disposals, p=[0.7, 0.18, 0.04, 0.04, 0.02, 0.02]),
+            "disposal": disposals[int(rng.choice(len(disposals), p=[0.7, 0.18, 0.04, 0.04, 0.02, 0.02]))],
             "source": str(rng.choice(sources, p=[0.35, 0.2, 0.2, 0.1, 0.12, 0.03])),
             "discovered_on": discovered,
             "address": f"上海市宝山区{town_name}{village['name']}{rng.choice(ROADS)}"

@@ -14,7 +14,7 @@ class LabelledEnum(StrEnum):
 
     zh: str
 
-    def __new__(cls, value: str, zh: str) -> "LabelledEnum":
+    def __new__(cls, value: str, zh: str = "") -> "LabelledEnum":
         obj = str.__new__(cls, value)
         obj._value_ = value
         obj.zh = zh

@@ -230,11 +230,13 @@ class EmbeddedCluster:
     def _ensure_database(self) -> None:
         import psycopg
 
-        conninfo = dict(host="127.0.0.1", port=self.port, user=SUPERUSER, password=self.password)
+        conninfo = (
+            f"host=127.0.0.1 port={self.port} user={SUPERUSER} password='{self.password}'"
+        )
         deadline = time.monotonic() + 30
         while True:
             try:
-                with psycopg.connect(dbname="postgres", autocommit=True, **conninfo) as conn:
+                with psycopg.connect(conninfo, dbname="postgres", autocommit=True) as conn:
                     exists = conn.execute(
                         "SELECT 1 FROM pg_database WHERE datname = %s", (DATABASE,)
                     ).fetchone()
@@ -247,5 +249,5 @@ class EmbeddedCluster:
                         f"embedded cluster in {self.root} started but refuses connections: {exc}"
                     ) from exc
                 time.sleep(0.3)
-        with psycopg.connect(dbname=DATABASE, autocommit=True, **conninfo) as conn:
+        with psycopg.connect(conninfo, dbname=DATABASE, autocommit=True) as conn:
             conn.execute("CREATE EXTENSION IF NOT EXISTS postgis")

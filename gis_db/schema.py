@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import warnings
 from importlib.resources import files
+from typing import Any
 
 from alembic import command
 from alembic.config import Config
@@ -66,7 +67,9 @@ def stored_crs(connection: Connection) -> tuple[str, int] | None:
     exists = connection.execute(text("SELECT to_regclass('db_meta')")).scalar()
     if exists is None:
         return None
-    rows = dict(connection.execute(text("SELECT key, value FROM db_meta")).all())
+    rows: dict[str, str] = {
+        key: value for key, value in connection.execute(text("SELECT key, value FROM db_meta"))
+    }
     return rows["working_crs"], int(rows["srid"])
 
 
@@ -76,6 +79,16 @@ def working_srid(connection: Connection) -> int:
     if stored is None:
         raise GisDbError("the database has no weijian schema yet: run 'weijian db upgrade'")
     return stored[1]
+
+
+def migration_attributes() -> dict[str, Any]:
+    """Inside a migration: the values ``upgrade`` handed over (``srid``, ``working_crs``)."""
+    from alembic import op
+
+    config = op.get_context().config
+    if config is None:
+        raise GisDbError("run migrations through gis_db.schema.upgrade, not the alembic CLI")
+    return config.attributes
 
 
 def current_revision(engine: Engine) -> str | None:

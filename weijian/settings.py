@@ -113,11 +113,11 @@ class Settings(BaseSettings):
     district_name: str = "宝山区"
     user: str = Field(default_factory=lambda: os.environ.get("USER", "staff"))
 
-    ingest: IngestSettings = IngestSettings()
-    detection: DetectionSettings = DetectionSettings()
-    matching: MatchingSettings = MatchingSettings()
-    warnings: WarningSettings = WarningSettings()
-    web: WebSettings = WebSettings()
+    ingest: IngestSettings = Field(default_factory=IngestSettings)
+    detection: DetectionSettings = Field(default_factory=DetectionSettings)
+    matching: MatchingSettings = Field(default_factory=MatchingSettings)
+    warnings: WarningSettings = Field(default_factory=WarningSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
 
     @field_validator("working_crs")
     @classmethod

@@ -17,6 +17,7 @@ from gis_db.domain import (
     PriorityType,
     check_constraint,
 )
+from gis_db.schema import migration_attributes
 
 revision = "0001"
 down_revision = None
@@ -25,7 +26,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    attrs = op.get_context().config.attributes
+    attrs = migration_attributes()
     srid = int(attrs["srid"])
     crs = str(attrs["working_crs"]).replace("'", "''")
     geom = f"geometry(MultiPolygon, {srid})"

@@ -16,6 +16,7 @@ from gis_db.domain import (
     ScenePlatform,
     check_constraint,
 )
+from gis_db.schema import migration_attributes
 
 revision = "0002"
 down_revision = "0001"
@@ -24,7 +25,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    srid = int(op.get_context().config.attributes["srid"])
+    srid = int(migration_attributes()["srid"])
     geom = f"geometry(MultiPolygon, {srid})"
     # detection: the match columns (matched_case_id ... village_code) are written by one UPDATE
     # per run from rows joined in that statement, so they carry no foreign keys and no indexes,
