@@ -3,7 +3,8 @@
 From one real image (a background), :func:`synthetic_pair` makes a pair whose earlier image is
 the background and whose later image is the same background under a different illumination
 (global gain, gamma, colour cast, a soft brightness gradient, a sub-pixel shift), with, in most
-pairs, a few new roof-like polygons: rectangles and L-shapes of 4-30 m at 0.5 m/px, in the roof
+pairs, a few new roof-like polygons: rectangles and L-shapes of 4-30 m (in 30 % of the pairs also one
+factory or warehouse roof of 30-120 m), in the roof
 colours of Shanghai's suburbs (blue steel sheet, grey concrete, red tile, white), with a ridge
 line, texture noise and a cast shadow on the side away from a random sun azimuth. The mask marks
 the roofs only, not their shadows. A share of the pairs (``negative_share``) carries no roof:
@@ -33,10 +34,20 @@ ROOF_COLOURS = np.array(
 )
 
 
-def _roof_outline(rng: np.random.Generator, centre: tuple[float, float], gsd_m: float) -> np.ndarray:
-    """Polygon vertices (row, col) of a rectangle or L-shaped roof, 4-30 m a side, rotated."""
-    length = rng.uniform(4, 30) / gsd_m
-    width = rng.uniform(4, min(15, length * gsd_m)) / gsd_m
+def _roof_outline(
+    rng: np.random.Generator, centre: tuple[float, float], gsd_m: float, large: bool = False
+) -> np.ndarray:
+    """Polygon vertices (row, col) of a rectangle or L-shaped roof, rotated.
+
+    Houses and sheds are 4-30 m long and 4-15 m wide; ``large`` roofs (factories, warehouses,
+    steel-sheet halls) 30-120 m long and 15-45 m wide.
+    """
+    if large:
+        length = rng.uniform(30, 120) / gsd_m
+        width = rng.uniform(15, 45) / gsd_m
+    else:
+        length = rng.uniform(4, 30) / gsd_m
+        width = rng.uniform(4, min(15, length * gsd_m)) / gsd_m
     if rng.random() < 0.3:  # L-shape
         wing = rng.uniform(0.4, 0.7)
         pts = np.array(
@@ -84,8 +95,9 @@ def synthetic_pair(
     mask = np.zeros((h, w), dtype=bool)
     if rng.random() >= negative_share:
         sun = rng.uniform(0, 2 * math.pi)
-        for _ in range(int(rng.integers(1, max_roofs + 1))):
-            outline = _roof_outline(rng, (rng.uniform(0, h), rng.uniform(0, w)), gsd_m)
+        for i in range(int(rng.integers(1, max_roofs + 1))):
+            large = i == 0 and rng.random() < 0.3
+            outline = _roof_outline(rng, (rng.uniform(0, h), rng.uniform(0, w)), gsd_m, large)
             rr, cc = draw_polygon(outline[:, 0], outline[:, 1], shape=(h, w))
             if rr.size < 16:
                 continue

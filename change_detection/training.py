@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
 from change_detection.data import (
     Pair,
@@ -58,6 +59,7 @@ class TrainConfig:
     lr: float = 3e-3  #: peak AdamW learning rate (one-cycle schedule)
     weight_decay: float = 1e-4
     patience: int = 15  #: stop after this many epochs without a better validation F1
+    ema_decay: float = 0.98  #: per-step decay of the weight average that is validated and saved
     seed: int = 0
     val_fraction: float = 0.15  #: share of scenes held for validation / early stopping
     holdout: list[str] = field(default_factory=list)  #: glob patterns of held-out pairs
@@ -184,7 +186,10 @@ def train(
         "config": asdict(config),
         "code_version": code_version(),
     }
-    model = ChangeModel(config.network, net, {"mean": mean, "std": std}, device)
+    # an exponential moving average of the weights (and batch-norm buffers) is what gets
+    # validated and saved: with tiny data single-epoch weights vary a lot from epoch to epoch
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
+    model = ChangeModel(config.network, ema.module, {"mean": mean, "std": std}, device)
     samples = TrainingSamples(
         train_p, config.crop, config.samples_per_epoch, config.seed, config.synthetic_fraction
     )
@@ -209,6 +214,7 @@ def train(
     if resume and last.is_file():
         ckpt = torch.load(last, map_location=device, weights_only=False)
         net.load_state_dict(ckpt["net"])
+        ema.load_state_dict(ckpt["ema"])
         optimiser.load_state_dict(ckpt["optimiser"])
         scheduler.load_state_dict(ckpt["scheduler"])
         first_epoch, best_f1, best_epoch, stale = (
@@ -234,10 +240,11 @@ def train(
             loss.backward()
             optimiser.step()
             scheduler.step()
+            ema.update_parameters(net)
             losses.append(loss.item())
             if on_progress:
                 on_progress({"epoch": epoch, "step": step + 1, "steps": steps, "loss": losses[-1]})
-        net.eval()
+        ema.eval()
         row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)),
                                "lr": scheduler.get_last_lr()[0]}
         score = -float(np.mean(losses))  # without validation data: lowest training loss
@@ -248,7 +255,7 @@ def train(
         row["seconds"] = round(elapsed_before + time.monotonic() - start, 1)
         if score > best_f1:
             best_f1, best_epoch, stale = score, epoch, 0
-            save_weights(out / "best.pt", net, config.network, {**meta_base, "epoch": epoch})
+            save_weights(out / "best.pt", ema.module, config.network, {**meta_base, "epoch": epoch})
         else:
             stale += 1
         log.info("epoch %d/%d loss %.4f val %s (%.0f s)", epoch + 1, config.epochs, row["loss"],
@@ -256,7 +263,7 @@ def train(
         with open(out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(row) + "\n")
         torch.save(
-            {"net": net.state_dict(), "optimiser": optimiser.state_dict(),
+            {"net": net.state_dict(), "ema": ema.state_dict(), "optimiser": optimiser.state_dict(),
              "scheduler": scheduler.state_dict(), "epoch": epoch, "best_f1": best_f1,
              "best_epoch": best_epoch, "stale": stale, "seconds": row["seconds"]},
             last,
