@@ -34,8 +34,10 @@ def object_counts(
 
     A true object is *found* when some predicted component overlaps it with IoU ``>= iou``; a
     predicted component (of at least ``min_area_px`` pixels; smaller ones are dropped as a
-    vectoriser would) is a *false positive* when it reaches that IoU with no true object.
-    Returns ``true_objects``, ``found``, ``predicted_objects``, ``false_positive_objects``.
+    vectoriser would) is a *false positive* when it reaches that IoU with no true object, and
+    *spurious* when it touches no changed pixel at all (a wasted site visit; fragments of a real
+    change are false positives but not spurious). Returns ``true_objects``, ``found``,
+    ``predicted_objects``, ``false_positive_objects``, ``spurious_objects``.
     """
     eight = np.ones((3, 3), dtype=bool)
     gt_lab, n_gt = ndimage.label(truth, structure=eight)
@@ -49,7 +51,7 @@ def object_counts(
         pr_lab, n_pr = relabel[pr_lab], int(keep.sum())
     if n_gt == 0 or n_pr == 0:
         return {"true_objects": n_gt, "found": 0, "predicted_objects": n_pr,
-                "false_positive_objects": n_pr}
+                "false_positive_objects": n_pr, "spurious_objects": n_pr}
     gt_area = np.bincount(gt_lab.ravel(), minlength=n_gt + 1)
     pr_area = np.bincount(pr_lab.ravel(), minlength=n_pr + 1)
     both = (gt_lab > 0) & (pr_lab > 0)
@@ -62,6 +64,7 @@ def object_counts(
         "found": int(good.any(axis=1).sum()),
         "predicted_objects": n_pr,
         "false_positive_objects": int((~good.any(axis=0)).sum()),
+        "spurious_objects": int((inter[:, 1:].sum(axis=0) == 0).sum()),
     }
 
 
@@ -84,7 +87,8 @@ class ChangeScorer:
     hist_neg: np.ndarray = field(default_factory=lambda: np.zeros(CURVE_BINS, dtype=np.int64))
     objects: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("true_objects", "found", "predicted_objects", "false_positive_objects"), 0
+            ("true_objects", "found", "predicted_objects", "false_positive_objects",
+             "spurious_objects"), 0
         )
     )
 
@@ -138,6 +142,7 @@ class ChangeScorer:
                     obj["predicted_objects"] - obj["false_positive_objects"], obj["predicted_objects"]
                 ),
                 "false_positives_per_km2": obj["false_positive_objects"] / area_km2 if area_km2 else 0.0,
+                "spurious_per_km2": obj["spurious_objects"] / area_km2 if area_km2 else 0.0,
                 "area_km2": area_km2,
                 "gsd_m": self.gsd_m,
                 "min_area_m2": self.min_area_m2,

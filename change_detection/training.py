@@ -5,7 +5,7 @@ Output folder ``out``:
 * ``last.pt``: full checkpoint after every epoch (network, optimiser, scheduler, history) for
   ``resume=True``;
 * ``best.pt``: weights file (see :mod:`change_detection.weights`) of the epoch with the best
-  validation F1;
+  validation F1 at its best threshold (early stopping waits for half the epochs);
 * ``model.pt``: the final weights file: the best epoch, with the best-F1 threshold on validation
   and the validation and held-out metrics in its metadata;
 * ``history.jsonl``: one JSON line per epoch; ``heldout.json``: the held-out evaluation.
@@ -58,7 +58,8 @@ class TrainConfig:
     batch_size: int = 16
     lr: float = 3e-3  #: peak AdamW learning rate (one-cycle schedule)
     weight_decay: float = 1e-4
-    patience: int = 15  #: stop after this many epochs without a better validation F1
+    patience: int = 15  #: stop after this many epochs without a better validation F1 ...
+    min_epochs: int | None = None  #: ... but not before this many epochs (default: half)
     ema_decay: float = 0.98  #: per-step decay of the weight average that is validated and saved
     seed: int = 0
     val_fraction: float = 0.15  #: share of scenes held for validation / early stopping
@@ -136,6 +137,7 @@ def summary_line(s: dict[str, Any]) -> dict[str, Any]:
     obj = s["objects"]
     out["object_recall"] = round(float(obj["recall"]), 4)
     out["fp_objects_per_km2"] = round(float(obj["false_positives_per_km2"]), 2)
+    out["spurious_objects_per_km2"] = round(float(obj["spurious_per_km2"]), 2)
     return out
 
 
@@ -226,7 +228,8 @@ def train(
         (out / "history.jsonl").unlink(missing_ok=True)
 
     for epoch in range(first_epoch, config.epochs):
-        if stale >= config.patience:
+        min_epochs = config.epochs // 2 if config.min_epochs is None else config.min_epochs
+        if stale >= config.patience and epoch >= min_epochs:
             log.info("early stop: no better validation F1 for %d epochs", stale)
             break
         net.train()
@@ -251,7 +254,9 @@ def train(
         if val_p:
             val = summary_line(evaluate_pairs(model, val_p, 0.5, config.gsd_m, config.min_area_m2))
             row["val"] = val
-            score = val["f1"]
+            # F1 at the best threshold: the threshold is chosen on validation data at the end,
+            # and a degenerate "all changed" model cannot win on F1 at 0.5
+            score = val["best_f1"]
         row["seconds"] = round(elapsed_before + time.monotonic() - start, 1)
         if score > best_f1:
             best_f1, best_epoch, stale = score, epoch, 0

@@ -47,8 +47,9 @@ def test_objects_iou_rule_and_fp_density() -> None:
     pred[80:90, 80:90] = True  # nowhere near: false positive
     pred[0, 99] = True  # 1 px: dropped by min_area
     counts = object_counts(pred, truth, min_area_px=4)
+    # the 30-px fragment of object 2 is a false positive but not spurious; the far one is both
     assert counts == {"true_objects": 2, "found": 1, "predicted_objects": 3,
-                      "false_positive_objects": 2}
+                      "false_positive_objects": 2, "spurious_objects": 1}
     scorer = ChangeScorer(threshold=0.5, gsd_m=10.0, min_area_m2=400.0)  # 400 m² = 4 px
     scorer.add(pred.astype(float), truth)
     obj = scorer.summary()["objects"]
@@ -56,6 +57,7 @@ def test_objects_iou_rule_and_fp_density() -> None:
     # 100 x 100 px at 10 m = 1 km²: 2 false positives per km²
     assert obj["area_km2"] == pytest.approx(1.0)
     assert obj["false_positives_per_km2"] == pytest.approx(2.0)
+    assert obj["spurious_per_km2"] == pytest.approx(1.0)
 
 
 def test_empty_tile_predicted_empty_is_perfect() -> None:

@@ -50,6 +50,7 @@ def evaluate(
         ("objects (true)", obj["true_objects"]), ("object recall (IoU>=0.5)", obj["recall"]),
         ("object precision", obj["precision"]),
         (f"false-positive objects per km² (GSD {gsd} m)", obj["false_positives_per_km2"]),
+        ("  of which touch no change, per km²", obj["spurious_per_km2"]),
     ]
     for name, value in rows:
         table.add_row(name, f"{value:.4f}" if isinstance(value, float) else str(value))

@@ -19,7 +19,7 @@ def train(
     crop: Annotated[int, typer.Option(min=32, help="training crop side, px (multiple of 16)")] = 128,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     lr: Annotated[float, typer.Option(min=0, help="peak AdamW learning rate (one-cycle)")] = 3e-3,
-    patience: Annotated[int, typer.Option(min=1, help="early stop after this many epochs without a better validation F1")] = 15,
+    patience: Annotated[int, typer.Option(min=1, help="early stop after this many epochs without a better validation F1 (not before half the epochs)")] = 15,
     seed: Annotated[int, typer.Option()] = 0,
     val_fraction: Annotated[float, typer.Option(min=0, max=0.9, help="share of scenes for validation")] = 0.15,
     holdout: Annotated[list[str] | None, typer.Option(help="glob of pairs <folder>/<stem> kept out of training and validation, evaluated at the end (repeatable)")] = None,
