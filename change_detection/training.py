@@ -65,7 +65,7 @@ class TrainConfig:
     val_fraction: float = 0.15  #: share of scenes held for validation / early stopping
     holdout: list[str] = field(default_factory=list)  #: glob patterns of held-out pairs
     validation: list[str] = field(default_factory=list)  #: glob patterns of validation pairs
-    synthetic_fraction: float = 0.3  #: share of samples that are synthetic pairs
+    synthetic_fraction: float = 0.0  #: share of samples that are synthetic pairs (see model card)
     gsd_m: float = 0.5  #: ground sample distance of the data, m/px
     min_area_m2: float = 10.0  #: smallest predicted object counted in object metrics, m²
     device: str = "auto"
