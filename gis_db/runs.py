@@ -51,15 +51,6 @@ class LoadResult:
     unchanged: bool
 
 
-def file_checksum(path: str | Path, chunk: int = 1 << 20) -> str:
-    """SHA-256 (hex) of a file, read in chunks (orthophotos are large)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        while block := fh.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _working_crs(conn: Connection) -> tuple[CRS, int]:
     stored = stored_crs(conn)
     if stored is None:
