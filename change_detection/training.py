@@ -98,7 +98,8 @@ def code_version() -> str:
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "change_detection"],
+            ["git", "-C", str(root), "status", "--porcelain", "--", "change_detection",
+             ":!change_detection/weights"],
             capture_output=True, text=True, timeout=10, check=True,
         ).stdout.strip()
         text += f" git {commit}" + (" (change_detection modified)" if dirty else "")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib.resources
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import torch
 from torch import nn
@@ -30,7 +30,6 @@ from change_detection.networks import NETWORKS, build_network
 
 FORMAT = "weijian-change-weights/1"
 DEFAULT_NETWORK = "tinysiam"
-Device = Literal["cpu", "cuda", "auto"]
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
