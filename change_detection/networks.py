@@ -143,12 +143,20 @@ def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
 
 
 class FCSiamDiff(nn.Module):
-    """FC-Siam-diff (Daudt, Le Saux & Boulch 2018), with the original 16-32-64-128 widths."""
+    """FC-Siam-diff (Daudt, Le Saux & Boulch 2018), with the original 16-32-64-128 widths.
 
-    def __init__(self, widths: tuple[int, int, int, int] = (16, 32, 64, 128), dropout: float = 0.2) -> None:
+    ``dropout``: ``Dropout2d`` rate after every convolution. The paper used 0.2; the default here
+    is 0 because in the shared encoder the two epochs get different dropout masks, so every
+    skip ``|f_a - f_b|`` carries dropout noise, and with our short training the network then
+    did not learn (loss stuck near 1.05; see ``docs/decisions/change-detection-network.md``).
+    """
+
+    def __init__(
+        self, widths: tuple[int, int, int, int] = (16, 32, 64, 128), dropout: float = 0.0
+    ) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths
-        drop = nn.Dropout2d(dropout)
+        drop: nn.Module = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.enc = nn.ModuleList(
             [
                 nn.Sequential(*_conv_bn_relu(3, w1), drop, *_conv_bn_relu(w1, w1), drop),
