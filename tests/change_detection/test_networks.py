@@ -44,3 +44,14 @@ def test_unknown_network_says_what_exists() -> None:
     with pytest.raises(UnknownNetworkError, match="tinysiam") as info:
         build_network("resnet_bit")
     assert isinstance(info.value, ChangeDetectionError) and isinstance(info.value, KeyError)
+
+
+def test_fc_siam_diff_dropout_is_an_option_with_the_same_parameters() -> None:
+    """Dropout is off by default (it stalled training) and does not change the weights layout."""
+    plain, dropped = build_network("fc_siam_diff"), build_network("fc_siam_diff", dropout=0.2)
+    assert not any(isinstance(m, torch.nn.Dropout2d) for m in plain.modules())
+    assert any(isinstance(m, torch.nn.Dropout2d) for m in dropped.modules())
+    assert plain.state_dict().keys() == dropped.state_dict().keys()
+    x = torch.randn(1, 3, 32, 32)
+    plain.train()
+    torch.testing.assert_close(plain(x, x), plain(x, x))  # no random masks in training mode
