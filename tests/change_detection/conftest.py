@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,8 @@ REAL_PAIRS = Path(__file__).resolve().parents[3] / "shared" / "data" / "change_p
 def real_pairs() -> Path:
     """The 24 real pairs (../shared/data/change_pairs)."""
     if not (REAL_PAIRS / "levir_256" / "A").is_dir():
+        if os.environ.get("CI", "").lower() == "true":
+            pytest.fail(f"CI=true and the real change pairs are missing at {REAL_PAIRS}")
         pytest.skip(f"real change pairs not found at {REAL_PAIRS}")
     return REAL_PAIRS
 

@@ -56,6 +56,25 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
     assert "false_positives_per_km2" in figures["objects"]
 
 
+@pytest.mark.slow
+def test_full_dataset_command_shape(tmp_path: Path) -> None:
+    """The model card's LEVIR-CD command: train/ val/ test/ folders, split by --validation/--holdout."""
+    folders = [_folder(tmp_path / "LEVIR-CD" / part, n=2) for part in ("train", "val", "test")]
+    out = tmp_path / "run"
+    result = runner.invoke(app, [
+        "train", *map(str, folders), "--validation", "val/*", "--holdout", "test/*",
+        "--network", "fc_siam_diff", "--epochs", "1", "--samples-per-epoch", "4",
+        "--batch-size", "2", "--crop", "32", "--patience", "40", "--device", "cpu",
+        "--threads", "1", "--out", str(out),
+    ])
+    assert result.exit_code == 0, result.output
+    import torch
+
+    split = torch.load(out / "model.pt", weights_only=True)["metadata"]["split"]
+    assert split == {**split, "train": ["train/t0", "train/t1"], "validation": ["val/t0", "val/t1"],
+                     "heldout": ["test/t0", "test/t1"]}
+
+
 def test_bad_folder_is_one_clear_line(tmp_path: Path) -> None:
     (tmp_path / "only_a" / "A").mkdir(parents=True)
     result = runner.invoke(app, ["evaluate", str(tmp_path / "only_a"), "--weights", "tinysiam"])
