@@ -7,6 +7,7 @@ and export shows the Chinese label. ``parse`` accepts either the code or any Chi
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Self
 
 
 class LabelledEnum(StrEnum):
@@ -14,14 +15,14 @@ class LabelledEnum(StrEnum):
 
     zh: str
 
-    def __new__(cls, value: str, zh: str = "") -> "LabelledEnum":
+    def __new__(cls, value: str, zh: str = "") -> Self:
         obj = str.__new__(cls, value)
         obj._value_ = value
         obj.zh = zh
         return obj
 
     @classmethod
-    def parse(cls, text: str) -> "LabelledEnum":
+    def parse(cls, text: str) -> LabelledEnum:
         """The member whose code or Chinese label is ``text`` (whitespace ignored)."""
         key = str(text).strip()
         for member in cls:

@@ -123,7 +123,7 @@ class EmbeddedCluster:
         cmd = list(args)
         if self._as_root:
             cmd = ["runuser", "-u", SERVER_USER, "--", *cmd]
-        proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/")
+        proc = subprocess.run(cmd, capture_output=True, text=True, cwd="/", check=False)
         if check and proc.returncode != 0:
             log = self.pgdata / "postgres.log"
             tail = log.read_text(errors="replace")[-800:] if log.is_file() else ""

@@ -13,7 +13,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
 
     A plain ``postgresql://`` URL is given the psycopg 3 driver.
     """
-    if url.startswith("postgresql://") or url.startswith("postgres://"):
+    if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
     engine = create_engine(url, pool_pre_ping=True, **kwargs)  # type: ignore[arg-type]
     try:

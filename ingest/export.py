@@ -46,11 +46,11 @@ def write_pair_cogs(pair: AlignedPair, out_dir: str | Path, progress: Progress |
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     dtypes = _output_dtype(pair)
-    profile = dict(
-        driver="GTiff", width=pair.width, height=pair.height, count=pair.band_count, crs=pair.crs,
-        transform=pair.affine, tiled=True, blockxsize=512, blockysize=512, compress="DEFLATE",
-        predictor=2, BIGTIFF="IF_SAFER",
-    )
+    profile = {
+        "driver": "GTiff", "width": pair.width, "height": pair.height, "count": pair.band_count, "crs": pair.crs,
+        "transform": pair.affine, "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "DEFLATE",
+        "predictor": 2, "BIGTIFF": "IF_SAFER",
+    }
     tmp = [out / f".{name}.tmp.tif" for name in ("before", "after")]
     windows = [
         Window(c, r, min(WRITE_WINDOW_PX, pair.width - c), min(WRITE_WINDOW_PX, pair.height - r))

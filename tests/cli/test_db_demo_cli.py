@@ -17,7 +17,9 @@ WEIJIAN = [str(Path(sys.executable).with_name("weijian"))]
 
 
 def run(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(WEIJIAN + args, capture_output=True, text=True, env=env, timeout=300)
+    return subprocess.run(
+        WEIJIAN + args, capture_output=True, text=True, env=env, timeout=300, check=False
+    )
 
 
 def clean_env(**extra: str) -> dict[str, str]:

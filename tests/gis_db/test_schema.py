@@ -40,7 +40,7 @@ def test_custom_proj_string_working_crs(empty_db_url: str) -> None:
     engine = create_engine(empty_db_url)
     schema.upgrade(engine, SHANGHAI_LOCAL)
     with engine.connect() as conn:
-        crs, srid = schema.stored_crs(conn)  # type: ignore[misc]
+        _crs, srid = schema.stored_crs(conn)  # type: ignore[misc]
         assert srid > schema.CUSTOM_SRID_BASE
         column_srid = conn.execute(text(
             "SELECT srid FROM geometry_columns WHERE f_table_name = 'permit'"
@@ -63,17 +63,15 @@ def test_history_refuses_update_and_delete(engine) -> None:  # type: ignore[no-u
         ))
     for statement in ("UPDATE case_history SET actor = 'x'", "DELETE FROM case_history",
                       "TRUNCATE case_history"):
-        with pytest.raises(DBAPIError, match="append-only"):
-            with engine.begin() as conn:
-                conn.execute(text(statement))
+        with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
+            conn.execute(text(statement))
     with engine.connect() as conn:
         assert conn.execute(text("SELECT actor FROM case_history")).scalar_one() == "tester"
 
 
 def test_invalid_category_refused_by_database(engine) -> None:  # type: ignore[no-untyped-def]
-    with pytest.raises(IntegrityError):
-        with engine.begin() as conn:
-            conn.execute(text(
-                "INSERT INTO inventory_case (case_number, area_m2, priority_type, geom) VALUES "
-                "('T-2', 1, 'nonsense', ST_Multi(ST_MakeEnvelope(0, 0, 1, 1, 4549)))"
-            ))
+    with pytest.raises(IntegrityError), engine.begin() as conn:
+        conn.execute(text(
+            "INSERT INTO inventory_case (case_number, area_m2, priority_type, geom) VALUES "
+            "('T-2', 1, 'nonsense', ST_Multi(ST_MakeEnvelope(0, 0, 1, 1, 4549)))"
+        ))

@@ -76,11 +76,11 @@ def write_raster(
     """Write (bands, h, w) ``data`` as a tiled GeoTIFF, with optional nodata, internal mask or alpha."""
     path = Path(path)
     count = data.shape[0] + (alpha is not None)
-    prof: dict[str, Any] = dict(
-        driver="GTiff", width=data.shape[2], height=data.shape[1], count=count, dtype=data.dtype,
-        crs=crs, transform=transform or Affine.identity(), nodata=nodata, tiled=True,
-        blockxsize=256, blockysize=256, compress="DEFLATE",
-    )
+    prof: dict[str, Any] = {
+        "driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": count, "dtype": data.dtype,
+        "crs": crs, "transform": transform or Affine.identity(), "nodata": nodata, "tiled": True,
+        "blockxsize": 256, "blockysize": 256, "compress": "DEFLATE",
+    }
     prof.update(profile)
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **prof) as dst:
         dst.write(data, indexes=list(range(1, data.shape[0] + 1)))
@@ -125,7 +125,7 @@ def resample_to(
     with rasterio.open(src_path) as src:
         data = src.read()
         extent = src.width * src.transform.a
-        n = size or int(round(extent / gsd_m))
+        n = size or round(extent / gsd_m)
         dst_t = ground_transform(gsd_m, crs)
         out = np.zeros((src.count, n, n), dtype=data.dtype)
         reproject(data, out, src_transform=src.transform, src_crs=src.crs, dst_transform=dst_t,

@@ -62,7 +62,7 @@ def main() -> None:
         logging.getLogger(ours).setLevel(logging.INFO)
     try:
         app()
-    except Exception as exc:  # noqa: BLE001 - the one place errors become messages
+    except Exception as exc:
         if _is_domain_error(exc):
             err.print(f"[bold red]错误 error:[/] {exc}", highlight=False, soft_wrap=True)
             raise SystemExit(1) from None
