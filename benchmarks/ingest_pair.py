@@ -55,9 +55,12 @@ def generate(path: Path, size: int) -> None:
     from affine import Affine
 
     textures = [_texture(p, s) for p, s in ((2039, 1), (1531, 2))]
-    profile = {"driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8", "crs": "EPSG:4549",
-                   "transform": Affine(0.05, 0, ORIGIN[0], 0, -0.05, ORIGIN[1]), "tiled": True, "blockxsize": 512,
-                   "blockysize": 512, "compress": "DEFLATE", "zlevel": 1, "predictor": 2, "BIGTIFF": "YES"}
+    profile = {
+        "driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8",
+        "crs": "EPSG:4549", "transform": Affine(0.05, 0, ORIGIN[0], 0, -0.05, ORIGIN[1]),
+        "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "DEFLATE", "zlevel": 1,
+        "predictor": 2, "BIGTIFF": "YES",
+    }
     tmp = path.with_suffix(".part.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
         for r0 in range(0, size, 512):

@@ -47,9 +47,10 @@ def write_pair_cogs(pair: AlignedPair, out_dir: str | Path, progress: Progress |
     out.mkdir(parents=True, exist_ok=True)
     dtypes = _output_dtype(pair)
     profile = {
-        "driver": "GTiff", "width": pair.width, "height": pair.height, "count": pair.band_count, "crs": pair.crs,
-        "transform": pair.affine, "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "DEFLATE",
-        "predictor": 2, "BIGTIFF": "IF_SAFER",
+        "driver": "GTiff", "width": pair.width, "height": pair.height,
+        "count": pair.band_count, "crs": pair.crs, "transform": pair.affine, "tiled": True,
+        "blockxsize": 512, "blockysize": 512, "compress": "DEFLATE", "predictor": 2,
+        "BIGTIFF": "IF_SAFER",
     }
     tmp = [out / f".{name}.tmp.tif" for name in ("before", "after")]
     windows = [

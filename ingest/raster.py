@@ -171,9 +171,10 @@ def build_mosaic_vrt(folder: str | Path, out: str | Path | None = None) -> Path:
     for tile in tiles:
         with open_raster(tile) as ds:
             infos.append(
-                {"path": tile, "crs": parse_crs(ds.crs), "t": ds.transform, "w": ds.width, "h": ds.height,
-                     "bands": data_band_indexes(ds), "dtype": ds.dtypes[0], "nodata": ds.nodata,
-                     "ci": [ds.colorinterp[i - 1].name for i in data_band_indexes(ds)]}
+                {"path": tile, "crs": parse_crs(ds.crs), "t": ds.transform, "w": ds.width,
+                 "h": ds.height, "bands": data_band_indexes(ds), "dtype": ds.dtypes[0],
+                 "nodata": ds.nodata,
+                 "ci": [ds.colorinterp[i - 1].name for i in data_band_indexes(ds)]}
             )
     ref = infos[0]
     for info in infos[1:]:

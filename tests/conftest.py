@@ -14,6 +14,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from sqlalchemy import Engine, create_engine, text
@@ -24,10 +25,15 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
-def _unavailable(reason: str) -> None:
+def skip_or_fail(reason: str) -> NoReturn:
+    """Skip a test whose real component or data is missing; under ``CI=true`` fail it instead."""
     if IN_CI:
-        pytest.fail(f"CI=true and PostGIS is unavailable: {reason}")
-    pytest.skip(f"PostGIS unavailable: {reason}")
+        pytest.fail(f"CI=true and {reason}")
+    pytest.skip(reason)
+
+
+def _unavailable(reason: str) -> NoReturn:
+    skip_or_fail(f"PostGIS is unavailable: {reason}")
 
 
 @pytest.fixture(scope="session")

@@ -2,23 +2,22 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-REAL_PAIRS = Path(__file__).resolve().parents[3] / "shared" / "data" / "change_pairs"
+from tests.conftest import SHARED_DATA, skip_or_fail
+
+REAL_PAIRS = SHARED_DATA / "change_pairs"
 
 
 @pytest.fixture(scope="session")
 def real_pairs() -> Path:
     """The 24 real pairs (../shared/data/change_pairs)."""
     if not (REAL_PAIRS / "levir_256" / "A").is_dir():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"CI=true and the real change pairs are missing at {REAL_PAIRS}")
-        pytest.skip(f"real change pairs not found at {REAL_PAIRS}")
+        skip_or_fail(f"the real change pairs are missing at {REAL_PAIRS}")
     return REAL_PAIRS
 
 

@@ -77,9 +77,10 @@ def write_raster(
     path = Path(path)
     count = data.shape[0] + (alpha is not None)
     prof: dict[str, Any] = {
-        "driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": count, "dtype": data.dtype,
-        "crs": crs, "transform": transform or Affine.identity(), "nodata": nodata, "tiled": True,
-        "blockxsize": 256, "blockysize": 256, "compress": "DEFLATE",
+        "driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": count,
+        "dtype": data.dtype, "crs": crs, "transform": transform or Affine.identity(),
+        "nodata": nodata, "tiled": True, "blockxsize": 256, "blockysize": 256,
+        "compress": "DEFLATE",
     }
     prof.update(profile)
     with rasterio.Env(GDAL_TIFF_INTERNAL_MASK=True), rasterio.open(path, "w", **prof) as dst:
