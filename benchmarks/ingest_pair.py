@@ -40,12 +40,14 @@ def _texture(period: int, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     img = np.zeros((3, period, period), np.float32)
     for sigma, amp in ((40, 45), (8, 25), (2, 12)):
-        noise = ndimage.gaussian_filter(rng.standard_normal((period, period)).astype(np.float32), sigma, mode="wrap")
+        noise = ndimage.gaussian_filter(
+            rng.standard_normal((period, period)).astype(np.float32), sigma, mode="wrap"
+        )
         img += amp * noise / noise.std()
     for _ in range(period * period // 4000):
         h, w = rng.integers(8, 60, size=2)
         r, c = rng.integers(0, period - h), rng.integers(0, period - w)
-        img[:, r:r + h, c:c + w] = rng.uniform(-80, 80, size=(3, 1, 1))
+        img[:, r : r + h, c : c + w] = rng.uniform(-80, 80, size=(3, 1, 1))
     return img
 
 
@@ -56,10 +58,20 @@ def generate(path: Path, size: int) -> None:
 
     textures = [_texture(p, s) for p, s in ((2039, 1), (1531, 2))]
     profile = {
-        "driver": "GTiff", "width": size, "height": size, "count": 3, "dtype": "uint8",
-        "crs": "EPSG:4549", "transform": Affine(0.05, 0, ORIGIN[0], 0, -0.05, ORIGIN[1]),
-        "tiled": True, "blockxsize": 512, "blockysize": 512, "compress": "DEFLATE", "zlevel": 1,
-        "predictor": 2, "BIGTIFF": "YES",
+        "driver": "GTiff",
+        "width": size,
+        "height": size,
+        "count": 3,
+        "dtype": "uint8",
+        "crs": "EPSG:4549",
+        "transform": Affine(0.05, 0, ORIGIN[0], 0, -0.05, ORIGIN[1]),
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "DEFLATE",
+        "zlevel": 1,
+        "predictor": 2,
+        "BIGTIFF": "YES",
     }
     tmp = path.with_suffix(".part.tif")
     with rasterio.open(tmp, "w", **profile) as dst:
@@ -74,7 +86,14 @@ def generate(path: Path, size: int) -> None:
     tmp.rename(path)
 
 
-def wrap(tif: Path, out: Path, gsd: float, offset: tuple[float, float], scale: float = 1.0, add: float = 0.0) -> Path:
+def wrap(
+    tif: Path,
+    out: Path,
+    gsd: float,
+    offset: tuple[float, float],
+    scale: float = 1.0,
+    add: float = 0.0,
+) -> Path:
     """A VRT showing ``tif`` at ``gsd`` m/px with its origin moved by ``offset`` m (and a gain/offset)."""
     import rasterio
 
@@ -88,8 +107,10 @@ def wrap(tif: Path, out: Path, gsd: float, offset: tuple[float, float], scale: f
         for b, ci in ((1, "Red"), (2, "Green"), (3, "Blue"))
     )
     gt = f"{ORIGIN[0] + offset[0]}, {gsd}, 0, {ORIGIN[1] + offset[1]}, 0, {-gsd}"
-    out.write_text(f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}"><SRS>{crs}</SRS>'
-                   f"<GeoTransform>{gt}</GeoTransform>{bands}</VRTDataset>")
+    out.write_text(
+        f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}"><SRS>{crs}</SRS>'
+        f"<GeoTransform>{gt}</GeoTransform>{bands}</VRTDataset>"
+    )
     return out
 
 
@@ -113,9 +134,14 @@ def run_case(workdir: Path, size: int, case: str, tile: int, overlap: int) -> di
     t2 = time.perf_counter()
     grid_mpx = pair.width * pair.height / 1e6
     return {
-        "size": size, "case": case, "grid": f"{pair.width}x{pair.height}", "tiles": n_tiles,
-        "shift_m": [round(v, 3) for v in pair.shift_m], "prepare_s": round(t1 - t0, 1),
-        "tiles_s": round(t2 - t1, 1), "grid_mpx_s": round(grid_mpx / (t2 - t0), 2),
+        "size": size,
+        "case": case,
+        "grid": f"{pair.width}x{pair.height}",
+        "tiles": n_tiles,
+        "shift_m": [round(v, 3) for v in pair.shift_m],
+        "prepare_s": round(t1 - t0, 1),
+        "tiles_s": round(t2 - t1, 1),
+        "grid_mpx_s": round(grid_mpx / (t2 - t0), 2),
         "source_mpx_s": round(2 * size * size / 1e6 / (t2 - t0), 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 0),
     }
@@ -132,7 +158,11 @@ def main() -> None:
     args = parser.parse_args()
     args.workdir.mkdir(parents=True, exist_ok=True)
     if args.run:
-        print(json.dumps(run_case(args.workdir, int(args.run[0]), args.run[1], args.tile, args.overlap)))
+        print(
+            json.dumps(
+                run_case(args.workdir, int(args.run[0]), args.run[1], args.tile, args.overlap)
+            )
+        )
         return
     rows = []
     for size in args.sizes:
@@ -140,18 +170,45 @@ def main() -> None:
         if not tif.exists():
             t = time.perf_counter()
             generate(tif, size)
-            print(f"generated {tif} ({tif.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t:.0f} s", flush=True)
+            print(
+                f"generated {tif} ({tif.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t:.0f} s",
+                flush=True,
+            )
         for case in args.cases:
             proc = subprocess.run(
-                [sys.executable, __file__, "--run", str(size), case, "--workdir", str(args.workdir),
-                 "--tile", str(args.tile), "--overlap", str(args.overlap)],
-                capture_output=True, text=True, check=False,
+                [
+                    sys.executable,
+                    __file__,
+                    "--run",
+                    str(size),
+                    case,
+                    "--workdir",
+                    str(args.workdir),
+                    "--tile",
+                    str(args.tile),
+                    "--overlap",
+                    str(args.overlap),
+                ],
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if proc.returncode:
                 sys.exit(f"case {size} {case} failed:\n{proc.stderr}")
             rows.append(json.loads(proc.stdout.strip().splitlines()[-1]))
             print(json.dumps(rows[-1]), flush=True)
-    cols = ["size", "case", "grid", "tiles", "shift_m", "prepare_s", "tiles_s", "grid_mpx_s", "source_mpx_s", "peak_rss_mb"]
+    cols = [
+        "size",
+        "case",
+        "grid",
+        "tiles",
+        "shift_m",
+        "prepare_s",
+        "tiles_s",
+        "grid_mpx_s",
+        "source_mpx_s",
+        "peak_rss_mb",
+    ]
     print()
     print(" | ".join(f"{c:>12}" for c in cols))
     for r in rows:

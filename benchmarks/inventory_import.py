@@ -37,10 +37,14 @@ from tests.gis_db.factories import make_cases, street_town_grid, write_gpkg
 
 WORKING_CRS = "EPSG:4549"
 #: "cases in this 街镇": by the assigned code (indexed), and spatially (GiST)
-QUERY_BY_CODE = ("SELECT id, case_number, area_m2, ST_AsBinary(geom) FROM inventory_case "
-                 "WHERE street_town_code = 'ST06'")
-QUERY_SPATIAL = ("SELECT c.id, c.case_number, c.area_m2, ST_AsBinary(c.geom) FROM inventory_case c "
-                 "JOIN street_town s ON ST_Intersects(c.geom, s.geom) WHERE s.name = '测试06镇'")
+QUERY_BY_CODE = (
+    "SELECT id, case_number, area_m2, ST_AsBinary(geom) FROM inventory_case "
+    "WHERE street_town_code = 'ST06'"
+)
+QUERY_SPATIAL = (
+    "SELECT c.id, c.case_number, c.area_m2, ST_AsBinary(c.geom) FROM inventory_case c "
+    "JOIN street_town s ON ST_Intersects(c.geom, s.geom) WHERE s.name = '测试06镇'"
+)
 
 
 def server_url() -> tuple[str, object | None]:
@@ -71,20 +75,30 @@ def run(n_cases: int, seed: int) -> None:
         t = time.perf_counter()
         path = work / "cases.gpkg"
         write_gpkg(make_cases(n_cases, seed=seed), path)
-        print(f"generated {n_cases:,} cases into {path.name} "
-              f"({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t:.1f} s")
+        print(
+            f"generated {n_cases:,} cases into {path.name} "
+            f"({path.stat().st_size / 1e6:.1f} MB) in {time.perf_counter() - t:.1f} s"
+        )
 
         report = import_cases_file(engine, path, actor="bench")
         rv = report.timings["read"] + report.timings["validate"]
         load = report.timings["load"]
-        print(f"import:   {report.created:,} created, {report.updated:,} updated, "
-              f"{report.unchanged:,} unchanged, {len(report.rejected)} rejected")
-        print(f"  read + validate: {rv:6.2f} s  {n_cases / rv:10,.0f} rows/s "
-              f"(read {report.timings['read']:.2f} s, validate {report.timings['validate']:.2f} s)")
-        print(f"  load (COPY, area, 街镇/居村, upsert, history): {load:6.2f} s  "
-              f"{n_cases / load:10,.0f} rows/s")
-        print(f"  total:           {report.seconds:6.2f} s  {n_cases / report.seconds:10,.0f} rows/s"
-              f"  (aim: < 60 s for 100,000)")
+        print(
+            f"import:   {report.created:,} created, {report.updated:,} updated, "
+            f"{report.unchanged:,} unchanged, {len(report.rejected)} rejected"
+        )
+        print(
+            f"  read + validate: {rv:6.2f} s  {n_cases / rv:10,.0f} rows/s "
+            f"(read {report.timings['read']:.2f} s, validate {report.timings['validate']:.2f} s)"
+        )
+        print(
+            f"  load (COPY, area, 街镇/居村, upsert, history): {load:6.2f} s  "
+            f"{n_cases / load:10,.0f} rows/s"
+        )
+        print(
+            f"  total:           {report.seconds:6.2f} s  {n_cases / report.seconds:10,.0f} rows/s"
+            f"  (aim: < 60 s for 100,000)"
+        )
 
         with engine.connect() as conn:
             conn.execute(text("ANALYZE inventory_case"))
@@ -92,12 +106,16 @@ def run(n_cases: int, seed: int) -> None:
                 conn.execute(text(sql)).fetchall()  # warm the cache
                 t = time.perf_counter()
                 rows = conn.execute(text(sql)).fetchall()
-                print(f"query 'cases in this 街镇' ({label}): {len(rows):,} rows in "
-                      f"{(time.perf_counter() - t) * 1000:.1f} ms")
+                print(
+                    f"query 'cases in this 街镇' ({label}): {len(rows):,} rows in "
+                    f"{(time.perf_counter() - t) * 1000:.1f} ms"
+                )
 
         again = import_cases_file(engine, path, actor="bench")
-        print(f"re-import of the same file: {again.created} created, {again.updated} updated, "
-              f"{again.unchanged:,} unchanged in {again.seconds:.2f} s")
+        print(
+            f"re-import of the same file: {again.created} created, {again.updated} updated, "
+            f"{again.unchanged:,} unchanged in {again.seconds:.2f} s"
+        )
         engine.dispose()
     finally:
         with admin.connect() as conn:

@@ -73,8 +73,9 @@ def scratch_database() -> Iterator[Engine]:
         admin.dispose()
 
 
-def rectangles(rng: np.random.Generator, n: int, lo: float, hi: float,
-               centres: np.ndarray | None = None) -> np.ndarray:
+def rectangles(
+    rng: np.random.Generator, n: int, lo: float, hi: float, centres: np.ndarray | None = None
+) -> np.ndarray:
     """``n`` axis-parallel rectangles lo-hi m a side, random or around given centres."""
     if centres is None:
         centres = np.column_stack([X0 + rng.uniform(0, SPAN, n), Y0 + rng.uniform(0, SPAN, n)])
@@ -101,7 +102,9 @@ def load_inventory(engine: Engine, rng: np.random.Generator, n_cases: int) -> np
     cases = rectangles(rng, n_cases, 5, 40)
     closed = rng.random(n_cases) < 0.02
     active = np.array([s.value for s in ACTIVE_CASE_STATES])
-    states = np.where(closed, CLOSED_CASE_STATES[0].value, active[rng.integers(0, len(active), n_cases)])
+    states = np.where(
+        closed, CLOSED_CASE_STATES[0].value, active[rng.integers(0, len(active), n_cases)]
+    )
     areas = shapely.area(cases)
     with engine.begin() as conn:
         conn.execute(text("DROP INDEX inventory_case_geom_idx"))
@@ -109,27 +112,54 @@ def load_inventory(engine: Engine, rng: np.random.Generator, n_cases: int) -> np
     for start in range(0, n_cases, chunk):
         part = slice(start, start + chunk)
         hexes = ewkb(cases[part])
-        copy_rows(engine, "inventory_case", "case_number, area_m2, state, geom",
-                  ((f"B{start + i:07d}", float(a), s, g) for i, (a, s, g) in
-                   enumerate(zip(areas[part], states[part], hexes))))
+        copy_rows(
+            engine,
+            "inventory_case",
+            "case_number, area_m2, state, geom",
+            (
+                (f"B{start + i:07d}", float(a), s, g)
+                for i, (a, s, g) in enumerate(zip(areas[part], states[part], hexes))
+            ),
+        )
     permits = rectangles(rng, 20_000, 20, 120)
-    copy_rows(engine, "permit", "permit_number, valid_from, geom",
-              ((f"P{i:06d}", "2025-01-01", g) for i, g in enumerate(ewkb(permits))))
+    copy_rows(
+        engine,
+        "permit",
+        "permit_number, valid_from, geom",
+        ((f"P{i:06d}", "2025-01-01", g) for i, g in enumerate(ewkb(permits))),
+    )
     strip = SPAN / 14
     towns = [shapely.box(X0 + i * strip, Y0, X0 + (i + 1) * strip, Y0 + SPAN) for i in range(14)]
-    copy_rows(engine, "street_town", "code, name, geom",
-              ((f"ST{i:02d}", f"街镇{i}", g) for i, g in enumerate(ewkb(np.array(towns)))))
+    copy_rows(
+        engine,
+        "street_town",
+        "code, name, geom",
+        ((f"ST{i:02d}", f"街镇{i}", g) for i, g in enumerate(ewkb(np.array(towns)))),
+    )
     cell = SPAN / 25
-    villages = [(f"V{i:02d}{j:02d}", f"ST{min(int((i + 0.5) * cell / strip), 13):02d}",
-                 shapely.box(X0 + i * cell, Y0 + j * cell, X0 + (i + 1) * cell, Y0 + (j + 1) * cell))
-                for i in range(25) for j in range(25)]
+    villages = [
+        (
+            f"V{i:02d}{j:02d}",
+            f"ST{min(int((i + 0.5) * cell / strip), 13):02d}",
+            shapely.box(X0 + i * cell, Y0 + j * cell, X0 + (i + 1) * cell, Y0 + (j + 1) * cell),
+        )
+        for i in range(25)
+        for j in range(25)
+    ]
     hexes = ewkb(np.array([v[2] for v in villages]))
-    copy_rows(engine, "village", "code, name, street_town_code, geom",
-              ((c, f"居村{c}", s, g) for (c, s, _), g in zip(villages, hexes)))
+    copy_rows(
+        engine,
+        "village",
+        "code, name, street_town_code, geom",
+        ((c, f"居村{c}", s, g) for (c, s, _), g in zip(villages, hexes)),
+    )
     with engine.begin() as conn:
-        conn.execute(text("CREATE INDEX inventory_case_geom_idx ON inventory_case USING gist (geom)"))
-        conn.execute(text("ANALYZE inventory_case; ANALYZE permit; ANALYZE street_town; "
-                          "ANALYZE village"))
+        conn.execute(
+            text("CREATE INDEX inventory_case_geom_idx ON inventory_case USING gist (geom)")
+        )
+        conn.execute(
+            text("ANALYZE inventory_case; ANALYZE permit; ANALYZE street_town; ANALYZE village")
+        )
     return cases
 
 
@@ -138,20 +168,28 @@ def make_detections(rng: np.random.Generator, cases: np.ndarray, n: int) -> gpd.
     on_case = int(n * 0.6)
     picked = cases[rng.integers(0, len(cases), on_case)]
     centres = shapely.get_coordinates(shapely.centroid(picked)) + rng.uniform(-3, 3, (on_case, 2))
-    geoms = np.concatenate([rectangles(rng, on_case, 5, 35, centres),
-                            rectangles(rng, n - on_case, 5, 35)])
+    geoms = np.concatenate(
+        [rectangles(rng, on_case, 5, 35, centres), rectangles(rng, n - on_case, 5, 35)]
+    )
     kinds = np.where(rng.random(n) < 0.1, "disappeared", "appeared")
-    return gpd.GeoDataFrame({"change_kind": kinds, "score": rng.uniform(0.5, 1, n)},
-                            geometry=geoms, crs=CRS)
+    return gpd.GeoDataFrame(
+        {"change_kind": kinds, "score": rng.uniform(0.5, 1, n)}, geometry=geoms, crs=CRS
+    )
 
 
-def geopandas_match(cases: gpd.GeoDataFrame, permits: gpd.GeoDataFrame,
-                    towns: gpd.GeoDataFrame, villages: gpd.GeoDataFrame,
-                    det: gpd.GeoDataFrame) -> pd.DataFrame:
+def geopandas_match(
+    cases: gpd.GeoDataFrame,
+    permits: gpd.GeoDataFrame,
+    towns: gpd.GeoDataFrame,
+    villages: gpd.GeoDataFrame,
+    det: gpd.GeoDataFrame,
+) -> pd.DataFrame:
     """The SQL rules with sjoin + shapely: match class, 街镇 and 居村 per detection id."""
-    buffered = gpd.GeoDataFrame({"det": det["id"].to_numpy(), "kind": det["change_kind"].to_numpy()},
-                                geometry=det.geometry.buffer(TOLERANCE, join_style="mitre").to_numpy(),
-                                crs=CRS)
+    buffered = gpd.GeoDataFrame(
+        {"det": det["id"].to_numpy(), "kind": det["change_kind"].to_numpy()},
+        geometry=det.geometry.buffer(TOLERANCE, join_style="mitre").to_numpy(),
+        crs=CRS,
+    )
     bg = buffered.geometry.to_numpy()
 
     def overlaps(other: gpd.GeoDataFrame) -> pd.DataFrame:
@@ -166,31 +204,57 @@ def geopandas_match(cases: gpd.GeoDataFrame, permits: gpd.GeoDataFrame,
     cand = []
     p = overlaps(permits)
     p = p[p["kind"] != "disappeared"]
-    cand.append(pd.DataFrame({"det": p["det"].to_numpy(), "prio": 1, "cls": "permitted",
-                              "overlap": p["overlap"].to_numpy()}))
+    cand.append(
+        pd.DataFrame(
+            {
+                "det": p["det"].to_numpy(),
+                "prio": 1,
+                "cls": "permitted",
+                "overlap": p["overlap"].to_numpy(),
+            }
+        )
+    )
     c = overlaps(cases)
     closed = c["state"].isin([s.value for s in CLOSED_CASE_STATES]).to_numpy()
     gone = (c["kind"] == "disappeared").to_numpy()
     keep = ~gone | ~closed
     closed, gone = closed[keep], gone[keep]
-    cand.append(pd.DataFrame({
-        "det": c["det"].to_numpy()[keep], "overlap": c["overlap"].to_numpy()[keep],
-        "prio": np.where(gone, 1, np.where(closed, 2, 3)),
-        "cls": np.where(gone, "demolition_evidence", np.where(closed, "rebound", "known_case")),
-    }))
-    best = (pd.concat(cand).sort_values(["det", "prio", "overlap"], ascending=[True, True, False])
-            .drop_duplicates("det").set_index("det")["cls"])
-    default = pd.Series(np.where(det["change_kind"] == "disappeared", "unrelated", "new_suspect"),
-                        index=det["id"].to_numpy())
+    cand.append(
+        pd.DataFrame(
+            {
+                "det": c["det"].to_numpy()[keep],
+                "overlap": c["overlap"].to_numpy()[keep],
+                "prio": np.where(gone, 1, np.where(closed, 2, 3)),
+                "cls": np.where(
+                    gone, "demolition_evidence", np.where(closed, "rebound", "known_case")
+                ),
+            }
+        )
+    )
+    best = (
+        pd.concat(cand)
+        .sort_values(["det", "prio", "overlap"], ascending=[True, True, False])
+        .drop_duplicates("det")
+        .set_index("det")["cls"]
+    )
+    default = pd.Series(
+        np.where(det["change_kind"] == "disappeared", "unrelated", "new_suspect"),
+        index=det["id"].to_numpy(),
+    )
     out = pd.DataFrame({"match_class": best.combine_first(default)})
     for name, units in (("street_town_code", towns), ("village_code", villages)):
         pairs = gpd.sjoin(det, units, predicate="intersects", how="inner")
         right = units.index.get_indexer(pairs["index_right"])
         left = det.index.get_indexer(pairs.index)
-        area = shapely.area(shapely.intersection(det.geometry.to_numpy()[left],
-                                                 units.geometry.to_numpy()[right]))
-        top = (pairs.assign(a=area).sort_values(["a", "code"], ascending=[False, True])
-               .drop_duplicates("id").set_index("id")["code"])
+        area = shapely.area(
+            shapely.intersection(det.geometry.to_numpy()[left], units.geometry.to_numpy()[right])
+        )
+        top = (
+            pairs.assign(a=area)
+            .sort_values(["a", "code"], ascending=[False, True])
+            .drop_duplicates("id")
+            .set_index("id")["code"]
+        )
         out[name] = top.reindex(out.index)
     return out
 
@@ -211,52 +275,86 @@ def main() -> None:
         det_frame = make_detections(rng, case_geoms, args.detections)
         del case_geoms
         print("SQL path: load detections")
-        before, after = (runs.register_scene(
-            engine, checksum=f"bench-{k}", footprint=shapely.box(X0, Y0, X0 + SPAN, Y0 + SPAN),
-            acquired_at=pd.Timestamp(day).to_pydatetime(), platform="drone", crs=CRS)
-            for k, day in (("before", "2026-03-01"), ("after", "2026-06-01")))
-        run_id = runs.create_run(engine, before_scene_id=before, after_scene_id=after,
-                                 network="bench", weights_checksum="bench")
+        before, after = (
+            runs.register_scene(
+                engine,
+                checksum=f"bench-{k}",
+                footprint=shapely.box(X0, Y0, X0 + SPAN, Y0 + SPAN),
+                acquired_at=pd.Timestamp(day).to_pydatetime(),
+                platform="drone",
+                crs=CRS,
+            )
+            for k, day in (("before", "2026-03-01"), ("after", "2026-06-01"))
+        )
+        run_id = runs.create_run(
+            engine,
+            before_scene_id=before,
+            after_scene_id=after,
+            network="bench",
+            weights_checksum="bench",
+        )
         with timed("SQL: load detections (COPY)", t):
             runs.load_detections(engine, run_id, det_frame)
         print("geopandas path")
         with timed("geopandas: read_postgis cases/permits/units", t), engine.connect() as conn:
-            cases = gpd.read_postgis("SELECT id, state, geom FROM inventory_case", conn,
-                                     geom_col="geom")
+            cases = gpd.read_postgis(
+                "SELECT id, state, geom FROM inventory_case", conn, geom_col="geom"
+            )
             permits = gpd.read_postgis("SELECT id, geom FROM permit", conn, geom_col="geom")
             towns = gpd.read_postgis("SELECT code, geom FROM street_town", conn, geom_col="geom")
             villages = gpd.read_postgis("SELECT code, geom FROM village", conn, geom_col="geom")
         with timed("geopandas: read_postgis detections", t), engine.connect() as conn:
-            det = gpd.read_postgis(text("SELECT id, change_kind, geom FROM detection "
-                                        "WHERE run_id = :r"), conn, geom_col="geom",
-                                   params={"r": run_id})
+            det = gpd.read_postgis(
+                text("SELECT id, change_kind, geom FROM detection WHERE run_id = :r"),
+                conn,
+                geom_col="geom",
+                params={"r": run_id},
+            )
         with timed("geopandas: sjoin + overlap + classes", t):
             gpd_classes = geopandas_match(cases, permits, towns, villages, det)
         del cases, permits
         print("SQL path: match")
         with timed("SQL: match_run (PostGIS, GiST)", t):
-            summary = matching.match_run(engine, run_id, overlap_threshold=THRESHOLD,
-                                         tolerance_m=TOLERANCE)
+            summary = matching.match_run(
+                engine, run_id, overlap_threshold=THRESHOLD, tolerance_m=TOLERANCE
+            )
         with engine.connect() as conn:
-            sql_classes = pd.read_sql_query(text(
-                "SELECT id, match_class, street_town_code, village_code FROM detection "
-                "WHERE run_id = :r"), conn, params={"r": run_id}, index_col="id")
-    both = sql_classes.merge(gpd_classes, left_index=True, right_index=True, how="left",
-                             suffixes=("", "_gpd"))
+            sql_classes = pd.read_sql_query(
+                text(
+                    "SELECT id, match_class, street_town_code, village_code FROM detection "
+                    "WHERE run_id = :r"
+                ),
+                conn,
+                params={"r": run_id},
+                index_col="id",
+            )
+    both = sql_classes.merge(
+        gpd_classes, left_index=True, right_index=True, how="left", suffixes=("", "_gpd")
+    )
     agree = float((both["match_class"] == both["match_class_gpd"]).mean())
-    agree_units = float(((both["street_town_code"] == both["street_town_code_gpd"])
-                         & (both["village_code"] == both["village_code_gpd"])).mean())
+    agree_units = float(
+        (
+            (both["street_town_code"] == both["street_town_code_gpd"])
+            & (both["village_code"] == both["village_code_gpd"])
+        ).mean()
+    )
     sql_total = t["SQL: load detections (COPY)"] + t["SQL: match_run (PostGIS, GiST)"]
-    gpd_load = t["geopandas: read_postgis cases/permits/units"] + t["geopandas: read_postgis detections"]
+    gpd_load = (
+        t["geopandas: read_postgis cases/permits/units"] + t["geopandas: read_postgis detections"]
+    )
     gpd_total = gpd_load + t["geopandas: sjoin + overlap + classes"]
     print("results")
     print(f"  classes (SQL): {summary.counts}; rebounds raised: {len(summary.rebound_case_ids)}")
-    print(f"  same class in both paths: {agree:.2%}, same 街镇 and 居村: {agree_units:.2%} "
-          f"of {len(sql_classes):,} detections")
+    print(
+        f"  same class in both paths: {agree:.2%}, same 街镇 and 居村: {agree_units:.2%} "
+        f"of {len(sql_classes):,} detections"
+    )
     print(f"  SQL total (load detections + match):        {sql_total:8.1f} s")
     print(f"  geopandas total (read from DB + sjoin):     {gpd_total:8.1f} s")
-    print(f"  geopandas match alone (data in memory):     "
-          f"{t['geopandas: sjoin + overlap + classes']:8.1f} s")
+    print(
+        f"  geopandas match alone (data in memory):     "
+        f"{t['geopandas: sjoin + overlap + classes']:8.1f} s"
+    )
 
 
 if __name__ == "__main__":

@@ -35,9 +35,11 @@ def main() -> None:
     args = parser.parse_args()
     cores = os.cpu_count() or 1
     torch.set_num_threads(cores)
-    print(f"machine: {platform.processor() or platform.machine()}, {cores} cores, "
-          f"load average {os.getloadavg()[0]:.2f}, torch {torch.__version__}, "
-          f"threads {torch.get_num_threads()}, device {args.device}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {cores} cores, "
+        f"load average {os.getloadavg()[0]:.2f}, torch {torch.__version__}, "
+        f"threads {torch.get_num_threads()}, device {args.device}"
+    )
     nets = {}
     for name in NETWORKS:
         torch.manual_seed(0)
@@ -62,8 +64,10 @@ def main() -> None:
         t = statistics.median(times) if pick == "median" else min(times)
         return batch * args.size**2 / t / 1e6
 
-    print(f"{'network':<14}{'params':>10}{'GMAC':>7}{'GFLOP':>7}"
-          + "".join(f"{f'Mpx/s b{b} med/best':>22}" for b in BATCHES))
+    print(
+        f"{'network':<14}{'params':>10}{'GMAC':>7}{'GFLOP':>7}"
+        + "".join(f"{f'Mpx/s b{b} med/best':>22}" for b in BATCHES)
+    )
     for name, net in nets.items():
         gmac = count_gmacs(net, args.size)
         cells = (f"{mpx_s(name, b, 'median'):.2f} / {mpx_s(name, b, 'best'):.2f}" for b in BATCHES)

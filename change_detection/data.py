@@ -157,7 +157,9 @@ def split_pairs(
     if validation:
         val_scenes = {p.scene for p in rest if matches(p.name, validation)}
     else:
-        n_val = 0 if val_fraction <= 0 or len(scenes) < 2 else max(1, round(val_fraction * len(scenes)))
+        n_val = (
+            0 if val_fraction <= 0 or len(scenes) < 2 else max(1, round(val_fraction * len(scenes)))
+        )
         val_scenes = set(sorted(scenes, key=key)[:n_val])
     train = [p for p in rest if p.scene not in val_scenes]
     val = [p for p in rest if p.scene in val_scenes]
@@ -174,7 +176,8 @@ def drop_contained_crops(pairs: Sequence[PairFiles]) -> list[PairFiles]:
     """
     whole = {(p.scene, p.before.stem) for p in pairs}
     return [
-        p for p in pairs
+        p
+        for p in pairs
         if not (_CROP_SUFFIX.search(p.before.stem) and (p.scene, p.scene.split("/", 1)[1]) in whole)
     ]
 

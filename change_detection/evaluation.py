@@ -36,8 +36,14 @@ def evaluate_pairs(
             one = ChangeScorer(cut, gsd_m, min_area_m2)
             one.add(proba, pair.label)
             s = one.summary()
-            rows.append({"pair": pair.name, "f1": s["f1"], "iou": s["iou"],
-                         "object_recall": s["objects"]["recall"]})  # type: ignore[index]
+            rows.append(
+                {
+                    "pair": pair.name,
+                    "f1": s["f1"],
+                    "iou": s["iou"],
+                    "object_recall": s["objects"]["recall"],
+                }
+            )  # type: ignore[index]
     summary = total.summary()
     summary["pairs"] = [p.name for p in pairs]
     if per_pair:

@@ -16,7 +16,9 @@ from change_detection.weights import ChangeModel
 
 def _to_hwc(image: np.ndarray, name: str) -> np.ndarray:
     if image.ndim != 3:
-        raise InputError(f"{name} must be a 3-D array (H, W, C) or (C, H, W), got shape {image.shape}")
+        raise InputError(
+            f"{name} must be a 3-D array (H, W, C) or (C, H, W), got shape {image.shape}"
+        )
     if image.shape[0] in (3, 4) and image.shape[2] not in (3, 4):
         image = np.moveaxis(image, 0, -1)
     if image.shape[2] not in (3, 4):

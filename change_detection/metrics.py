@@ -50,8 +50,13 @@ def object_counts(
         relabel[keep] = np.arange(1, int(keep.sum()) + 1)
         pr_lab, n_pr = relabel[pr_lab], int(keep.sum())
     if n_gt == 0 or n_pr == 0:
-        return {"true_objects": n_gt, "found": 0, "predicted_objects": n_pr,
-                "false_positive_objects": n_pr, "spurious_objects": n_pr}
+        return {
+            "true_objects": n_gt,
+            "found": 0,
+            "predicted_objects": n_pr,
+            "false_positive_objects": n_pr,
+            "spurious_objects": n_pr,
+        }
     gt_area = np.bincount(gt_lab.ravel(), minlength=n_gt + 1)
     pr_area = np.bincount(pr_lab.ravel(), minlength=n_pr + 1)
     both = (gt_lab > 0) & (pr_lab > 0)
@@ -87,8 +92,14 @@ class ChangeScorer:
     hist_neg: np.ndarray = field(default_factory=lambda: np.zeros(CURVE_BINS, dtype=np.int64))
     objects: dict[str, int] = field(
         default_factory=lambda: dict.fromkeys(
-            ("true_objects", "found", "predicted_objects", "false_positive_objects",
-             "spurious_objects"), 0
+            (
+                "true_objects",
+                "found",
+                "predicted_objects",
+                "false_positive_objects",
+                "spurious_objects",
+            ),
+            0,
         )
     )
 
@@ -115,8 +126,14 @@ class ChangeScorer:
         rows = []
         for k in range(CURVE_BINS):
             s = pixel_scores(int(tp[k]), int(fp[k]), int(fn[k]))
-            rows.append({"threshold": k / CURVE_BINS, "precision": s["precision"],
-                         "recall": s["recall"], "f1": s["f1"]})
+            rows.append(
+                {
+                    "threshold": k / CURVE_BINS,
+                    "precision": s["precision"],
+                    "recall": s["recall"],
+                    "f1": s["f1"],
+                }
+            )
         return rows
 
     def best_threshold(self) -> tuple[float, float]:
@@ -139,9 +156,12 @@ class ChangeScorer:
                 **obj,
                 "recall": _ratio(obj["found"], obj["true_objects"]),
                 "precision": _ratio(
-                    obj["predicted_objects"] - obj["false_positive_objects"], obj["predicted_objects"]
+                    obj["predicted_objects"] - obj["false_positive_objects"],
+                    obj["predicted_objects"],
                 ),
-                "false_positives_per_km2": obj["false_positive_objects"] / area_km2 if area_km2 else 0.0,
+                "false_positives_per_km2": obj["false_positive_objects"] / area_km2
+                if area_km2
+                else 0.0,
                 "spurious_per_km2": obj["spurious_objects"] / area_km2 if area_km2 else 0.0,
                 "area_km2": area_km2,
                 "gsd_m": self.gsd_m,

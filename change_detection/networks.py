@@ -162,12 +162,20 @@ class FCSiamDiff(nn.Module):
                 nn.Sequential(*_conv_bn_relu(3, w1), drop, *_conv_bn_relu(w1, w1), drop),
                 nn.Sequential(*_conv_bn_relu(w1, w2), drop, *_conv_bn_relu(w2, w2), drop),
                 nn.Sequential(
-                    *_conv_bn_relu(w2, w3), drop, *_conv_bn_relu(w3, w3), drop,
-                    *_conv_bn_relu(w3, w3), drop,
+                    *_conv_bn_relu(w2, w3),
+                    drop,
+                    *_conv_bn_relu(w3, w3),
+                    drop,
+                    *_conv_bn_relu(w3, w3),
+                    drop,
                 ),
                 nn.Sequential(
-                    *_conv_bn_relu(w3, w4), drop, *_conv_bn_relu(w4, w4), drop,
-                    *_conv_bn_relu(w4, w4), drop,
+                    *_conv_bn_relu(w3, w4),
+                    drop,
+                    *_conv_bn_relu(w4, w4),
+                    drop,
+                    *_conv_bn_relu(w4, w4),
+                    drop,
                 ),
             ]
         )
@@ -182,12 +190,20 @@ class FCSiamDiff(nn.Module):
         self.dec = nn.ModuleList(
             [
                 nn.Sequential(
-                    *_conv_bn_relu(2 * w4, w4), drop, *_conv_bn_relu(w4, w4), drop,
-                    *_conv_bn_relu(w4, w3), drop,
+                    *_conv_bn_relu(2 * w4, w4),
+                    drop,
+                    *_conv_bn_relu(w4, w4),
+                    drop,
+                    *_conv_bn_relu(w4, w3),
+                    drop,
                 ),
                 nn.Sequential(
-                    *_conv_bn_relu(2 * w3, w3), drop, *_conv_bn_relu(w3, w3), drop,
-                    *_conv_bn_relu(w3, w2), drop,
+                    *_conv_bn_relu(2 * w3, w3),
+                    drop,
+                    *_conv_bn_relu(w3, w3),
+                    drop,
+                    *_conv_bn_relu(w3, w2),
+                    drop,
                 ),
                 nn.Sequential(*_conv_bn_relu(2 * w2, w2), drop, *_conv_bn_relu(w2, w1), drop),
                 nn.Sequential(*_conv_bn_relu(2 * w1, w1), drop, nn.Conv2d(w1, 1, 3, padding=1)),

@@ -28,8 +28,15 @@ from skimage.draw import polygon as draw_polygon
 
 #: Roof colours (RGB 0..255): blue steel sheet, grey concrete, red tile, white/light steel, dark.
 ROOF_COLOURS = np.array(
-    [[70, 110, 170], [95, 140, 200], [150, 150, 150], [185, 185, 180], [165, 80, 60],
-     [220, 222, 225], [90, 90, 95]],
+    [
+        [70, 110, 170],
+        [95, 140, 200],
+        [150, 150, 150],
+        [185, 185, 180],
+        [165, 80, 60],
+        [220, 222, 225],
+        [90, 90, 95],
+    ],
     dtype=float,
 )
 
@@ -51,8 +58,14 @@ def _roof_outline(
     if rng.random() < 0.3:  # L-shape
         wing = rng.uniform(0.4, 0.7)
         pts = np.array(
-            [[0, 0], [length, 0], [length, width], [wing * length, width],
-             [wing * length, width * 2.2], [0, width * 2.2]]
+            [
+                [0, 0],
+                [length, 0],
+                [length, width],
+                [wing * length, width],
+                [wing * length, width * 2.2],
+                [0, width * 2.2],
+            ]
         )
     else:
         pts = np.array([[0, 0], [length, 0], [length, width], [0, width]])
@@ -70,7 +83,12 @@ def _illumination(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     x = x * rng.uniform(0.75, 1.25) * rng.uniform(0.9, 1.1, size=3)
     yy, xx = np.mgrid[0:h, 0:w] / max(h, w)
     theta = rng.uniform(0, 2 * math.pi)
-    x = x * (1 + rng.uniform(-0.15, 0.15) * (np.cos(theta) * xx + np.sin(theta) * yy - 0.5))[..., None]
+    x = (
+        x
+        * (1 + rng.uniform(-0.15, 0.15) * (np.cos(theta) * xx + np.sin(theta) * yy - 0.5))[
+            ..., None
+        ]
+    )
     if rng.random() < 0.5:  # mis-registration and resampling blur of a second flight/sensor
         x = ndimage.shift(x, (*rng.uniform(-1, 1, size=2), 0), order=1, mode="nearest")
         x = ndimage.gaussian_filter(x, (rng.uniform(0, 0.8),) * 2 + (0,))

@@ -95,12 +95,26 @@ def code_version() -> str:
     try:
         commit = subprocess.run(
             ["git", "-C", str(root), "rev-parse", "--short", "HEAD"],
-            capture_output=True, text=True, timeout=10, check=True,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         dirty = subprocess.run(
-            ["git", "-C", str(root), "status", "--porcelain", "--", "change_detection",
-             ":!change_detection/weights"],
-            capture_output=True, text=True, timeout=10, check=True,
+            [
+                "git",
+                "-C",
+                str(root),
+                "status",
+                "--porcelain",
+                "--",
+                "change_detection",
+                ":!change_detection/weights",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
         ).stdout.strip()
         text += f" git {commit}" + (" (change_detection modified)" if dirty else "")
     except (OSError, subprocess.SubprocessError):
@@ -221,7 +235,10 @@ def train(
         optimiser.load_state_dict(ckpt["optimiser"])
         scheduler.load_state_dict(ckpt["scheduler"])
         first_epoch, best_f1, best_epoch, stale = (
-            ckpt["epoch"] + 1, ckpt["best_f1"], ckpt["best_epoch"], ckpt["stale"]
+            ckpt["epoch"] + 1,
+            ckpt["best_f1"],
+            ckpt["best_epoch"],
+            ckpt["stale"],
         )
         elapsed_before = ckpt.get("seconds", 0.0)
         log.info("resuming %s after epoch %d (best F1 %.4f)", out, ckpt["epoch"], best_f1)
@@ -249,8 +266,11 @@ def train(
             if on_progress:
                 on_progress({"epoch": epoch, "step": step + 1, "steps": steps, "loss": losses[-1]})
         ema.eval()
-        row: dict[str, Any] = {"epoch": epoch, "loss": float(np.mean(losses)),
-                               "lr": scheduler.get_last_lr()[0]}
+        row: dict[str, Any] = {
+            "epoch": epoch,
+            "loss": float(np.mean(losses)),
+            "lr": scheduler.get_last_lr()[0],
+        }
         score = -float(np.mean(losses))  # without validation data: lowest training loss
         if val_p:
             val = summary_line(evaluate_pairs(model, val_p, 0.5, config.gsd_m, config.min_area_m2))
@@ -264,29 +284,54 @@ def train(
             save_weights(out / "best.pt", ema.module, config.network, {**meta_base, "epoch": epoch})
         else:
             stale += 1
-        log.info("epoch %d/%d loss %.4f val %s (%.0f s)", epoch + 1, config.epochs, row["loss"],
-                 row.get("val", "-"), row["seconds"])
+        log.info(
+            "epoch %d/%d loss %.4f val %s (%.0f s)",
+            epoch + 1,
+            config.epochs,
+            row["loss"],
+            row.get("val", "-"),
+            row["seconds"],
+        )
         with open(out / "history.jsonl", "a") as fh:
             fh.write(json.dumps(row) + "\n")
         torch.save(
-            {"net": net.state_dict(), "ema": ema.state_dict(), "optimiser": optimiser.state_dict(),
-             "scheduler": scheduler.state_dict(), "epoch": epoch, "best_f1": best_f1,
-             "best_epoch": best_epoch, "stale": stale, "seconds": row["seconds"]},
+            {
+                "net": net.state_dict(),
+                "ema": ema.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "epoch": epoch,
+                "best_f1": best_f1,
+                "best_epoch": best_epoch,
+                "stale": stale,
+                "seconds": row["seconds"],
+            },
             last,
         )
         if on_progress:
-            on_progress({"epoch": epoch, "step": steps, "steps": steps, "loss": row["loss"],
-                         "val_f1": row.get("val", {}).get("f1")})
+            on_progress(
+                {
+                    "epoch": epoch,
+                    "step": steps,
+                    "steps": steps,
+                    "loss": row["loss"],
+                    "val_f1": row.get("val", {}).get("f1"),
+                }
+            )
 
     # the final file: best epoch, best-F1 threshold on validation, held-out metrics
     from change_detection.weights import load_model
 
     best = load_model(out / "best.pt", device)
     seconds = elapsed_before + time.monotonic() - start
-    meta: dict[str, Any] = {**meta_base, "epoch": best_epoch, "threshold": 0.5,
-                            "training_seconds": round(seconds, 1),
-                            "training_device": _device_name(device),
-                            "trained_at": datetime.now(UTC).isoformat(timespec="seconds")}
+    meta: dict[str, Any] = {
+        **meta_base,
+        "epoch": best_epoch,
+        "threshold": 0.5,
+        "training_seconds": round(seconds, 1),
+        "training_device": _device_name(device),
+        "trained_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
     val_summary = heldout = None
     if val_p:
         full = evaluate_pairs(best, val_p, 0.5, config.gsd_m, config.min_area_m2)
@@ -311,4 +356,3 @@ def _device_name(device: torch.device) -> str:
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     return f"cpu ({os.cpu_count()} cores, {torch.get_num_threads()} torch threads)"
-

@@ -92,8 +92,13 @@ def save_weights(
         for k, v in net.state_dict().items()
     }
     torch.save(
-        {"format": FORMAT, "network": network, "network_kwargs": network_kwargs or {},
-         "state_dict": state, "metadata": metadata},
+        {
+            "format": FORMAT,
+            "network": network,
+            "network_kwargs": network_kwargs or {},
+            "state_dict": state,
+            "metadata": metadata,
+        },
         path,
     )
     return path
@@ -115,7 +120,9 @@ def shipped_weights(network: str = DEFAULT_NETWORK) -> Path:
     return path
 
 
-def load_model(name_or_path: str | Path | None = None, device: str | torch.device = "auto") -> ChangeModel:
+def load_model(
+    name_or_path: str | Path | None = None, device: str | torch.device = "auto"
+) -> ChangeModel:
     """Load a network for inference.
 
     ``name_or_path``: ``None`` (the shipped default network, ``tinysiam``), a registry name

@@ -26,9 +26,17 @@ GEOGRAPHIC_CRS = "EPSG:4490"  # CGCS2000 lon/lat
 
 #: Approximate outline of Baoshan district (lon, lat), clockwise from the south-west.
 DISTRICT_OUTLINE = [
-    (121.335, 31.285), (121.420, 31.268), (121.500, 31.283), (121.545, 31.330),
-    (121.530, 31.400), (121.470, 31.455), (121.400, 31.510), (121.330, 31.520),
-    (121.262, 31.490), (121.270, 31.410), (121.300, 31.340),
+    (121.335, 31.285),
+    (121.420, 31.268),
+    (121.500, 31.283),
+    (121.545, 31.330),
+    (121.530, 31.400),
+    (121.470, 31.455),
+    (121.400, 31.510),
+    (121.330, 31.520),
+    (121.262, 31.490),
+    (121.270, 31.410),
+    (121.300, 31.340),
 ]
 
 #: (code, name, lon, lat) of the 街镇 and parks, at their approximate centres.
@@ -50,12 +58,36 @@ STREET_TOWNS = [
 ]
 
 ROADS = [
-    "沪太路", "富锦路", "蕰川路", "共和新路", "泰和路", "同济路", "宝杨路", "友谊路", "牡丹江路",
-    "长江西路", "逸仙路", "殷高路", "场中路", "锦秋路", "陈太路", "罗芬路", "月罗路", "潘泾路",
-    "联谊路", "水产路", "淞滨路", "双城路", "铁力路", "真华路", "纪蕰路", "潘广路", "美兰湖路",
+    "沪太路",
+    "富锦路",
+    "蕰川路",
+    "共和新路",
+    "泰和路",
+    "同济路",
+    "宝杨路",
+    "友谊路",
+    "牡丹江路",
+    "长江西路",
+    "逸仙路",
+    "殷高路",
+    "场中路",
+    "锦秋路",
+    "陈太路",
+    "罗芬路",
+    "月罗路",
+    "潘泾路",
+    "联谊路",
+    "水产路",
+    "淞滨路",
+    "双城路",
+    "铁力路",
+    "真华路",
+    "纪蕰路",
+    "潘广路",
+    "美兰湖路",
 ]
 VILLAGE_SUFFIXES = ["村", "村", "村", "居委会", "居委会"]
-VILLAGE_STEMS = list("东西南北新华丰盛和平安康福民永兴红旗联合胜利光明前进幸福建设") 
+VILLAGE_STEMS = list("东西南北新华丰盛和平安康福民永兴红旗联合胜利光明前进幸福建设")
 OWNER_SURNAMES = list("王李张刘陈杨黄赵吴周徐孙马朱胡郭何林高罗")
 
 
@@ -126,14 +158,17 @@ def generate(
     rng = np.random.default_rng(seed)
     today = today or date.today()
     outline = _to_working(Polygon(DISTRICT_OUTLINE), working_crs)
-    centres = np.array([
-        _to_working(shapely.Point(lon, lat), working_crs).coords[0]
-        for _, _, lon, lat in STREET_TOWNS
-    ])
+    centres = np.array(
+        [
+            _to_working(shapely.Point(lon, lat), working_crs).coords[0]
+            for _, _, lon, lat in STREET_TOWNS
+        ]
+    )
     town_cells = _partition(outline, centres)
     towns = gpd.GeoDataFrame(
         {"code": [c for c, *_ in STREET_TOWNS], "name": [n for _, n, *_ in STREET_TOWNS]},
-        geometry=town_cells, crs=working_crs,
+        geometry=town_cells,
+        crs=working_crs,
     )
 
     village_rows: list[dict[str, object]] = []
@@ -149,10 +184,14 @@ def generate(
                 if name not in used:
                     used.add(name)
                     break
-            village_rows.append({
-                "code": f"{town_code}{i:03d}", "name": name,
-                "street_town_code": town_code, "geometry": vcell,
-            })
+            village_rows.append(
+                {
+                    "code": f"{town_code}{i:03d}",
+                    "name": name,
+                    "street_town_code": town_code,
+                    "geometry": vcell,
+                }
+            )
     villages = gpd.GeoDataFrame(village_rows, geometry="geometry", crs=working_crs)
 
     # Cases: more in the 镇 and parks than in the dense urban 街道.
@@ -167,30 +206,41 @@ def generate(
     rows: list[dict[str, object]] = []
     for k, vi in enumerate(picks, start=1):
         village = villages.iloc[int(vi)]
-        (x, y), = _random_points_in(village.geometry, 1, rng)
+        ((x, y),) = _random_points_in(village.geometry, 1, rng)
         area = float(np.exp(rng.normal(np.log(120), 0.8)))
         area = min(max(area, 20.0), 1500.0)
         town_name = towns.loc[towns["code"] == village["street_town_code"], "name"].iloc[0]
         construction = str(rng.choice(status, p=[0.82, 0.12, 0.06]))
-        exemption = str(rng.choice(
-            [Exemption.NONE.value, Exemption.HISTORICAL_UNLICENSED.value,
-             Exemption.COURTYARD_ADDON.value], p=[0.93, 0.05, 0.02]))
+        exemption = str(
+            rng.choice(
+                [
+                    Exemption.NONE.value,
+                    Exemption.HISTORICAL_UNLICENSED.value,
+                    Exemption.COURTYARD_ADDON.value,
+                ],
+                p=[0.93, 0.05, 0.02],
+            )
+        )
         discovered = today - timedelta(days=int(rng.integers(1, 3 * 365)))
-        rows.append({
-            "case_number": f"BS{discovered.year}-{k:05d}",
-            "in_database": bool(rng.random() < 0.92),
-            "priority_type": str(rng.choice(priority, p=priority_p)),
-            "construction_status": construction,
-            "exemption": exemption,
-            "disposal": disposals[int(rng.choice(len(disposals), p=[0.7, 0.18, 0.04, 0.04, 0.02, 0.02]))],
-            "source": str(rng.choice(sources, p=[0.35, 0.2, 0.2, 0.1, 0.12, 0.03])),
-            "discovered_on": discovered,
-            "address": f"上海市宝山区{town_name}{village['name']}{rng.choice(ROADS)}"
-                       f"{int(rng.integers(1, 2000))}号",
-            "owner": f"{rng.choice(OWNER_SURNAMES)}某",
-            "remark": None,
-            "geometry": _footprint(x, y, area, rng),
-        })
+        rows.append(
+            {
+                "case_number": f"BS{discovered.year}-{k:05d}",
+                "in_database": bool(rng.random() < 0.92),
+                "priority_type": str(rng.choice(priority, p=priority_p)),
+                "construction_status": construction,
+                "exemption": exemption,
+                "disposal": disposals[
+                    int(rng.choice(len(disposals), p=[0.7, 0.18, 0.04, 0.04, 0.02, 0.02]))
+                ],
+                "source": str(rng.choice(sources, p=[0.35, 0.2, 0.2, 0.1, 0.12, 0.03])),
+                "discovered_on": discovered,
+                "address": f"上海市宝山区{town_name}{village['name']}{rng.choice(ROADS)}"
+                f"{int(rng.integers(1, 2000))}号",
+                "owner": f"{rng.choice(OWNER_SURNAMES)}某",
+                "remark": None,
+                "geometry": _footprint(x, y, area, rng),
+            }
+        )
     cases = gpd.GeoDataFrame(rows, geometry="geometry", crs=working_crs)
     cases["discovered_on"] = pd.to_datetime(cases["discovered_on"]).dt.date
     return DemoDistrict(towns, villages, cases)

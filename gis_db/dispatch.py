@@ -32,10 +32,21 @@ LAYER = "疑似违建"
 UNASSIGNED = ("unassigned", "未落入辖区")
 
 _COLUMNS_ZH = {
-    "seq": "序号", "detection_id": "图斑ID", "match_class": "比对结果", "state": "核查状态",
-    "change_kind": "变化类型", "street_town": "街镇", "village": "居村", "area_m2": "面积(平方米)",
-    "score": "置信度", "case_number": "关联案件", "x": "中心X", "y": "中心Y",
-    "lon": "经度(CGCS2000)", "lat": "纬度(CGCS2000)", "before_chip": "前时相截图",
+    "seq": "序号",
+    "detection_id": "图斑ID",
+    "match_class": "比对结果",
+    "state": "核查状态",
+    "change_kind": "变化类型",
+    "street_town": "街镇",
+    "village": "居村",
+    "area_m2": "面积(平方米)",
+    "score": "置信度",
+    "case_number": "关联案件",
+    "x": "中心X",
+    "y": "中心Y",
+    "lon": "经度(CGCS2000)",
+    "lat": "纬度(CGCS2000)",
+    "before_chip": "前时相截图",
     "after_chip": "后时相截图",
 }
 _FIELD_COLUMNS = ("核查结果", "核查人", "核查日期", "备注")
@@ -59,21 +70,29 @@ def _safe(name: str) -> str:
 
 
 def _suspects(conn: Connection, run_id: int, classes: Sequence[MatchClass]) -> gpd.GeoDataFrame:
-    return gpd.read_postgis(text(
-        "SELECT d.seq, d.id AS detection_id, d.match_class, d.state, d.change_kind, "
-        "d.street_town_code, s.name AS street_town, v.name AS village, "
-        "round(d.area_m2::numeric, 1)::float8 AS area_m2, round(d.score::numeric, 3)::float8 AS score, "
-        "COALESCE(linked.case_number, matched.case_number) AS case_number, d.geom "
-        "FROM detection d LEFT JOIN street_town s ON s.code = d.street_town_code "
-        "LEFT JOIN village v ON v.code = d.village_code "
-        "LEFT JOIN inventory_case matched ON matched.id = d.matched_case_id "
-        "LEFT JOIN LATERAL (SELECT c.case_number FROM case_detection l "
-        "  JOIN inventory_case c ON c.id = l.case_id WHERE l.detection_id = d.id "
-        "  ORDER BY l.linked_at LIMIT 1) linked ON true "
-        "WHERE d.run_id = :r AND d.match_class = ANY(:classes) AND d.state = ANY(:states) "
-        "ORDER BY d.street_town_code NULLS LAST, d.seq"), conn, geom_col="geom",
-        params={"r": run_id, "classes": [c.value for c in classes],
-                "states": [DetectionState.NEW.value, DetectionState.CONFIRMED.value]})
+    return gpd.read_postgis(
+        text(
+            "SELECT d.seq, d.id AS detection_id, d.match_class, d.state, d.change_kind, "
+            "d.street_town_code, s.name AS street_town, v.name AS village, "
+            "round(d.area_m2::numeric, 1)::float8 AS area_m2, round(d.score::numeric, 3)::float8 AS score, "
+            "COALESCE(linked.case_number, matched.case_number) AS case_number, d.geom "
+            "FROM detection d LEFT JOIN street_town s ON s.code = d.street_town_code "
+            "LEFT JOIN village v ON v.code = d.village_code "
+            "LEFT JOIN inventory_case matched ON matched.id = d.matched_case_id "
+            "LEFT JOIN LATERAL (SELECT c.case_number FROM case_detection l "
+            "  JOIN inventory_case c ON c.id = l.case_id WHERE l.detection_id = d.id "
+            "  ORDER BY l.linked_at LIMIT 1) linked ON true "
+            "WHERE d.run_id = :r AND d.match_class = ANY(:classes) AND d.state = ANY(:states) "
+            "ORDER BY d.street_town_code NULLS LAST, d.seq"
+        ),
+        conn,
+        geom_col="geom",
+        params={
+            "r": run_id,
+            "classes": [c.value for c in classes],
+            "states": [DetectionState.NEW.value, DetectionState.CONFIRMED.value],
+        },
+    )
 
 
 def write_dispatch_packages(
@@ -98,15 +117,17 @@ def write_dispatch_packages(
         if run["status"] != "matched":
             raise InvalidInputError(
                 f"run {run_id} is {run['status']}, not matched: run 'weijian runs match {run_id}' "
-                "before dispatching")
+                "before dispatching"
+            )
         working = CRS.from_user_input(stored_crs(conn)[0])  # type: ignore[index]
         frame = _suspects(conn, run_id, wanted)
     frame = frame.set_crs(working, allow_override=True)
     centroids = frame.geometry.centroid
     to_lonlat = Transformer.from_crs(working, "EPSG:4490", always_xy=True)
     lon, lat = to_lonlat.transform(centroids.x.to_numpy(), centroids.y.to_numpy())
-    frame = frame.assign(x=centroids.x.round(2), y=centroids.y.round(2),
-                         lon=np.round(lon, 7), lat=np.round(lat, 7))
+    frame = frame.assign(
+        x=centroids.x.round(2), y=centroids.y.round(2), lon=np.round(lon, 7), lat=np.round(lat, 7)
+    )
     frame["match_class"] = frame["match_class"].map(lambda v: MatchClass(v).zh)
     frame["state"] = frame["state"].map(lambda v: DetectionState(v).zh)
     frame["change_kind"] = frame["change_kind"].map(lambda v: ChangeKind(v).zh)
@@ -119,20 +140,26 @@ def write_dispatch_packages(
         folder = out / f"{_safe(str(code))}_{_safe(name)}"
         folder.mkdir(parents=True, exist_ok=True)
         group = group.copy()
-        chips = [chipper.cut(geom, folder / "chips", int(det))
-                 for geom, det in zip(group.geometry, group["detection_id"])]
+        chips = [
+            chipper.cut(geom, folder / "chips", int(det))
+            for geom, det in zip(group.geometry, group["detection_id"])
+        ]
         group["before_chip"] = [c[0] for c in chips]
         group["after_chip"] = [c[1] for c in chips]
         table = group[list(_COLUMNS_ZH)].rename(columns=_COLUMNS_ZH)
         stem = f"run{run_id}_{_safe(str(code))}"
         gpkg, xlsx = folder / f"{stem}.gpkg", folder / f"{stem}.xlsx"
         gpd.GeoDataFrame(table, geometry=group.geometry.to_numpy(), crs=working).to_file(
-            gpkg, layer=LAYER, driver="GPKG", engine="pyogrio")
+            gpkg, layer=LAYER, driver="GPKG", engine="pyogrio"
+        )
         sheet = table.assign(**{c: "" for c in _FIELD_COLUMNS})
         with pd.ExcelWriter(xlsx, engine="openpyxl") as writer:
             sheet.to_excel(writer, sheet_name=f"{name[:20]}核查清单", index=False)
-        packages.append(DispatchPackage(str(code), name, folder, gpkg, xlsx, len(group),
-                                        sum(1 for c in chips if c[0]) * 2))
+        packages.append(
+            DispatchPackage(
+                str(code), name, folder, gpkg, xlsx, len(group), sum(1 for c in chips if c[0]) * 2
+            )
+        )
     chipper.close()
     return packages
 
@@ -140,8 +167,9 @@ def write_dispatch_packages(
 class _Chipper:
     """Cuts before/after PNG chips around a polygon from the run's two images, when on disk."""
 
-    def __init__(self, before: str | None, after: str | None, working: CRS, margin_m: float,
-                 max_px: int) -> None:
+    def __init__(
+        self, before: str | None, after: str | None, working: CRS, margin_m: float, max_px: int
+    ) -> None:
         self.margin, self.max_px, self.working = margin_m, max_px, working
         self.sources: list[Any] = []
         paths = [Path(p) if p else None for p in (before, after)]
@@ -178,8 +206,14 @@ class _Chipper:
         scale = min(1.0, self.max_px / max(window.width, window.height, 1))
         shape = (max(1, round(window.height * scale)), max(1, round(window.width * scale)))
         bands = [1, 2, 3] if src.count >= 3 else [1]
-        data = src.read(bands, window=window, out_shape=(len(bands), *shape), boundless=True,
-                        fill_value=0, resampling=Resampling.bilinear)
+        data = src.read(
+            bands,
+            window=window,
+            out_shape=(len(bands), *shape),
+            boundless=True,
+            fill_value=0,
+            resampling=Resampling.bilinear,
+        )
         image = Image.fromarray(_to_uint8(data).transpose(1, 2, 0).squeeze())
         image = image.convert("RGB")
         outline = transform_geom(self.working, src.crs, geom.__geo_interface__)
@@ -192,7 +226,9 @@ class _Chipper:
 
 
 def _rings(geojson: dict[str, Any]) -> list[list[tuple[float, float]]]:
-    polys = geojson["coordinates"] if geojson["type"] == "MultiPolygon" else [geojson["coordinates"]]
+    polys = (
+        geojson["coordinates"] if geojson["type"] == "MultiPolygon" else [geojson["coordinates"]]
+    )
     return [[(float(x), float(y)) for x, y, *_ in ring] for poly in polys for ring in poly]
 
 

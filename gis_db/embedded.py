@@ -147,8 +147,12 @@ class EmbeddedCluster:
         running = False
         if self.initialised:
             bindir = _pg_bindir()
-            running = self._run([str(bindir / "pg_ctl"), "status", "-D", str(self.pgdata)],
-                                check=False).returncode == 0
+            running = (
+                self._run(
+                    [str(bindir / "pg_ctl"), "status", "-D", str(self.pgdata)], check=False
+                ).returncode
+                == 0
+            )
         return ClusterStatus(self.root, self.initialised, running, self.port)
 
     def _init(self, bindir: Path) -> None:
@@ -176,11 +180,20 @@ class EmbeddedCluster:
             for path in (self.pgdata, pwfile):
                 os.chown(path, server.pw_uid, server.pw_gid)
         try:
-            self._run([
-                str(bindir / "initdb"), "-D", str(self.pgdata), "-U", SUPERUSER,
-                f"--pwfile={pwfile}", "--auth=scram-sha-256", "--encoding=UTF8",
-                "--locale=C.UTF-8", "--no-instructions",
-            ])
+            self._run(
+                [
+                    str(bindir / "initdb"),
+                    "-D",
+                    str(self.pgdata),
+                    "-U",
+                    SUPERUSER,
+                    f"--pwfile={pwfile}",
+                    "--auth=scram-sha-256",
+                    "--encoding=UTF8",
+                    "--locale=C.UTF-8",
+                    "--no-instructions",
+                ]
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         secret = self.root / "password"
@@ -211,10 +224,21 @@ class EmbeddedCluster:
                 if port is None or _port_in_use(port):
                     port = free_port()
                     (self.root / "port").write_text(f"{port}\n")
-                self._run([
-                    str(bindir / "pg_ctl"), "start", "-D", str(self.pgdata), "-w", "-t", "60",
-                    "-l", str(self.pgdata / "postgres.log"), "-o", f"-p {port}",
-                ])
+                self._run(
+                    [
+                        str(bindir / "pg_ctl"),
+                        "start",
+                        "-D",
+                        str(self.pgdata),
+                        "-w",
+                        "-t",
+                        "60",
+                        "-l",
+                        str(self.pgdata / "postgres.log"),
+                        "-o",
+                        f"-p {port}",
+                    ]
+                )
             self._ensure_database()
         return self.url()
 
@@ -223,16 +247,15 @@ class EmbeddedCluster:
         if not self.initialised or not self.status().running:
             return False
         with self._lock():
-            self._run([str(_pg_bindir() / "pg_ctl"), "stop", "-D", str(self.pgdata),
-                       "-m", "fast", "-w"])
+            self._run(
+                [str(_pg_bindir() / "pg_ctl"), "stop", "-D", str(self.pgdata), "-m", "fast", "-w"]
+            )
         return True
 
     def _ensure_database(self) -> None:
         import psycopg
 
-        conninfo = (
-            f"host=127.0.0.1 port={self.port} user={SUPERUSER} password='{self.password}'"
-        )
+        conninfo = f"host=127.0.0.1 port={self.port} user={SUPERUSER} password='{self.password}'"
         deadline = time.monotonic() + 30
         while True:
             try:

@@ -175,7 +175,7 @@ def _copy_frame(
     with _raw(conn).cursor() as cur, cur.copy(sql) as copy:
         for start in range(0, total, COPY_CHUNK_ROWS):
             buf = io.StringIO()
-            out.iloc[start:start + COPY_CHUNK_ROWS].to_csv(
+            out.iloc[start : start + COPY_CHUNK_ROWS].to_csv(
                 buf, header=False, index=False, na_rep="", date_format="%Y-%m-%d"
             )
             copy.write(buf.getvalue())
@@ -205,9 +205,11 @@ def _geom_changed(old: str, new: str) -> str:
     Re-reading the same footprint through another CRS (GeoJSON lon/lat, WKT text) moves
     vertices by far less than a millimetre; that is not a change worth a new version.
     """
-    return (f"(NOT ST_OrderingEquals({old}.geom, {new}.geom) AND "
-            f"(ST_NPoints({old}.geom) <> ST_NPoints({new}.geom) OR "
-            f"ST_HausdorffDistance({old}.geom, {new}.geom) > {GEOM_TOLERANCE_M}))")
+    return (
+        f"(NOT ST_OrderingEquals({old}.geom, {new}.geom) AND "
+        f"(ST_NPoints({old}.geom) <> ST_NPoints({new}.geom) OR "
+        f"ST_HausdorffDistance({old}.geom, {new}.geom) > {GEOM_TOLERANCE_M}))"
+    )
 
 
 def _changes_json(fields: Sequence[str], old: str, new: str, geom: bool) -> str:
@@ -297,10 +299,13 @@ def upsert_cases(
         with engine.begin() as conn:
             srid = _srid_and_check_crs(conn, frame)
             stage_cols = ", ".join(f"{f} {_SQL_TYPES.get(f, 'text')}" for f in present)
-            conn.execute(text(
-                "CREATE TEMP TABLE _case_stage (row_no integer, case_number text, "
-                + (stage_cols + ", " if present else "") + "geom geometry) ON COMMIT DROP"
-            ))
+            conn.execute(
+                text(
+                    "CREATE TEMP TABLE _case_stage (row_no integer, case_number text, "
+                    + (stage_cols + ", " if present else "")
+                    + "geom geometry) ON COMMIT DROP"
+                )
+            )
             _copy_frame(conn, "_case_stage", data, frame.geometry, progress)
 
             t_load = time.perf_counter()
@@ -310,16 +315,18 @@ def upsert_cases(
                 f"COALESCE(s.{f}, {CASE_FIELDS[f]}) AS {f}" if CASE_FIELDS[f] else f"s.{f}"
                 for f in present
             )
-            conn.execute(text(f"""
+            conn.execute(
+                text(f"""
                 CREATE TEMP TABLE _case_new ON COMMIT DROP AS
-                SELECT s.row_no, s.case_number, {new_cols + ',' if present else ''}
+                SELECT s.row_no, s.case_number, {new_cols + "," if present else ""}
                        ST_Area(g.geom) AS area_m2, st.code AS street_town_code,
                        v.code AS village_code, g.geom
                 FROM _case_stage s
                 CROSS JOIN LATERAL (SELECT ST_Multi(ST_SetSRID(s.geom, {srid})) AS geom) g
-                {_largest_overlap('street_town', 'g.geom', 'st')}
-                {_largest_overlap('village', 'g.geom', 'v')}
-            """))
+                {_largest_overlap("street_town", "g.geom", "st")}
+                {_largest_overlap("village", "g.geom", "v")}
+            """)
+            )
             conn.execute(text("CREATE UNIQUE INDEX ON _case_new (case_number)"))
             conn.execute(text("ANALYZE _case_new"))
             if progress:
@@ -327,39 +334,53 @@ def upsert_cases(
 
             compared = [*present, *UNIT_FIELDS]
             # lock the existing cases, then snapshot their old values
-            conn.execute(text(
-                "SELECT 1 FROM inventory_case c JOIN _case_new n USING (case_number) "
-                "FOR UPDATE OF c"
-            ))
-            conn.execute(text(f"""
+            conn.execute(
+                text(
+                    "SELECT 1 FROM inventory_case c JOIN _case_new n USING (case_number) "
+                    "FOR UPDATE OF c"
+                )
+            )
+            conn.execute(
+                text(f"""
                 CREATE TEMP TABLE _case_changed ON COMMIT DROP AS
-                SELECT o.id, n.row_no, {_changes_json(compared, 'o', 'n', geom=True)} AS changes
+                SELECT o.id, n.row_no, {_changes_json(compared, "o", "n", geom=True)} AS changes
                 FROM inventory_case o JOIN _case_new n USING (case_number)
-                WHERE {_differs(compared, 'o', 'n')}
-            """))
-            existing = conn.execute(text(
-                "SELECT count(*) FROM inventory_case JOIN _case_new USING (case_number)"
-            )).scalar_one()
+                WHERE {_differs(compared, "o", "n")}
+            """)
+            )
+            existing = conn.execute(
+                text("SELECT count(*) FROM inventory_case JOIN _case_new USING (case_number)")
+            ).scalar_one()
             sets = ", ".join(f"{f} = n.{f}" for f in [*compared, "area_m2"])
-            report.updated = conn.execute(text(f"""
+            report.updated = conn.execute(
+                text(f"""
                 UPDATE inventory_case c SET {sets}, geom = n.geom,
                        version = c.version + 1, updated_at = now()
                 FROM _case_changed ch JOIN _case_new n USING (row_no)
                 WHERE c.id = ch.id
-            """)).rowcount
-            conn.execute(text("""
+            """)
+            ).rowcount
+            conn.execute(
+                text("""
                 INSERT INTO case_history (case_id, actor, action, changes, comment)
                 SELECT ch.id, :actor, 'import_update', ch.changes,
                        :comment || ' row ' || ch.row_no
                 FROM _case_changed ch
-            """), {"actor": actor, "comment": comment})
+            """),
+                {"actor": actor, "comment": comment},
+            )
 
             cols = ", ".join(["case_number", *compared, "area_m2", "geom"])
-            created_json = "jsonb_strip_nulls(jsonb_build_object(" + ", ".join(
-                f"'{f}', CASE WHEN n.{f} IS NOT NULL THEN jsonb_build_array(NULL, n.{f}) END"
-                for f in [*compared, "area_m2"]
-            ) + "))"
-            report.created = conn.execute(text(f"""
+            created_json = (
+                "jsonb_strip_nulls(jsonb_build_object("
+                + ", ".join(
+                    f"'{f}', CASE WHEN n.{f} IS NOT NULL THEN jsonb_build_array(NULL, n.{f}) END"
+                    for f in [*compared, "area_m2"]
+                )
+                + "))"
+            )
+            report.created = conn.execute(
+                text(f"""
                 WITH ins AS (
                     INSERT INTO inventory_case ({cols})
                     SELECT {cols} FROM _case_new n
@@ -371,14 +392,22 @@ def upsert_cases(
                 SELECT ins.id, :actor, 'import_create', 'open', {created_json},
                        :comment || ' row ' || n.row_no
                 FROM ins JOIN _case_new n USING (case_number)
-            """), {"actor": actor, "comment": comment}).rowcount
+            """),
+                {"actor": actor, "comment": comment},
+            ).rowcount
             report.unchanged = int(existing) - report.updated
             report.timings["load"] = time.perf_counter() - t_load
     except IntegrityError as exc:
         raise _integrity(exc, what) from exc
     report.seconds = time.perf_counter() - started
-    log.info("upsert_cases %s: %d created, %d updated, %d unchanged in %.1f s", what,
-             report.created, report.updated, report.unchanged, report.seconds)
+    log.info(
+        "upsert_cases %s: %d created, %d updated, %d unchanged in %.1f s",
+        what,
+        report.created,
+        report.updated,
+        report.unchanged,
+        report.seconds,
+    )
     return report
 
 
@@ -413,7 +442,9 @@ def upsert_units(
     if codes.isna().any() or (codes == "").any():
         raise InvalidInputError(f"{what}: some rows have no code; every unit needs one")
     _no_duplicates(codes, f"{what}: code")
-    data = pd.DataFrame({"code": codes.to_numpy(), "name": frame["name"].astype("string").str.strip().to_numpy()})
+    data = pd.DataFrame(
+        {"code": codes.to_numpy(), "name": frame["name"].astype("string").str.strip().to_numpy()}
+    )
     extra = "street_town_code" if level == "village" else "district_code"
     if level == "village":
         given = frame["street_town_code"] if "street_town_code" in frame.columns else None
@@ -425,13 +456,18 @@ def upsert_units(
         with engine.begin() as conn:
             srid = _srid_and_check_crs(conn, frame)
             if district is not None:
-                conn.execute(text(
-                    "INSERT INTO district (code, name) VALUES (:d, :d) ON CONFLICT DO NOTHING"
-                ), {"d": district})
-            conn.execute(text(
-                f"CREATE TEMP TABLE _unit_stage (code text, name text, {extra} text, "
-                "geom geometry) ON COMMIT DROP"
-            ))
+                conn.execute(
+                    text(
+                        "INSERT INTO district (code, name) VALUES (:d, :d) ON CONFLICT DO NOTHING"
+                    ),
+                    {"d": district},
+                )
+            conn.execute(
+                text(
+                    f"CREATE TEMP TABLE _unit_stage (code text, name text, {extra} text, "
+                    "geom geometry) ON COMMIT DROP"
+                )
+            )
             _copy_frame(conn, "_unit_stage", data, frame.geometry, progress)
             if level == "village":
                 parent = """COALESCE(
@@ -442,44 +478,56 @@ def upsert_units(
                 overlap = _largest_overlap("street_town", "g.geom", "st")
             else:
                 parent, overlap = f"s.{extra}", ""
-            conn.execute(text(f"""
+            conn.execute(
+                text(f"""
                 CREATE TEMP TABLE _unit_new ON COMMIT DROP AS
                 SELECT s.code, s.name, {parent} AS {extra}, s.{extra} AS given, g.geom
                 FROM _unit_stage s
                 CROSS JOIN LATERAL (SELECT ST_Multi(ST_SetSRID(s.geom, {srid})) AS geom) g
                 {overlap}
-            """))
+            """)
+            )
             if level == "village":
-                orphan = conn.execute(text(
-                    "SELECT code, given FROM _unit_new WHERE street_town_code IS NULL LIMIT 1"
-                )).first()
+                orphan = conn.execute(
+                    text("SELECT code, given FROM _unit_new WHERE street_town_code IS NULL LIMIT 1")
+                ).first()
                 if orphan is not None:
                     raise InvalidInputError(
                         f"{what}: village {orphan[0]!r}: "
-                        + (f"street_town_code {orphan[1]!r} is no 街镇 in the database"
-                           if orphan[1] else "it overlaps no 街镇")
+                        + (
+                            f"street_town_code {orphan[1]!r} is no 街镇 in the database"
+                            if orphan[1]
+                            else "it overlaps no 街镇"
+                        )
                         + "; import the 街镇 first (weijian admin import --level street_town)"
                     )
             fields = ["name", extra]
-            existing = conn.execute(text(
-                f"SELECT count(*) FROM {level} JOIN _unit_new USING (code)"
-            )).scalar_one()
+            existing = conn.execute(
+                text(f"SELECT count(*) FROM {level} JOIN _unit_new USING (code)")
+            ).scalar_one()
             sets = ", ".join(f"{f} = n.{f}" for f in fields)
-            report.updated = conn.execute(text(f"""
+            report.updated = conn.execute(
+                text(f"""
                 UPDATE {level} o SET {sets}, geom = n.geom FROM _unit_new n
-                WHERE o.code = n.code AND {_differs(fields, 'o', 'n')}
-            """)).rowcount
-            report.created = conn.execute(text(f"""
-                INSERT INTO {level} (code, {', '.join(fields)}, geom)
-                SELECT code, {', '.join(fields)}, geom FROM _unit_new n
+                WHERE o.code = n.code AND {_differs(fields, "o", "n")}
+            """)
+            ).rowcount
+            report.created = conn.execute(
+                text(f"""
+                INSERT INTO {level} (code, {", ".join(fields)}, geom)
+                SELECT code, {", ".join(fields)}, geom FROM _unit_new n
                 WHERE NOT EXISTS (SELECT 1 FROM {level} o WHERE o.code = n.code)
-            """)).rowcount
+            """)
+            ).rowcount
             report.unchanged = int(existing) - report.updated
             if district is not None:
-                conn.execute(text("""
+                conn.execute(
+                    text("""
                     UPDATE district SET geom = (SELECT ST_Multi(ST_Union(geom))
                         FROM street_town WHERE district_code = :d) WHERE code = :d
-                """), {"d": district})
+                """),
+                    {"d": district},
+                )
             if report.created or report.updated:
                 moved = reassign_cases(conn, actor=actor, comment=f"{level} boundaries imported")
                 if moved:
@@ -496,19 +544,25 @@ def reassign_cases(conn: Connection, *, actor: str, comment: str) -> int:
     Runs inside the caller's transaction; returns the number of cases whose unit changed.
     """
     old_new = ("street_town_code", "village_code")
-    changes = "jsonb_strip_nulls(jsonb_build_object(" + ", ".join(
-        f"'{f}', CASE WHEN calc.old_{f} IS DISTINCT FROM calc.{f} "
-        f"THEN jsonb_build_array(calc.old_{f}, calc.{f}) END" for f in old_new
-    ) + "))"
-    return conn.execute(text(f"""
+    changes = (
+        "jsonb_strip_nulls(jsonb_build_object("
+        + ", ".join(
+            f"'{f}', CASE WHEN calc.old_{f} IS DISTINCT FROM calc.{f} "
+            f"THEN jsonb_build_array(calc.old_{f}, calc.{f}) END"
+            for f in old_new
+        )
+        + "))"
+    )
+    return conn.execute(
+        text(f"""
         WITH calc AS (
             SELECT c.id, c.street_town_code AS old_street_town_code,
                    c.village_code AS old_village_code,
                    st.code AS street_town_code, v.code AS village_code
             FROM inventory_case c
             CROSS JOIN LATERAL (SELECT c.geom) g(geom)
-            {_largest_overlap('street_town', 'g.geom', 'st')}
-            {_largest_overlap('village', 'g.geom', 'v')}
+            {_largest_overlap("street_town", "g.geom", "st")}
+            {_largest_overlap("village", "g.geom", "v")}
         ), upd AS (
             UPDATE inventory_case c
             SET street_town_code = calc.street_town_code, village_code = calc.village_code,
@@ -520,4 +574,6 @@ def reassign_cases(conn: Connection, *, actor: str, comment: str) -> int:
         )
         INSERT INTO case_history (case_id, actor, action, changes, comment)
         SELECT id, :actor, 'unit_reassign', changes, :comment FROM upd
-    """), {"actor": actor, "comment": comment}).rowcount
+    """),
+        {"actor": actor, "comment": comment},
+    ).rowcount

@@ -84,7 +84,9 @@ ENUM_FIELDS: dict[str, type[domain.LabelledEnum]] = {
 }
 TEXT_FIELDS = ("address", "owner", "remark")
 REQUIRED: dict[str, tuple[str, ...]] = {
-    "cases": ("case_number",), "street_town": ("code", "name"), "village": ("code", "name"),
+    "cases": ("case_number",),
+    "street_town": ("code", "name"),
+    "village": ("code", "name"),
 }
 
 
@@ -120,12 +122,13 @@ def _header_crs(header: str) -> str | None:
 
 def load_mapping(kind: Kind, path: str | Path | None = None) -> FieldMapping:
     """The header/value mapping for ``kind``: the shipped TOML, with ``path``'s entries first."""
+
     def section(doc: dict[str, Any]) -> dict[str, Any]:
         return doc.get(kind, {})
 
-    shipped = section(tomllib.loads(
-        (files("gis_db") / "mappings" / "inventory.toml").read_text(encoding="utf-8")
-    ))
+    shipped = section(
+        tomllib.loads((files("gis_db") / "mappings" / "inventory.toml").read_text(encoding="utf-8"))
+    )
     user: dict[str, Any] = {}
     if path is not None:
         try:
@@ -140,7 +143,8 @@ def load_mapping(kind: Kind, path: str | Path | None = None) -> FieldMapping:
         if k != "ignore":
             fields_[k] = list(v) + fields_.get(k, [])
     ignore = list(user.get("fields", {}).get("ignore", [])) + list(
-        shipped.get("fields", {}).get("ignore", []))
+        shipped.get("fields", {}).get("ignore", [])
+    )
     values: dict[str, dict[str, Any]] = {}
     for doc in (shipped, user):
         for f, m in doc.get("values", {}).items():
@@ -152,8 +156,11 @@ def _truncated_match(key: str, lookup: dict[str, str]) -> str | None:
     """The field of the one alias that ``key`` is a DBF-truncated form of (10-byte names)."""
     if len(key) < 2 or key.isascii():
         return None
-    hits = {f for alias, f in lookup.items()
-            if alias.startswith(key) and len(alias.encode("utf-8")) > 10}
+    hits = {
+        f
+        for alias, f in lookup.items()
+        if alias.startswith(key) and len(alias.encode("utf-8")) > 10
+    }
     return hits.pop() if len(hits) == 1 else None
 
 
@@ -236,7 +243,7 @@ def _decode_cell(value: str, codec: str, header: bool) -> str:
         return data.decode(codec)
     except UnicodeDecodeError as exc:
         if header and exc.end == len(data) and len(data) >= 9 and exc.start >= len(data) - 3:
-            return data[:exc.start].decode(codec)
+            return data[: exc.start].decode(codec)
         raise
 
 
@@ -256,11 +263,19 @@ def _decode_shapefile_text(raw: RawTable, declared: str | None) -> None:
         except UnicodeDecodeError:
             return False
 
-    chosen = next((codec for codec in _decode_candidates(declared)
-                   if all(fits(codec, r, v) for r, v in cells)), None)
+    chosen = next(
+        (
+            codec
+            for codec in _decode_candidates(declared)
+            if all(fits(codec, r, v) for r, v in cells)
+        ),
+        None,
+    )
     if chosen is None:
-        bad_row, bad = next(((r, v) for r, v in cells
-                             if not (fits("utf-8", r, v) or fits("gb18030", r, v))), cells[0])
+        bad_row, bad = next(
+            ((r, v) for r, v in cells if not (fits("utf-8", r, v) or fits("gb18030", r, v))),
+            cells[0],
+        )
         col = _column_of(raw.frame, bad_row, bad)
         where = "header row" if bad_row is None else f"row {bad_row + raw.first_row}"
         raise InvalidInputError(
@@ -269,7 +284,9 @@ def _decode_shapefile_text(raw: RawTable, declared: str | None) -> None:
             ".cpg file naming its encoding"
         )
     if declared and chosen not in _decode_candidates(declared)[:2]:
-        raw.warnings.append(f".cpg declares {declared.strip()} but the text is {chosen}; read as {chosen}")
+        raw.warnings.append(
+            f".cpg declares {declared.strip()} but the text is {chosen}; read as {chosen}"
+        )
 
     def dec(v: object) -> object:
         return _decode_cell(v, chosen, header=False) if isinstance(v, str) else v
@@ -318,9 +335,7 @@ def _read_vector(path: Path, source: str, layer: str | None) -> RawTable:
                 f"{source}: no layer {layer!r}; it holds: {', '.join(layers) or 'none'}"
             )
         is_shp = path.suffix.lower() in (".shp", ".zip")
-        frame = pyogrio.read_dataframe(
-            target, layer=layer, encoding="latin1" if is_shp else None
-        )
+        frame = pyogrio.read_dataframe(target, layer=layer, encoding="latin1" if is_shp else None)
     except (DataSourceError, DataLayerError) as exc:
         raise InvalidInputError(
             f"{source}: not a readable {kind} (truncated or corrupt: "
@@ -402,10 +417,15 @@ def read_table(path: str | Path, *, layer: str | None = None) -> RawTable:
         )
     if path.stat().st_size == 0:
         raise InvalidInputError(f"{source}: the file is empty (0 bytes); nothing to import")
-    raw = _read_vector(path, source, layer) if suffix in VECTOR_SUFFIXES else _read_table(
-        path, source, layer)
+    raw = (
+        _read_vector(path, source, layer)
+        if suffix in VECTOR_SUFFIXES
+        else _read_table(path, source, layer)
+    )
     if raw.frame.empty:
-        raise InvalidInputError(f"{source}: the file has a header but no data rows; nothing to import")
+        raise InvalidInputError(
+            f"{source}: the file has a header but no data rows; nothing to import"
+        )
     return raw
 
 
@@ -423,18 +443,29 @@ class _Problems:
         self.items: list[tuple[int, RowProblem]] = []
         self.bad = np.zeros(0, dtype=bool)
 
-    def add(self, positions: Iterable[int], field_: str | None, reason: str | Callable[[int], str],
-            values: pd.Series | np.ndarray | None = None) -> None:
+    def add(
+        self,
+        positions: Iterable[int],
+        field_: str | None,
+        reason: str | Callable[[int], str],
+        values: pd.Series | np.ndarray | None = None,
+    ) -> None:
         for i in positions:
             i = int(i)
             value = None if values is None else values[i]
             number = None if self.numbers is None else self.numbers.iat[i]
-            self.items.append((i, RowProblem(
-                row=i + self.first_row, field=field_,
-                reason=reason(i) if callable(reason) else reason,
-                value=None if value is None or value is pd.NA else str(value)[:80],
-                case_number=None if number is None or number is pd.NA else str(number),
-            )))
+            self.items.append(
+                (
+                    i,
+                    RowProblem(
+                        row=i + self.first_row,
+                        field=field_,
+                        reason=reason(i) if callable(reason) else reason,
+                        value=None if value is None or value is pd.NA else str(value)[:80],
+                        case_number=None if number is None or number is pd.NA else str(number),
+                    ),
+                )
+            )
 
     def positions(self) -> set[int]:
         return {i for i, _ in self.items}
@@ -447,8 +478,14 @@ class _Problems:
             return
         problems = self.sorted()
         more = len(problems) - 1
-        tail = (f" (and {more} more problem{'s' if more > 1 else ''}: --skip-invalid --report "
-                "FILE imports the valid rows and lists them all)") if more else ""
+        tail = (
+            (
+                f" (and {more} more problem{'s' if more > 1 else ''}: --skip-invalid --report "
+                "FILE imports the valid rows and lists them all)"
+            )
+            if more
+            else ""
+        )
         raise InvalidInputError(problems[0].message(self.source) + tail)
 
 
@@ -463,6 +500,7 @@ def _blank(series: pd.Series) -> np.ndarray:
 
 def _as_text(series: pd.Series) -> pd.Series:
     """Cell values as stripped strings (integral floats without '.0'), blanks as None."""
+
     def conv(v: object) -> object:
         if v is None or v is pd.NA or v is pd.NaT or (isinstance(v, float) and np.isnan(v)):
             return None
@@ -470,6 +508,7 @@ def _as_text(series: pd.Series) -> pd.Series:
             v = int(v)
         s = str(v).strip()
         return s or None
+
     return series.astype("object").map(conv)
 
 
@@ -499,8 +538,9 @@ def _map_unique(series: pd.Series, fn: Callable[[Any], Any]) -> tuple[pd.Series,
     return series.map(lambda v: table.get(v) if v is not None else None), errors
 
 
-def _validate_attributes(cols: dict[str, str], frame: pd.DataFrame, mapping: FieldMapping,
-                         probs: _Problems, today: date) -> pd.DataFrame:
+def _validate_attributes(
+    cols: dict[str, str], frame: pd.DataFrame, mapping: FieldMapping, probs: _Problems, today: date
+) -> pd.DataFrame:
     """Canonical case attributes (codes, booleans, dates) from the mapped file columns."""
     out = pd.DataFrame(index=frame.index)
     for f, header in cols.items():
@@ -512,15 +552,20 @@ def _validate_attributes(cols: dict[str, str], frame: pd.DataFrame, mapping: Fie
             enum = ENUM_FIELDS[f]
             extra = mapping.values.get(f, {})
 
-            def parse(v: str, enum: type[domain.LabelledEnum] = enum,
-                      extra: dict[str, Any] = extra) -> str:
+            def parse(
+                v: str, enum: type[domain.LabelledEnum] = enum, extra: dict[str, Any] = extra
+            ) -> str:
                 key = v.strip().lower()
                 return str(extra[key]) if key in extra else enum.parse(v).value
+
             mapped, errs = _map_unique(values, parse)
             for v, msg in errs.items():
-                probs.add(np.flatnonzero((values == v).to_numpy()), label,
-                          msg + f"; fix the value or add it under [cases.values.{f}] in a "
-                          "--mapping file", values.to_numpy())
+                probs.add(
+                    np.flatnonzero((values == v).to_numpy()),
+                    label,
+                    msg + f"; fix the value or add it under [cases.values.{f}] in a --mapping file",
+                    values.to_numpy(),
+                )
             out[f] = mapped
         elif f == "in_database":
             extra = mapping.values.get(f, {})
@@ -529,7 +574,10 @@ def _validate_attributes(cols: dict[str, str], frame: pd.DataFrame, mapping: Fie
                 key = v.strip().lower()
                 if key in extra:
                     return bool(extra[key])
-                raise ValueError(f"unknown 入库状态 {v!r}; allowed: 库内, 库外 (or 是/否, true/false)")
+                raise ValueError(
+                    f"unknown 入库状态 {v!r}; allowed: 库内, 库外 (or 是/否, true/false)"
+                )
+
             mapped, errs = _map_unique(values, parse_bool)
             for v, msg in errs.items():
                 probs.add(np.flatnonzero((values == v).to_numpy()), label, msg, values.to_numpy())
@@ -539,19 +587,33 @@ def _validate_attributes(cols: dict[str, str], frame: pd.DataFrame, mapping: Fie
             values = values.where(~blank, None)
             mapped, errs = _map_unique(values, _parse_date)
             for v in errs:
-                probs.add(np.flatnonzero((values == v).to_numpy()), label,
-                          "not a date; write it as 2024-03-05 or 2024年3月5日", values.to_numpy())
+                probs.add(
+                    np.flatnonzero((values == v).to_numpy()),
+                    label,
+                    "not a date; write it as 2024-03-05 or 2024年3月5日",
+                    values.to_numpy(),
+                )
             future = np.flatnonzero(mapped.map(lambda d: d is not None and d > today).to_numpy())
-            probs.add(future, label, f"discovery date lies in the future (today is {today}); "
-                      "check the date", mapped.to_numpy())
+            probs.add(
+                future,
+                label,
+                f"discovery date lies in the future (today is {today}); check the date",
+                mapped.to_numpy(),
+            )
             out[f] = mapped
         else:
             out[f] = values
         if f in TEXT_FIELDS or f in ENUM_FIELDS:
-            moj = np.flatnonzero(out[f].map(lambda v: isinstance(v, str) and "\ufffd" in v).to_numpy())
-            probs.add(moj, label, "text holds U+FFFD replacement characters (mojibake): the "
-                      "file was saved with a wrong encoding; export it again as UTF-8",
-                      out[f].to_numpy())
+            moj = np.flatnonzero(
+                out[f].map(lambda v: isinstance(v, str) and "\ufffd" in v).to_numpy()
+            )
+            probs.add(
+                moj,
+                label,
+                "text holds U+FFFD replacement characters (mojibake): the "
+                "file was saved with a wrong encoding; export it again as UTF-8",
+                out[f].to_numpy(),
+            )
     return out
 
 
@@ -587,8 +649,9 @@ def _crs_name(crs: CRS) -> str:
     return f"EPSG:{code} ({crs.name})" if code else crs.name
 
 
-def _geometry(raw: RawTable, cols: dict[str, str], probs: _Problems, kind: Kind
-              ) -> tuple[np.ndarray, str | None, np.ndarray | None, str]:
+def _geometry(
+    raw: RawTable, cols: dict[str, str], probs: _Problems, kind: Kind
+) -> tuple[np.ndarray, str | None, np.ndarray | None, str]:
     """Geometries as read, the CRS a header declares, square sides for lon/lat, field label."""
     if raw.geometry is not None:
         return raw.geometry, None, None, "geometry"
@@ -597,8 +660,9 @@ def _geometry(raw: RawTable, cols: dict[str, str], probs: _Problems, kind: Kind
         text_ = _as_text(raw.frame[header])
         geoms = shapely.from_wkt(text_.to_numpy(), on_invalid="ignore")
         unreadable = np.flatnonzero(text_.notna().to_numpy() & shapely.is_missing(geoms))
-        probs.add(unreadable, header, "not valid WKT; write e.g. POLYGON((x y, …))",
-                  text_.to_numpy())
+        probs.add(
+            unreadable, header, "not valid WKT; write e.g. POLYGON((x y, …))", text_.to_numpy()
+        )
         return geoms, _header_crs(header), None, header
     if "lon" in cols and "lat" in cols:
         if kind != "cases":
@@ -615,11 +679,18 @@ def _geometry(raw: RawTable, cols: dict[str, str], probs: _Problems, kind: Kind
         lat = pd.to_numeric(raw.frame[cols["lat"]], errors="coerce").to_numpy(dtype=float)
         area = pd.to_numeric(raw.frame[cols["area_m2"]], errors="coerce").to_numpy(dtype=float)
         for f, arr in (("lon", lon), ("lat", lat)):
-            probs.add(np.flatnonzero(~np.isfinite(arr)), cols[f], "not a number",
-                      raw.frame[cols[f]].to_numpy())
-        probs.add(np.flatnonzero(~(area > 0)), _label(cols["area_m2"], "area_m2"),
-                  "area must be a positive number of m² (it sizes the footprint)",
-                  raw.frame[cols["area_m2"]].to_numpy())
+            probs.add(
+                np.flatnonzero(~np.isfinite(arr)),
+                cols[f],
+                "not a number",
+                raw.frame[cols[f]].to_numpy(),
+            )
+        probs.add(
+            np.flatnonzero(~(area > 0)),
+            _label(cols["area_m2"], "area_m2"),
+            "area must be a positive number of m² (it sizes the footprint)",
+            raw.frame[cols["area_m2"]].to_numpy(),
+        )
         ok = np.isfinite(lon) & np.isfinite(lat)
         geoms = np.asarray(shapely.points(np.where(ok, lon, 0), np.where(ok, lat, 0)), dtype=object)
         geoms[~ok] = None
@@ -633,34 +704,55 @@ def _geometry(raw: RawTable, cols: dict[str, str], probs: _Problems, kind: Kind
     )
 
 
-def _extent_check(geoms: np.ndarray, extent: tuple[float, float, float, float], ok: np.ndarray,
-                  working: CRS, probs: _Problems, label: str, where: str) -> np.ndarray:
+def _extent_check(
+    geoms: np.ndarray,
+    extent: tuple[float, float, float, float],
+    ok: np.ndarray,
+    working: CRS,
+    probs: _Problems,
+    label: str,
+    where: str,
+) -> np.ndarray:
     """Mark footprints outside ``extent`` (working CRS); returns the mask of those inside."""
     bounds = shapely.bounds(geoms)
     with np.errstate(invalid="ignore"):
-        inside = ((bounds[:, 0] >= extent[0]) & (bounds[:, 1] >= extent[1])
-                  & (bounds[:, 2] <= extent[2]) & (bounds[:, 3] <= extent[3]))
+        inside = (
+            (bounds[:, 0] >= extent[0])
+            & (bounds[:, 1] >= extent[1])
+            & (bounds[:, 2] <= extent[2])
+            & (bounds[:, 3] <= extent[3])
+        )
     outside = np.flatnonzero(ok & ~inside)
     if len(outside):
         to_ll = Transformer.from_crs(working, "EPSG:4490", always_xy=True)
-        cx, cy = to_ll.transform((bounds[outside, 0] + bounds[outside, 2]) / 2,
-                                 (bounds[outside, 1] + bounds[outside, 3]) / 2)
+        cx, cy = to_ll.transform(
+            (bounds[outside, 0] + bounds[outside, 2]) / 2,
+            (bounds[outside, 1] + bounds[outside, 3]) / 2,
+        )
         lonlat = {int(i): (x, y) for i, x, y in zip(outside, cx, cy, strict=True)}
-        probs.add(outside, label, lambda i: (
-            f"footprint at lon {lonlat[i][0]:.4f}, lat {lonlat[i][1]:.4f} lies outside "
-            f"{where}: check the coordinates and the CRS (--crs)"))
+        probs.add(
+            outside,
+            label,
+            lambda i: (
+                f"footprint at lon {lonlat[i][0]:.4f}, lat {lonlat[i][1]:.4f} lies outside "
+                f"{where}: check the coordinates and the CRS (--crs)"
+            ),
+        )
     return ok & inside
 
 
-def _repair(geoms: np.ndarray, ok: np.ndarray, probs: _Problems, label: str,
-            repaired: list[RowProblem]) -> np.ndarray:
+def _repair(
+    geoms: np.ndarray, ok: np.ndarray, probs: _Problems, label: str, repaired: list[RowProblem]
+) -> np.ndarray:
     """Repair invalid polygons in place when safe (<1 % area change); mark the others."""
     invalid = np.flatnonzero(ok & ~shapely.is_valid(geoms))
     for i in invalid:
         g = geoms[i]
-        reason = re.sub(r"\[(-?[\d.]+) (-?[\d.]+)\]",
-                        lambda m: f" at x {float(m[1]):.2f}, y {float(m[2]):.2f}",
-                        shapely.is_valid_reason(g))
+        reason = re.sub(
+            r"\[(-?[\d.]+) (-?[\d.]+)\]",
+            lambda m: f" at x {float(m[1]):.2f}, y {float(m[2]):.2f}",
+            shapely.is_valid_reason(g),
+        )
         fixed = shapely.make_valid(g)
         polys = [p for p in shapely.get_parts(fixed) if p.geom_type in ("Polygon", "MultiPolygon")]
         fixed = shapely.union_all(polys) if polys else None
@@ -668,22 +760,38 @@ def _repair(geoms: np.ndarray, ok: np.ndarray, probs: _Problems, label: str,
         change = abs(after - before) / before if before > 0 else np.inf
         if fixed is not None and not fixed.is_empty and change < MAX_REPAIR_AREA_CHANGE:
             geoms[i] = fixed
-            repaired.append(RowProblem(
-                row=int(i) + probs.first_row, field=label,
-                reason=f"invalid polygon ({reason}) repaired: area {before:.1f} → {after:.1f} m²",
-                case_number=None if probs.numbers is None else probs.numbers.iat[i]))
+            repaired.append(
+                RowProblem(
+                    row=int(i) + probs.first_row,
+                    field=label,
+                    reason=f"invalid polygon ({reason}) repaired: area {before:.1f} → {after:.1f} m²",
+                    case_number=None if probs.numbers is None else probs.numbers.iat[i],
+                )
+            )
         else:
-            probs.add([int(i)], label, f"invalid polygon ({reason}) that cannot be repaired safely "
-                      f"(repair would change its area from {before:.1f} to {after:.1f} m²): "
-                      "redraw it without self-intersections")
+            probs.add(
+                [int(i)],
+                label,
+                f"invalid polygon ({reason}) that cannot be repaired safely "
+                f"(repair would change its area from {before:.1f} to {after:.1f} m²): "
+                "redraw it without self-intersections",
+            )
             ok[i] = False
     return ok
 
 
-def _validate_geometry(raw: RawTable, cols: dict[str, str], probs: _Problems, kind: Kind,
-                       working: CRS, crs: str | None, extent: tuple[float, float, float, float],
-                       where: str, repaired: list[RowProblem], warnings: list[str]
-                       ) -> tuple[np.ndarray, CRS]:
+def _validate_geometry(
+    raw: RawTable,
+    cols: dict[str, str],
+    probs: _Problems,
+    kind: Kind,
+    working: CRS,
+    crs: str | None,
+    extent: tuple[float, float, float, float],
+    where: str,
+    repaired: list[RowProblem],
+    warnings: list[str],
+) -> tuple[np.ndarray, CRS]:
     geoms, declared, sides, label = _geometry(raw, cols, probs, kind)
     source_crs = _resolve_crs(raw.source, raw.crs or declared, crs)
     geoms = shapely.force_2d(np.asarray(geoms, dtype=object))
@@ -696,9 +804,16 @@ def _validate_geometry(raw: RawTable, cols: dict[str, str], probs: _Problems, ki
     polygonal = np.isin(types, (3, 6))
     ok = ~missing & (polygonal | (sides is not None))
     wrong = np.flatnonzero(~missing & ~ok)
-    what = "cases need footprint polygons (面)" if kind == "cases" else "boundaries must be polygons"
-    probs.add(wrong, label, lambda i: f"is a {geoms[i].geom_type}; {what}, not points or "
-              "lines: export the polygon layer")
+    what = (
+        "cases need footprint polygons (面)" if kind == "cases" else "boundaries must be polygons"
+    )
+    probs.add(
+        wrong,
+        label,
+        lambda i: (
+            f"is a {geoms[i].geom_type}; {what}, not points or lines: export the polygon layer"
+        ),
+    )
     if sides is not None:
         ok &= np.isfinite(sides)
     if not source_crs.equals(working):
@@ -706,10 +821,15 @@ def _validate_geometry(raw: RawTable, cols: dict[str, str], probs: _Problems, ki
     if sides is not None:
         x, y = shapely.get_x(geoms), shapely.get_y(geoms)
         with np.errstate(invalid="ignore"):
-            geoms = np.where(ok & np.isfinite(sides), shapely.box(x - sides / 2, y - sides / 2,
-                                                                  x + sides / 2, y + sides / 2), geoms)
-        warnings.append(f"{int(ok.sum())} footprint(s) drawn as squares of the given area around "
-                        "the lon/lat point (approximate; replace them with surveyed polygons)")
+            geoms = np.where(
+                ok & np.isfinite(sides),
+                shapely.box(x - sides / 2, y - sides / 2, x + sides / 2, y + sides / 2),
+                geoms,
+            )
+        warnings.append(
+            f"{int(ok.sum())} footprint(s) drawn as squares of the given area around "
+            "the lon/lat point (approximate; replace them with surveyed polygons)"
+        )
     ok = _extent_check(geoms, extent, ok, working, probs, label, where)
     ok = _repair(geoms, ok, probs, label, repaired)
     zero = np.flatnonzero(ok & ~(shapely.area(geoms) > 0))
@@ -738,23 +858,37 @@ def shanghai_extent(working_crs: str) -> tuple[float, float, float, float]:
     return tr.transform_bounds(*SHANGHAI_LONLAT, densify_pts=21)
 
 
-def district_extent(engine: Engine, working_crs: str) -> tuple[tuple[float, float, float, float], str]:
+def district_extent(
+    engine: Engine, working_crs: str
+) -> tuple[tuple[float, float, float, float], str]:
     """Where footprints must lie: the loaded 街镇' extent (+ margin) or Shanghai; and its name."""
     with engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e), n "
-            "FROM (SELECT ST_Extent(geom) e, count(*) n FROM street_town) s"
-        )).one()
+        row = conn.execute(
+            text(
+                "SELECT ST_XMin(e), ST_YMin(e), ST_XMax(e), ST_YMax(e), n "
+                "FROM (SELECT ST_Extent(geom) e, count(*) n FROM street_town) s"
+            )
+        ).one()
     if row[0] is None:
         return shanghai_extent(working_crs), "Shanghai (no 街镇 loaded yet)"
     m = DISTRICT_MARGIN_M
     return (row[0] - m, row[1] - m, row[2] + m, row[3] + m), f"the district (its {row[4]} 街镇)"
 
 
-def _read(path: str | Path, kind: Kind, *, working_crs: str, crs: str | None,
-          mapping: str | Path | None, layer: str | None, strict: bool, skip_invalid: bool,
-          extent: tuple[float, float, float, float] | None, extent_name: str,
-          today: date | None) -> ReadResult:
+def _read(
+    path: str | Path,
+    kind: Kind,
+    *,
+    working_crs: str,
+    crs: str | None,
+    mapping: str | Path | None,
+    layer: str | None,
+    strict: bool,
+    skip_invalid: bool,
+    extent: tuple[float, float, float, float] | None,
+    extent_name: str,
+    today: date | None,
+) -> ReadResult:
     t0 = time.perf_counter()
     raw = read_table(path, layer=layer)
     t1 = time.perf_counter()
@@ -771,52 +905,89 @@ def _read(path: str | Path, kind: Kind, *, working_crs: str, crs: str | None,
             )
     warnings = list(raw.warnings)
     if unknown:
-        warnings.append(f"ignored column(s) not in the mapping: {', '.join(unknown)} "
-                        "(add them to a --mapping file to import them)")
+        warnings.append(
+            f"ignored column(s) not in the mapping: {', '.join(unknown)} "
+            "(add them to a --mapping file to import them)"
+        )
     key = "case_number" if kind == "cases" else "code"
     numbers = _as_text(raw.frame[cols[key]])
     probs = _Problems(raw.source, raw.first_row, numbers)
     key_label = _label(cols[key], key)
-    probs.add(np.flatnonzero(numbers.isna().to_numpy()), key_label,
-              f"{'case number' if kind == 'cases' else 'code'} is missing; every row needs one")
+    probs.add(
+        np.flatnonzero(numbers.isna().to_numpy()),
+        key_label,
+        f"{'case number' if kind == 'cases' else 'code'} is missing; every row needs one",
+    )
     dup = numbers.notna() & numbers.duplicated(keep=False)
     if dup.any():
         rows_of = numbers[dup].groupby(numbers[dup]).groups
-        probs.add(np.flatnonzero(dup.to_numpy()), key_label, lambda i: (
-            f"{numbers.iat[i]!r} occurs more than once (rows "
-            + ", ".join(str(j + raw.first_row) for j in list(rows_of[numbers.iat[i]])[:5])
-            + "); each must be unique in one file"))
+        probs.add(
+            np.flatnonzero(dup.to_numpy()),
+            key_label,
+            lambda i: (
+                f"{numbers.iat[i]!r} occurs more than once (rows "
+                + ", ".join(str(j + raw.first_row) for j in list(rows_of[numbers.iat[i]])[:5])
+                + "); each must be unique in one file"
+            ),
+        )
     working = CRS.from_user_input(working_crs)
     repaired: list[RowProblem] = []
     if kind == "cases":
         attrs = _validate_attributes(cols, raw.frame, fmap, probs, today or date.today())
     else:
         attrs = pd.DataFrame({"name": _as_text(raw.frame[cols["name"]])})
-        probs.add(np.flatnonzero(attrs["name"].isna().to_numpy()), _label(cols["name"], "name"),
-                  "name is missing")
+        probs.add(
+            np.flatnonzero(attrs["name"].isna().to_numpy()),
+            _label(cols["name"], "name"),
+            "name is missing",
+        )
         if "street_town_code" in cols:
             attrs["street_town_code"] = _as_text(raw.frame[cols["street_town_code"]])
     geoms, source_crs = _validate_geometry(
-        raw, cols, probs, kind, working, crs, extent or shanghai_extent(working_crs),
-        extent_name, repaired, warnings)
+        raw,
+        cols,
+        probs,
+        kind,
+        working,
+        crs,
+        extent or shanghai_extent(working_crs),
+        extent_name,
+        repaired,
+        warnings,
+    )
     if not skip_invalid:
         probs.raise_first()
     bad = probs.positions()
     keep = np.array([i not in bad for i in range(len(raw.frame))], dtype=bool)
     attrs.insert(0, key, numbers)
-    frame = gpd.GeoDataFrame(attrs[keep].reset_index(drop=True),
-                             geometry=geoms[keep], crs=working)
+    frame = gpd.GeoDataFrame(attrs[keep].reset_index(drop=True), geometry=geoms[keep], crs=working)
     rows = (np.flatnonzero(keep) + raw.first_row).tolist()
     t2 = time.perf_counter()
-    return ReadResult(frame, rows, probs.sorted(), repaired, warnings, _crs_name(source_crs),
-                      seconds_read=t1 - t0, seconds_validate=t2 - t1)
+    return ReadResult(
+        frame,
+        rows,
+        probs.sorted(),
+        repaired,
+        warnings,
+        _crs_name(source_crs),
+        seconds_read=t1 - t0,
+        seconds_validate=t2 - t1,
+    )
 
 
-def read_cases(path: str | Path, *, working_crs: str, crs: str | None = None,
-               mapping: str | Path | None = None, layer: str | None = None,
-               strict: bool = False, skip_invalid: bool = False,
-               extent: tuple[float, float, float, float] | None = None,
-               extent_name: str = "Shanghai", today: date | None = None) -> ReadResult:
+def read_cases(
+    path: str | Path,
+    *,
+    working_crs: str,
+    crs: str | None = None,
+    mapping: str | Path | None = None,
+    layer: str | None = None,
+    strict: bool = False,
+    skip_invalid: bool = False,
+    extent: tuple[float, float, float, float] | None = None,
+    extent_name: str = "Shanghai",
+    today: date | None = None,
+) -> ReadResult:
     """Read and validate an inventory file (see the module docstring for the rules).
 
     ``working_crs``: the CRS of the result (metres). ``crs``: CRS of a file that declares none.
@@ -824,32 +995,76 @@ def read_cases(path: str | Path, *, working_crs: str, crs: str | None = None,
     (default: Shanghai). Raises ``InvalidInputError`` on the first problem unless
     ``skip_invalid``, in which case the problem rows are left out and listed in ``rejected``.
     """
-    return _read(path, "cases", working_crs=working_crs, crs=crs, mapping=mapping, layer=layer,
-                 strict=strict, skip_invalid=skip_invalid, extent=extent,
-                 extent_name=extent_name, today=today)
+    return _read(
+        path,
+        "cases",
+        working_crs=working_crs,
+        crs=crs,
+        mapping=mapping,
+        layer=layer,
+        strict=strict,
+        skip_invalid=skip_invalid,
+        extent=extent,
+        extent_name=extent_name,
+        today=today,
+    )
 
 
-def read_units(path: str | Path, level: UnitLevel, *, working_crs: str, crs: str | None = None,
-               mapping: str | Path | None = None, layer: str | None = None,
-               strict: bool = False) -> ReadResult:
+def read_units(
+    path: str | Path,
+    level: UnitLevel,
+    *,
+    working_crs: str,
+    crs: str | None = None,
+    mapping: str | Path | None = None,
+    layer: str | None = None,
+    strict: bool = False,
+) -> ReadResult:
     """Read and validate a 街镇 or 居村 boundary file (columns code, name[, street_town_code])."""
-    return _read(path, level, working_crs=working_crs, crs=crs, mapping=mapping, layer=layer,
-                 strict=strict, skip_invalid=False, extent=None, extent_name="Shanghai",
-                 today=None)
+    return _read(
+        path,
+        level,
+        working_crs=working_crs,
+        crs=crs,
+        mapping=mapping,
+        layer=layer,
+        strict=strict,
+        skip_invalid=False,
+        extent=None,
+        extent_name="Shanghai",
+        today=None,
+    )
 
 
-def write_problem_report(path: str | Path, rejected: list[RowProblem],
-                         repaired: list[RowProblem]) -> Path:
+def write_problem_report(
+    path: str | Path, rejected: list[RowProblem], repaired: list[RowProblem]
+) -> Path:
     """CSV of rejected and repaired rows (UTF-8 with BOM, so that Excel shows the Chinese)."""
     path = Path(path)
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         w = csv.writer(fh)
-        w.writerow(["处理 outcome", "行 row", "字段 field", "案件编号 case_number", "值 value",
-                    "原因 reason"])
+        w.writerow(
+            [
+                "处理 outcome",
+                "行 row",
+                "字段 field",
+                "案件编号 case_number",
+                "值 value",
+                "原因 reason",
+            ]
+        )
         for outcome, items in (("拒绝 rejected", rejected), ("修复 repaired", repaired)):
             for p in items:
-                w.writerow([outcome, p.row if p.row is not None else "header", p.field or "",
-                            p.case_number or "", p.value or "", p.reason])
+                w.writerow(
+                    [
+                        outcome,
+                        p.row if p.row is not None else "header",
+                        p.field or "",
+                        p.case_number or "",
+                        p.value or "",
+                        p.reason,
+                    ]
+                )
     return path
 
 
@@ -888,20 +1103,36 @@ def import_cases_file(
     extent, where = district_extent(engine, working)
     if progress:
         progress("read", 0, 1)
-    result = read_cases(path, working_crs=working, crs=crs, mapping=mapping, layer=layer,
-                        strict=strict, skip_invalid=skip_invalid, extent=extent,
-                        extent_name=where)
+    result = read_cases(
+        path,
+        working_crs=working,
+        crs=crs,
+        mapping=mapping,
+        layer=layer,
+        strict=strict,
+        skip_invalid=skip_invalid,
+        extent=extent,
+        extent_name=where,
+    )
     if progress:
         progress("read", 1, 1)
-    report = upsert_cases(engine, result.frame, actor=actor, reason="import",
-                          source_file=Path(path).name, row_numbers=result.rows,
-                          progress=progress)
+    report = upsert_cases(
+        engine,
+        result.frame,
+        actor=actor,
+        reason="import",
+        source_file=Path(path).name,
+        row_numbers=result.rows,
+        progress=progress,
+    )
     report.rejected, report.repaired = result.rejected, result.repaired
     report.warnings = result.warnings + report.warnings
     report.source_crs = result.source_crs
-    report.timings = {"read": result.seconds_read, "validate": result.seconds_validate,
-                      "load": time.perf_counter() - started - result.seconds_read
-                      - result.seconds_validate}
+    report.timings = {
+        "read": result.seconds_read,
+        "validate": result.seconds_validate,
+        "load": time.perf_counter() - started - result.seconds_read - result.seconds_validate,
+    }
     if skip_invalid and (report.rejected or report.repaired):
         target = Path(report_path) if report_path else Path(str(path) + ".report.csv")
         write_problem_report(target, report.rejected, report.repaired)
@@ -925,10 +1156,18 @@ def import_units_file(
 ) -> ImportReport:
     """``weijian admin import``: read, validate and upsert 街镇 / 居村 boundaries (all or none)."""
     started = time.perf_counter()
-    result = read_units(path, level, working_crs=_working_crs(engine), crs=crs, mapping=mapping,
-                        layer=layer, strict=strict)
-    report = upsert_units(engine, level, result.frame, actor=actor, district=district,
-                          progress=progress)
+    result = read_units(
+        path,
+        level,
+        working_crs=_working_crs(engine),
+        crs=crs,
+        mapping=mapping,
+        layer=layer,
+        strict=strict,
+    )
+    report = upsert_units(
+        engine, level, result.frame, actor=actor, district=district, progress=progress
+    )
     report.repaired, report.source_crs = result.repaired, result.source_crs
     report.warnings = result.warnings + report.warnings
     report.seconds = time.perf_counter() - started
@@ -940,12 +1179,25 @@ def import_units_file(
 
 #: Export columns: canonical name -> Chinese header.
 EXPORT_HEADERS = {
-    "case_number": "案件编号", "in_database": "入库状态", "priority_type": "重点类型",
-    "construction_status": "建设状态", "exemption": "豁免情形", "disposal": "处置方式",
-    "source": "发现来源", "discovered_on": "发现日期", "address": "地址", "owner": "当事人",
-    "remark": "备注", "area_m2": "面积", "street_town_code": "街镇代码",
-    "street_town_name": "街镇", "village_code": "居村代码", "village_name": "居村",
-    "state": "案件状态", "version": "版本", "updated_at": "更新时间",
+    "case_number": "案件编号",
+    "in_database": "入库状态",
+    "priority_type": "重点类型",
+    "construction_status": "建设状态",
+    "exemption": "豁免情形",
+    "disposal": "处置方式",
+    "source": "发现来源",
+    "discovered_on": "发现日期",
+    "address": "地址",
+    "owner": "当事人",
+    "remark": "备注",
+    "area_m2": "面积",
+    "street_town_code": "街镇代码",
+    "street_town_name": "街镇",
+    "village_code": "居村代码",
+    "village_name": "居村",
+    "state": "案件状态",
+    "version": "版本",
+    "updated_at": "更新时间",
 }
 EXPORT_LABELS: dict[str, type[domain.LabelledEnum]] = {**ENUM_FIELDS, "state": domain.CaseState}
 
@@ -973,16 +1225,22 @@ def export_cases(
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".gpkg", ".geojson", ".json", ".xlsx"):
-        raise InvalidInputError(f"{path.name}: export writes .gpkg, .geojson or .xlsx, not {suffix!r}")
+        raise InvalidInputError(
+            f"{path.name}: export writes .gpkg, .geojson or .xlsx, not {suffix!r}"
+        )
     try:
-        frame = load_cases(engine, street_town=street_town, state=state,
-                           priority_type=priority_type)
+        frame = load_cases(
+            engine, street_town=street_town, state=state, priority_type=priority_type
+        )
     except ValueError as exc:
         raise InvalidInputError(f"export filter: {exc}") from exc
     working = frame.crs
     out = frame[[*EXPORT_HEADERS, frame.geometry.name]].copy()
-    out["updated_at"] = pd.to_datetime(out["updated_at"], utc=True).dt.tz_convert(
-        "Asia/Shanghai").dt.strftime("%Y-%m-%d %H:%M:%S")
+    out["updated_at"] = (
+        pd.to_datetime(out["updated_at"], utc=True)
+        .dt.tz_convert("Asia/Shanghai")
+        .dt.strftime("%Y-%m-%d %H:%M:%S")
+    )
     out["discovered_on"] = out["discovered_on"].map(lambda d: d.isoformat() if d else None)
     out["area_m2"] = out["area_m2"].round(2)
     if language == "zh":
@@ -998,9 +1256,12 @@ def export_cases(
     if suffix == ".gpkg":
         out.to_file(path, layer="inventory_case", driver="GPKG", engine="pyogrio")
     elif suffix in (".geojson", ".json"):
-        out.to_crs("EPSG:4326").to_file(path, driver="GeoJSON", engine="pyogrio",
-                                        layer_options={"RFC7946": "YES",
-                                                       "COORDINATE_PRECISION": 9})
+        out.to_crs("EPSG:4326").to_file(
+            path,
+            driver="GeoJSON",
+            engine="pyogrio",
+            layer_options={"RFC7946": "YES", "COORDINATE_PRECISION": 9},
+        )
     else:
         crs = CRS.from_user_input(working)
         label = f"EPSG:{crs.to_epsg()}" if crs.to_epsg() else "working CRS"

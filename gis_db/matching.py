@@ -132,10 +132,14 @@ def match_run(
         raise InvalidInputError(f"tolerance_m must be ≥ 0 m, got {tolerance_m}")
     started = time.perf_counter()
     with transaction(bind) as conn:
-        run = conn.execute(text(
-            f"SELECT r.status, (s.acquired_at AT TIME ZONE '{OFFICE_TZ}')::date AS after_date, "
-            "r.after_scene_id FROM detection_run r JOIN scene s ON s.id = r.after_scene_id "
-            "WHERE r.id = :r FOR UPDATE OF r"), {"r": run_id}).first()
+        run = conn.execute(
+            text(
+                f"SELECT r.status, (s.acquired_at AT TIME ZONE '{OFFICE_TZ}')::date AS after_date, "
+                "r.after_scene_id FROM detection_run r JOIN scene s ON s.id = r.after_scene_id "
+                "WHERE r.id = :r FOR UPDATE OF r"
+            ),
+            {"r": run_id},
+        ).first()
         if run is None:
             raise NotFoundError(f"detection run {run_id} does not exist")
         if run.status == "created":
@@ -143,25 +147,36 @@ def match_run(
         if run.status == "matched":
             return MatchSummary(run_id, _counts(conn, run_id), already_matched=True)
         conn.execute(text("SET LOCAL jit = off"))  # compiling costs more than it saves here
-        conn.execute(text(MATCH_SQL), {
-            "run": run_id, "tol": float(tolerance_m), "thr": float(overlap_threshold),
-            "on": run.after_date, "active": [s.value for s in ACTIVE_CASE_STATES],
-            "closed": [s.value for s in CLOSED_CASE_STATES],
-        })
+        conn.execute(
+            text(MATCH_SQL),
+            {
+                "run": run_id,
+                "tol": float(tolerance_m),
+                "thr": float(overlap_threshold),
+                "on": run.after_date,
+                "active": [s.value for s in ACTIVE_CASE_STATES],
+                "closed": [s.value for s in CLOSED_CASE_STATES],
+            },
+        )
         rebounds = _raise_rebounds(conn, run_id, run.after_scene_id)
         seconds = time.perf_counter() - started
-        conn.execute(text(
-            "UPDATE detection_run SET status = 'matched', matched_at = now(), "
-            "timings = timings || jsonb_build_object('match_s', CAST(:s AS float8)) "
-            "WHERE id = :r"), {"r": run_id, "s": seconds})
+        conn.execute(
+            text(
+                "UPDATE detection_run SET status = 'matched', matched_at = now(), "
+                "timings = timings || jsonb_build_object('match_s', CAST(:s AS float8)) "
+                "WHERE id = :r"
+            ),
+            {"r": run_id, "s": seconds},
+        )
         counts = _counts(conn, run_id)
     return MatchSummary(run_id, counts, rebounds, seconds)
 
 
 def _counts(conn: Connection, run_id: int) -> dict[str, int]:
-    rows = conn.execute(text(
-        "SELECT match_class, count(*) FROM detection WHERE run_id = :r GROUP BY match_class"),
-        {"r": run_id}).all()
+    rows = conn.execute(
+        text("SELECT match_class, count(*) FROM detection WHERE run_id = :r GROUP BY match_class"),
+        {"r": run_id},
+    ).all()
     counts = Counter({m.value: 0 for m in MatchClass})
     counts.update({str(k): int(n) for k, n in rows if k is not None})
     return dict(counts)
@@ -169,21 +184,34 @@ def _counts(conn: Connection, run_id: int) -> dict[str, int]:
 
 def _raise_rebounds(conn: Connection, run_id: int, after_scene_id: int) -> list[int]:
     """Reopen each written-off case a detection of this run rebuilt on (反弹回潮), set-based."""
-    rows = conn.execute(text(
-        "SELECT matched_case_id, array_agg(id ORDER BY id) FROM detection "
-        "WHERE run_id = :r AND match_class = 'rebound' GROUP BY matched_case_id"),
-        {"r": run_id}).all()
+    rows = conn.execute(
+        text(
+            "SELECT matched_case_id, array_agg(id ORDER BY id) FROM detection "
+            "WHERE run_id = :r AND match_class = 'rebound' GROUP BY matched_case_id"
+        ),
+        {"r": run_id},
+    ).all()
     moved = transition_cases(
         conn,
-        {case_id: [{"detection_id": d, "run_id": run_id, "scene_id": after_scene_id}
-                   for d in detection_ids] for case_id, detection_ids in rows},
-        CaseAction.REPORT_REBOUND, actor=SYSTEM_ACTOR, role=Role.SYSTEM,
+        {
+            case_id: [
+                {"detection_id": d, "run_id": run_id, "scene_id": after_scene_id}
+                for d in detection_ids
+            ]
+            for case_id, detection_ids in rows
+        },
+        CaseAction.REPORT_REBOUND,
+        actor=SYSTEM_ACTOR,
+        role=Role.SYSTEM,
         comment=f"比对批次 {run_id} 在已销项点位发现建筑 (反弹回潮)",
     )
-    conn.execute(text(
-        "INSERT INTO case_detection (case_id, detection_id, relation, linked_by) "
-        "SELECT matched_case_id, id, 'rebound', :a FROM detection "
-        "WHERE run_id = :r AND match_class = 'rebound' AND matched_case_id = ANY(:moved) "
-        "ON CONFLICT (case_id, detection_id) DO NOTHING"),
-        {"r": run_id, "a": SYSTEM_ACTOR, "moved": moved})
+    conn.execute(
+        text(
+            "INSERT INTO case_detection (case_id, detection_id, relation, linked_by) "
+            "SELECT matched_case_id, id, 'rebound', :a FROM detection "
+            "WHERE run_id = :r AND match_class = 'rebound' AND matched_case_id = ANY(:moved) "
+            "ON CONFLICT (case_id, detection_id) DO NOTHING"
+        ),
+        {"r": run_id, "a": SYSTEM_ACTOR, "moved": moved},
+    )
     return moved

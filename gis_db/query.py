@@ -92,7 +92,8 @@ def load_units(
 def summary_by_street_town(engine: Engine) -> pd.DataFrame:
     """Per 街镇: number of cases, of priority cases, of cases in the database (库内), of open
     cases, and total footprint area in m²; one row per 街镇 (including those with no case),
-    plus a row ``未落入街镇`` for cases outside every 街镇 when there are any."""
+    plus a row ``未落入街镇`` for cases outside every 街镇 when there are any.
+    """
     measures = """
                count(c.id) AS cases,
                count(c.id) FILTER (WHERE c.priority_type <> 'non_priority') AS priority_cases,

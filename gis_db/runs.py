@@ -115,25 +115,47 @@ def register_scene(
     with transaction(bind) as conn:
         srid = _check_crs(conn, crs, "the scene footprint")
         geom = _multipolygon(footprint, "the scene footprint")
-        return int(conn.execute(
-            text("INSERT INTO scene (checksum, path, platform, acquired_at, gsd_m, stac_item, "
-                 "footprint) VALUES (:c, :p, :pl, :t, :g, CAST(:s AS jsonb), "
-                 "ST_GeomFromWKB(:f, :srid)) ON CONFLICT (checksum) DO UPDATE SET "
-                 "path = COALESCE(EXCLUDED.path, scene.path), "
-                 "stac_item = COALESCE(EXCLUDED.stac_item, scene.stac_item) RETURNING id"),
-            {"c": checksum.strip(), "p": str(path) if path else None, "pl": platform.value,
-             "t": _aware(acquired_at), "g": gsd_m,
-             "s": json.dumps(item, default=str) if item is not None else None,
-             "f": shapely.to_wkb(geom), "srid": srid},
-        ).scalar_one())
+        return int(
+            conn.execute(
+                text(
+                    "INSERT INTO scene (checksum, path, platform, acquired_at, gsd_m, stac_item, "
+                    "footprint) VALUES (:c, :p, :pl, :t, :g, CAST(:s AS jsonb), "
+                    "ST_GeomFromWKB(:f, :srid)) ON CONFLICT (checksum) DO UPDATE SET "
+                    "path = COALESCE(EXCLUDED.path, scene.path), "
+                    "stac_item = COALESCE(EXCLUDED.stac_item, scene.stac_item) RETURNING id"
+                ),
+                {
+                    "c": checksum.strip(),
+                    "p": str(path) if path else None,
+                    "pl": platform.value,
+                    "t": _aware(acquired_at),
+                    "g": gsd_m,
+                    "s": json.dumps(item, default=str) if item is not None else None,
+                    "f": shapely.to_wkb(geom),
+                    "srid": srid,
+                },
+            ).scalar_one()
+        )
 
 
-def run_key(before_checksum: str, after_checksum: str, network: str, weights_checksum: str,
-            params: Mapping[str, Any]) -> str:
+def run_key(
+    before_checksum: str,
+    after_checksum: str,
+    network: str,
+    weights_checksum: str,
+    params: Mapping[str, Any],
+) -> str:
     """The identity of a run: SHA-256 of its images, network, weights and parameters."""
     blob = json.dumps(
-        {"before": before_checksum, "after": after_checksum, "network": network,
-         "weights": weights_checksum, "params": params}, sort_keys=True, default=str,
+        {
+            "before": before_checksum,
+            "after": after_checksum,
+            "network": network,
+            "weights": weights_checksum,
+            "params": params,
+        },
+        sort_keys=True,
+        default=str,
     )
     return hashlib.sha256(blob.encode()).hexdigest()
 
@@ -154,10 +176,13 @@ def create_run(
     """
     params = dict(params or {})
     with transaction(bind) as conn:
-        scenes = {r.id: r for r in conn.execute(
-            text("SELECT id, checksum, acquired_at FROM scene WHERE id = ANY(:ids)"),
-            {"ids": [before_scene_id, after_scene_id]},
-        )}
+        scenes = {
+            r.id: r
+            for r in conn.execute(
+                text("SELECT id, checksum, acquired_at FROM scene WHERE id = ANY(:ids)"),
+                {"ids": [before_scene_id, after_scene_id]},
+            )
+        }
         for sid in (before_scene_id, after_scene_id):
             if sid not in scenes:
                 raise NotFoundError(f"scene {sid} is not registered: call register_scene first")
@@ -168,44 +193,67 @@ def create_run(
                 f"after scene ({after.acquired_at:%Y-%m-%d %H:%M}): swap them"
             )
         key = run_key(before.checksum, after.checksum, network, weights_checksum, params)
-        found = conn.execute(text("SELECT id FROM detection_run WHERE run_key = :k"),
-                             {"k": key}).scalar()
+        found = conn.execute(
+            text("SELECT id FROM detection_run WHERE run_key = :k"), {"k": key}
+        ).scalar()
         if found is not None:
             return int(found)
-        return int(conn.execute(
-            text("INSERT INTO detection_run (run_key, before_scene_id, after_scene_id, network, "
-                 "weights_checksum, params, compared_footprint) "
-                 "SELECT :k, b.id, a.id, :n, :w, CAST(:p AS jsonb), "
-                 "ST_Intersection(b.footprint, a.footprint) FROM scene b, scene a "
-                 "WHERE b.id = :b AND a.id = :a "
-                 "ON CONFLICT (run_key) DO UPDATE SET run_key = EXCLUDED.run_key RETURNING id"),
-            {"k": key, "b": before_scene_id, "a": after_scene_id, "n": network,
-             "w": weights_checksum, "p": json.dumps(params, sort_keys=True, default=str)},
-        ).scalar_one())
+        return int(
+            conn.execute(
+                text(
+                    "INSERT INTO detection_run (run_key, before_scene_id, after_scene_id, network, "
+                    "weights_checksum, params, compared_footprint) "
+                    "SELECT :k, b.id, a.id, :n, :w, CAST(:p AS jsonb), "
+                    "ST_Intersection(b.footprint, a.footprint) FROM scene b, scene a "
+                    "WHERE b.id = :b AND a.id = :a "
+                    "ON CONFLICT (run_key) DO UPDATE SET run_key = EXCLUDED.run_key RETURNING id"
+                ),
+                {
+                    "k": key,
+                    "b": before_scene_id,
+                    "a": after_scene_id,
+                    "n": network,
+                    "w": weights_checksum,
+                    "p": json.dumps(params, sort_keys=True, default=str),
+                },
+            ).scalar_one()
+        )
 
 
 def _prepare(frame: gpd.GeoDataFrame) -> tuple[list[tuple[Any, ...]], str]:
     """Rows (seq, change_kind, score, area m², geometry WKB) and their content hash."""
     n = len(frame)
-    seqs = (frame["seq"].to_numpy(dtype=np.int64) if "seq" in frame.columns
-            else np.arange(n, dtype=np.int64))
+    seqs = (
+        frame["seq"].to_numpy(dtype=np.int64)
+        if "seq" in frame.columns
+        else np.arange(n, dtype=np.int64)
+    )
     if len(set(seqs.tolist())) != n:
         raise InvalidInputError("column 'seq' has repeated values: it numbers detections in a run")
-    scores = (frame["score"].to_numpy(dtype=float) if "score" in frame.columns
-              else np.full(n, np.nan))
+    scores = (
+        frame["score"].to_numpy(dtype=float) if "score" in frame.columns else np.full(n, np.nan)
+    )
     bad = ~np.isnan(scores) & ((scores < 0) | (scores > 1))
     if bad.any():
         raise InvalidInputError(f"row {int(np.argmax(bad))}: score must lie in [0, 1]")
-    kinds = ([ChangeKind.parse(str(k)).value for k in frame["change_kind"]]
-             if "change_kind" in frame.columns else [ChangeKind.CHANGED.value] * n)
+    kinds = (
+        [ChangeKind.parse(str(k)).value for k in frame["change_kind"]]
+        if "change_kind" in frame.columns
+        else [ChangeKind.CHANGED.value] * n
+    )
     geoms = frame.geometry.to_numpy()
     types = shapely.get_type_id(geoms)
-    clean = (shapely.is_valid(geoms) & ~shapely.is_empty(geoms) & ~shapely.has_z(geoms)
-             & np.isin(types, (3, 6)))  # valid 2-D Polygon / MultiPolygon
+    clean = (
+        shapely.is_valid(geoms)
+        & ~shapely.is_empty(geoms)
+        & ~shapely.has_z(geoms)
+        & np.isin(types, (3, 6))
+    )  # valid 2-D Polygon / MultiPolygon
     out_geoms = geoms.copy()
     polygons = clean & (types == 3)
-    out_geoms[polygons] = shapely.multipolygons(geoms[polygons],
-                                                indices=np.arange(int(polygons.sum())))
+    out_geoms[polygons] = shapely.multipolygons(
+        geoms[polygons], indices=np.arange(int(polygons.sum()))
+    )
     for i in np.flatnonzero(~clean):
         out_geoms[i] = _multipolygon(geoms[i], f"row {i} geometry")
     areas = shapely.area(out_geoms)
@@ -215,7 +263,9 @@ def _prepare(frame: gpd.GeoDataFrame) -> tuple[list[tuple[Any, ...]], str]:
     score_list = [None if np.isnan(v) else float(v) for v in scores]
     rows = list(zip(seqs.tolist(), kinds, score_list, areas.tolist(), wkbs))
     digest = hashlib.sha256()
-    digest.update(seqs.tobytes() + "|".join(kinds).encode() + np.nan_to_num(scores, nan=-1).tobytes())
+    digest.update(
+        seqs.tobytes() + "|".join(kinds).encode() + np.nan_to_num(scores, nan=-1).tobytes()
+    )
     for wkb in wkbs:
         digest.update(wkb)
     return rows, digest.hexdigest()
@@ -239,16 +289,19 @@ def load_detections(
         if frame.crs is None:
             raise InvalidInputError("the detections frame has no CRS: set it (frame.set_crs(...))")
         srid = _check_crs(conn, frame.crs, "the detections frame")
-        run = conn.execute(text("SELECT content_hash FROM detection_run WHERE id = :r FOR UPDATE"),
-                           {"r": run_id}).first()
+        run = conn.execute(
+            text("SELECT content_hash FROM detection_run WHERE id = :r FOR UPDATE"), {"r": run_id}
+        ).first()
         if run is None:
             raise NotFoundError(f"detection run {run_id} does not exist")
         rows, content_hash = _prepare(frame)
         if run.content_hash == content_hash:
             return LoadResult(run_id, len(rows), 0, unchanged=True)
         reviewed = conn.execute(
-            text("SELECT count(*) FROM detection d WHERE d.run_id = :r AND (d.state <> 'new' "
-                 "OR EXISTS (SELECT 1 FROM case_detection l WHERE l.detection_id = d.id))"),
+            text(
+                "SELECT count(*) FROM detection d WHERE d.run_id = :r AND (d.state <> 'new' "
+                "OR EXISTS (SELECT 1 FROM case_detection l WHERE l.detection_id = d.id))"
+            ),
             {"r": run_id},
         ).scalar_one()
         if reviewed:
@@ -257,20 +310,25 @@ def load_detections(
                 "decisions are evidence and cannot be replaced; load the new results as a new "
                 "run (different parameters or weights)"
             )
-        replaced = conn.execute(text("DELETE FROM detection WHERE run_id = :r"),
-                                {"r": run_id}).rowcount
+        replaced = conn.execute(
+            text("DELETE FROM detection WHERE run_id = :r"), {"r": run_id}
+        ).rowcount
         raw = conn.connection.driver_connection
-        with raw.cursor() as cur, cur.copy(  # type: ignore[union-attr]
-            "COPY detection (run_id, seq, change_kind, score, area_m2, geom) FROM STDIN"
-        ) as copy:
+        with (
+            raw.cursor() as cur,
+            cur.copy(  # type: ignore[union-attr]
+                "COPY detection (run_id, seq, change_kind, score, area_m2, geom) FROM STDIN"
+            ) as copy,
+        ):
             for seq, kind, score, area, wkb in rows:
                 copy.write_row((run_id, seq, kind, score, area, _ewkb_hex(wkb, srid)))
         conn.execute(
-            text("UPDATE detection_run SET status = 'loaded', content_hash = :h, "
-                 "n_detections = :n, loaded_at = now(), matched_at = NULL, "
-                 "timings = timings || CAST(:t AS jsonb) WHERE id = :r"),
-            {"h": content_hash, "n": len(rows), "r": run_id,
-             "t": json.dumps(dict(timings or {}))},
+            text(
+                "UPDATE detection_run SET status = 'loaded', content_hash = :h, "
+                "n_detections = :n, loaded_at = now(), matched_at = NULL, "
+                "timings = timings || CAST(:t AS jsonb) WHERE id = :r"
+            ),
+            {"h": content_hash, "n": len(rows), "r": run_id, "t": json.dumps(dict(timings or {}))},
         )
     return LoadResult(run_id, len(rows), replaced, unchanged=False)
 
@@ -285,17 +343,26 @@ def _ewkb_hex(wkb: bytes, srid: int) -> str:
 def get_run(bind: Engine | Connection, run_id: int) -> dict[str, Any]:
     """One run's record, with its two scenes' acquisition times and paths."""
     with transaction(bind) as conn:
-        row = conn.execute(
-            text("SELECT r.id, r.status, r.network, r.weights_checksum, r.params, r.timings, "
-                 "r.n_detections, r.created_at, r.loaded_at, r.matched_at, "
-                 "b.id AS before_scene_id, b.acquired_at AS before_acquired_at, "
-                 "b.path AS before_path, a.id AS after_scene_id, "
-                 "a.acquired_at AS after_acquired_at, a.path AS after_path "
-                 "FROM detection_run r JOIN scene b ON b.id = r.before_scene_id "
-                 "JOIN scene a ON a.id = r.after_scene_id WHERE r.id = :r"), {"r": run_id},
-        ).mappings().first()
+        row = (
+            conn.execute(
+                text(
+                    "SELECT r.id, r.status, r.network, r.weights_checksum, r.params, r.timings, "
+                    "r.n_detections, r.created_at, r.loaded_at, r.matched_at, "
+                    "b.id AS before_scene_id, b.acquired_at AS before_acquired_at, "
+                    "b.path AS before_path, a.id AS after_scene_id, "
+                    "a.acquired_at AS after_acquired_at, a.path AS after_path "
+                    "FROM detection_run r JOIN scene b ON b.id = r.before_scene_id "
+                    "JOIN scene a ON a.id = r.after_scene_id WHERE r.id = :r"
+                ),
+                {"r": run_id},
+            )
+            .mappings()
+            .first()
+        )
     if row is None:
-        raise NotFoundError(f"detection run {run_id} does not exist: 'weijian runs list' lists them")
+        raise NotFoundError(
+            f"detection run {run_id} does not exist: 'weijian runs list' lists them"
+        )
     return dict(row)
 
 
@@ -304,14 +371,17 @@ def list_runs(bind: Engine | Connection) -> pd.DataFrame:
     import pandas as pd
 
     with transaction(bind) as conn:
-        return pd.read_sql_query(text(
-            "SELECT r.id, r.status, r.network, r.n_detections, "
-            "b.acquired_at AS before_acquired_at, a.acquired_at AS after_acquired_at, "
-            "count(*) FILTER (WHERE d.state = 'new') AS pending, "
-            "count(*) FILTER (WHERE d.state = 'confirmed') AS confirmed, "
-            "count(*) FILTER (WHERE d.state = 'false_positive') AS false_positive, "
-            "r.matched_at FROM detection_run r "
-            "JOIN scene b ON b.id = r.before_scene_id JOIN scene a ON a.id = r.after_scene_id "
-            "LEFT JOIN detection d ON d.run_id = r.id GROUP BY r.id, b.acquired_at, a.acquired_at "
-            "ORDER BY r.id DESC"), conn)
-
+        return pd.read_sql_query(
+            text(
+                "SELECT r.id, r.status, r.network, r.n_detections, "
+                "b.acquired_at AS before_acquired_at, a.acquired_at AS after_acquired_at, "
+                "count(*) FILTER (WHERE d.state = 'new') AS pending, "
+                "count(*) FILTER (WHERE d.state = 'confirmed') AS confirmed, "
+                "count(*) FILTER (WHERE d.state = 'false_positive') AS false_positive, "
+                "r.matched_at FROM detection_run r "
+                "JOIN scene b ON b.id = r.before_scene_id JOIN scene a ON a.id = r.after_scene_id "
+                "LEFT JOIN detection d ON d.run_id = r.id GROUP BY r.id, b.acquired_at, a.acquired_at "
+                "ORDER BY r.id DESC"
+            ),
+            conn,
+        )

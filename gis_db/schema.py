@@ -47,16 +47,23 @@ def resolve_srid(connection: Connection, working_crs: str) -> int:
     ).scalar()
     if found is not None:
         return int(found)
-    srid = int(connection.execute(
-        text("SELECT GREATEST(:base, COALESCE(MAX(srid), :base)) + 1 FROM spatial_ref_sys "
-             "WHERE srid > :base"), {"base": CUSTOM_SRID_BASE}
-    ).scalar_one())
+    srid = int(
+        connection.execute(
+            text(
+                "SELECT GREATEST(:base, COALESCE(MAX(srid), :base)) + 1 FROM spatial_ref_sys "
+                "WHERE srid > :base"
+            ),
+            {"base": CUSTOM_SRID_BASE},
+        ).scalar_one()
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # PROJ string is informative only
         proj4 = crs.to_proj4()
     connection.execute(
-        text("INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text) "
-             "VALUES (:s, 'weijian', :s, :w, :p)"),
+        text(
+            "INSERT INTO spatial_ref_sys (srid, auth_name, auth_srid, srtext, proj4text) "
+            "VALUES (:s, 'weijian', :s, :w, :p)"
+        ),
         {"s": srid, "w": wkt, "p": proj4},
     )
     return srid

@@ -36,18 +36,40 @@ _TZ = ZoneInfo(OFFICE_TZ)
 
 #: Chinese column headers of the statistics and due-list frames (see :func:`zh_columns`).
 LABELS_ZH: dict[str, str] = {
-    "unit_code": "单位代码", "unit_name": "单位名称", "period": "统计周期",
-    "new_suspects": "新增疑似", "confirmed": "确认入库", "false_positives": "误报",
-    "false_positive_rate": "误报率", "written_off": "销项", "area_demolished_m2": "拆除面积(平方米)",
-    "rebounds": "反弹回潮", "open_suspects": "待核查疑似", "overdue_reinspections": "逾期未复查",
-    "warning": "颜色预警", "case_id": "案件ID", "case_number": "案件编号",
-    "street_town_code": "街镇代码", "street_town": "街镇", "village": "居村", "address": "地址",
-    "area_m2": "面积(平方米)", "written_off_at": "销项时间", "written_off_by": "销项人",
-    "reinspection_due_on": "复查期限", "days_overdue": "逾期天数",
+    "unit_code": "单位代码",
+    "unit_name": "单位名称",
+    "period": "统计周期",
+    "new_suspects": "新增疑似",
+    "confirmed": "确认入库",
+    "false_positives": "误报",
+    "false_positive_rate": "误报率",
+    "written_off": "销项",
+    "area_demolished_m2": "拆除面积(平方米)",
+    "rebounds": "反弹回潮",
+    "open_suspects": "待核查疑似",
+    "overdue_reinspections": "逾期未复查",
+    "warning": "颜色预警",
+    "case_id": "案件ID",
+    "case_number": "案件编号",
+    "street_town_code": "街镇代码",
+    "street_town": "街镇",
+    "village": "居村",
+    "address": "地址",
+    "area_m2": "面积(平方米)",
+    "written_off_at": "销项时间",
+    "written_off_by": "销项人",
+    "reinspection_due_on": "复查期限",
+    "days_overdue": "逾期天数",
 }
 WARNING_ZH = {"green": "绿色", "yellow": "黄色", "red": "红色"}
-EVENT_MEASURES = ("new_suspects", "confirmed", "false_positives", "written_off",
-                  "area_demolished_m2", "rebounds")
+EVENT_MEASURES = (
+    "new_suspects",
+    "confirmed",
+    "false_positives",
+    "written_off",
+    "area_demolished_m2",
+    "rebounds",
+)
 STATE_MEASURES = ("open_suspects", "overdue_reinspections")
 
 
@@ -61,9 +83,11 @@ class WarningThresholds:
     yellow_overdue: int = 1
 
 
-def warning_colour(open_suspects: int, rebounds: int, overdue: int,
-                   t: WarningThresholds = WarningThresholds()) -> str:
+def warning_colour(
+    open_suspects: int, rebounds: int, overdue: int, t: WarningThresholds = WarningThresholds()
+) -> str:
     """'red', 'yellow' or 'green' for one unit and period."""
+
     def hit(value: int, threshold: int) -> bool:
         return threshold > 0 and value >= threshold
 
@@ -111,24 +135,24 @@ def _buckets(start: date, end: date, period: Period) -> list[tuple[date, date]]:
 def _events(conn: Connection, col: str, t0: datetime, t1: datetime) -> pd.DataFrame:
     day = f"(%s AT TIME ZONE '{OFFICE_TZ}')::date"
     sql = f"""
-    SELECT d.{col} AS unit, {day % 'd.created_at'} AS day, 'new_suspects' AS measure, 1.0 AS value
+    SELECT d.{col} AS unit, {day % "d.created_at"} AS day, 'new_suspects' AS measure, 1.0 AS value
       FROM detection d WHERE d.match_class = 'new_suspect' AND d.created_at >= :t0 AND d.created_at < :t1
     UNION ALL
-    SELECT d.{col}, {day % 'h.at'}, CASE h.to_state WHEN 'confirmed' THEN 'confirmed'
+    SELECT d.{col}, {day % "h.at"}, CASE h.to_state WHEN 'confirmed' THEN 'confirmed'
                                      ELSE 'false_positives' END, 1.0
       FROM detection_history h JOIN detection d ON d.id = h.detection_id
      WHERE h.to_state IN ('confirmed', 'false_positive') AND h.at >= :t0 AND h.at < :t1
     UNION ALL
-    SELECT c.{col}, {day % 'h.at'}, 'written_off', 1.0
+    SELECT c.{col}, {day % "h.at"}, 'written_off', 1.0
       FROM case_history h JOIN inventory_case c ON c.id = h.case_id
      WHERE h.action = 'write_off' AND h.at >= :t0 AND h.at < :t1
     UNION ALL
-    SELECT c.{col}, {day % 'h.at'}, 'area_demolished_m2', c.area_m2
+    SELECT c.{col}, {day % "h.at"}, 'area_demolished_m2', c.area_m2
       FROM case_history h JOIN inventory_case c ON c.id = h.case_id
      WHERE h.action = 'write_off' AND c.disposal IN ('demolish', 'forced_demolition')
        AND h.at >= :t0 AND h.at < :t1
     UNION ALL
-    SELECT c.{col}, {day % 'h.at'}, 'rebounds', 1.0
+    SELECT c.{col}, {day % "h.at"}, 'rebounds', 1.0
       FROM case_history h JOIN inventory_case c ON c.id = h.case_id
      WHERE h.to_state = 'rebound' AND h.at >= :t0 AND h.at < :t1
     """
@@ -183,8 +207,9 @@ def unit_stats(
     now = now or datetime.now(_TZ)
     buckets = _buckets(start, end, period)
     with transaction(bind) as conn:
-        units = pd.read_sql_query(text(f"SELECT code AS unit_code, name AS unit_name FROM {table} "
-                                       "ORDER BY code"), conn)
+        units = pd.read_sql_query(
+            text(f"SELECT code AS unit_code, name AS unit_name FROM {table} ORDER BY code"), conn
+        )
         events = _events(conn, col, _midnight(start), _midnight(end + timedelta(days=1)))
         states = []
         for first, last in buckets:
@@ -199,8 +224,9 @@ def unit_stats(
         events["period"] = pd.Series(dtype=object)
     long = pd.concat([events[["unit", "period", "measure", "value"]], *states], ignore_index=True)
     long["unit"] = long["unit"].fillna("unassigned")
-    table_ = long.pivot_table(index=["unit", "period"], columns="measure", values="value",
-                              aggfunc="sum", fill_value=0)
+    table_ = long.pivot_table(
+        index=["unit", "period"], columns="measure", values="value", aggfunc="sum", fill_value=0
+    )
     codes = list(units["unit_code"]) + (["unassigned"] if "unassigned" in set(long["unit"]) else [])
     grid = pd.MultiIndex.from_product([codes, list(starts)], names=["unit", "period"])
     table_ = table_.reindex(grid, fill_value=0)
@@ -215,11 +241,25 @@ def unit_stats(
     out[counts] = out[counts].astype(int)
     reviewed = out["confirmed"] + out["false_positives"]
     out["false_positive_rate"] = (out["false_positives"] / reviewed.where(reviewed > 0)).round(3)
-    out["warning"] = [warning_colour(o, r, d, thresholds) for o, r, d in
-                      zip(out["open_suspects"], out["rebounds"], out["overdue_reinspections"])]
-    columns = ["unit_code", "unit_name", "period", "new_suspects", "confirmed", "false_positives",
-               "false_positive_rate", "written_off", "area_demolished_m2", "rebounds",
-               "open_suspects", "overdue_reinspections", "warning"]
+    out["warning"] = [
+        warning_colour(o, r, d, thresholds)
+        for o, r, d in zip(out["open_suspects"], out["rebounds"], out["overdue_reinspections"])
+    ]
+    columns = [
+        "unit_code",
+        "unit_name",
+        "period",
+        "new_suspects",
+        "confirmed",
+        "false_positives",
+        "false_positive_rate",
+        "written_off",
+        "area_demolished_m2",
+        "rebounds",
+        "open_suspects",
+        "overdue_reinspections",
+        "warning",
+    ]
     return out[columns]
 
 
@@ -231,16 +271,21 @@ def due_reinspections(
     street_town: str | None = None,
 ) -> pd.DataFrame:
     """Written-off cases whose re-inspection is overdue on ``as_of`` (default today), or due
-    within ``within_days`` after it, by 街镇 then due date. ``days_overdue`` < 0: not yet due."""
+    within ``within_days`` after it, by 街镇 then due date. ``days_overdue`` < 0: not yet due.
+    """
     as_of = as_of or office_today()
     with transaction(bind) as conn:
-        return pd.read_sql_query(text(
-            "SELECT c.street_town_code, s.name AS street_town, v.name AS village, "
-            "c.id AS case_id, c.case_number, c.address, c.area_m2, c.written_off_at, "
-            "c.written_off_by, c.reinspection_due_on, (:d - c.reinspection_due_on) AS days_overdue "
-            "FROM inventory_case c LEFT JOIN street_town s ON s.code = c.street_town_code "
-            "LEFT JOIN village v ON v.code = c.village_code "
-            "WHERE c.state = 'written_off' AND c.reinspection_due_on < CAST(:d AS date) + :w "
-            "AND (CAST(:st AS text) IS NULL OR c.street_town_code = :st) "
-            "ORDER BY c.street_town_code NULLS LAST, c.reinspection_due_on, c.case_number"),
-            conn, params={"d": as_of, "w": within_days, "st": street_town})
+        return pd.read_sql_query(
+            text(
+                "SELECT c.street_town_code, s.name AS street_town, v.name AS village, "
+                "c.id AS case_id, c.case_number, c.address, c.area_m2, c.written_off_at, "
+                "c.written_off_by, c.reinspection_due_on, (:d - c.reinspection_due_on) AS days_overdue "
+                "FROM inventory_case c LEFT JOIN street_town s ON s.code = c.street_town_code "
+                "LEFT JOIN village v ON v.code = c.village_code "
+                "WHERE c.state = 'written_off' AND c.reinspection_due_on < CAST(:d AS date) + :w "
+                "AND (CAST(:st AS text) IS NULL OR c.street_town_code = :st) "
+                "ORDER BY c.street_town_code NULLS LAST, c.reinspection_due_on, c.case_number"
+            ),
+            conn,
+            params={"d": as_of, "w": within_days, "st": street_town},
+        )

@@ -53,8 +53,12 @@ _CASE_CREATION_LOCK = 0x5743_0001
 OFFICE_TZ = "Asia/Shanghai"
 
 ACTIVE_CASE_STATES: tuple[CaseState, ...] = (
-    CaseState.OPEN, CaseState.DISPATCHED, CaseState.VERIFIED, CaseState.DISPOSED,
-    CaseState.WRITE_OFF_REQUESTED, CaseState.REBOUND,
+    CaseState.OPEN,
+    CaseState.DISPATCHED,
+    CaseState.VERIFIED,
+    CaseState.DISPOSED,
+    CaseState.WRITE_OFF_REQUESTED,
+    CaseState.REBOUND,
 )
 CLOSED_CASE_STATES: tuple[CaseState, ...] = (CaseState.WRITTEN_OFF, CaseState.REINSPECTED_CLEAN)
 
@@ -102,10 +106,12 @@ CASE_RULES: dict[tuple[CaseState, CaseAction], Rule] = {
     (CaseState.REBOUND, CaseAction.DISPATCH): Rule(CaseState.DISPATCHED, _OFFICE),
     (CaseState.DISPATCHED, CaseAction.VERIFY): Rule(CaseState.VERIFIED, _FIELD),
     (CaseState.VERIFIED, CaseAction.DISPOSE): Rule(CaseState.DISPOSED, _FIELD, needs_disposal=True),
-    (CaseState.DISPOSED, CaseAction.REQUEST_WRITE_OFF):
-        Rule(CaseState.WRITE_OFF_REQUESTED, _FIELD, needs_evidence=True),
-    (CaseState.WRITE_OFF_REQUESTED, CaseAction.WRITE_OFF):
-        Rule(CaseState.WRITTEN_OFF, _OFFICE, second_person=True),
+    (CaseState.DISPOSED, CaseAction.REQUEST_WRITE_OFF): Rule(
+        CaseState.WRITE_OFF_REQUESTED, _FIELD, needs_evidence=True
+    ),
+    (CaseState.WRITE_OFF_REQUESTED, CaseAction.WRITE_OFF): Rule(
+        CaseState.WRITTEN_OFF, _OFFICE, second_person=True
+    ),
     (CaseState.WRITE_OFF_REQUESTED, CaseAction.REJECT_WRITE_OFF): Rule(CaseState.DISPOSED, _OFFICE),
     (CaseState.WRITTEN_OFF, CaseAction.REINSPECT_CLEAN): Rule(CaseState.REINSPECTED_CLEAN, _FIELD),
     (CaseState.WRITTEN_OFF, CaseAction.REPORT_REBOUND): Rule(CaseState.REBOUND, _ANYONE),
@@ -115,7 +121,9 @@ CASE_RULES: dict[tuple[CaseState, CaseAction], Rule] = {
 #: The detection machine: (from state, action) -> rule.
 DETECTION_RULES: dict[tuple[DetectionState, DetectionAction], Rule] = {
     (DetectionState.NEW, DetectionAction.CONFIRM): Rule(DetectionState.CONFIRMED, _FIELD),
-    (DetectionState.NEW, DetectionAction.FALSE_POSITIVE): Rule(DetectionState.FALSE_POSITIVE, _FIELD),
+    (DetectionState.NEW, DetectionAction.FALSE_POSITIVE): Rule(
+        DetectionState.FALSE_POSITIVE, _FIELD
+    ),
     (DetectionState.NEW, DetectionAction.BAD_IMAGERY): Rule(DetectionState.BAD_IMAGERY, _FIELD),
     (DetectionState.FALSE_POSITIVE, DetectionAction.REOPEN): Rule(DetectionState.NEW, _OFFICE),
     (DetectionState.BAD_IMAGERY, DetectionAction.REOPEN): Rule(DetectionState.NEW, _OFFICE),
@@ -126,13 +134,19 @@ _CASE_EFFECTS: dict[CaseAction, dict[str, str]] = {
     CaseAction.DISPATCH: {"dispatched_at": "now()"},
     CaseAction.VERIFY: {"verified_at": "now()"},
     CaseAction.DISPOSE: {"disposal": ":disposal"},
-    CaseAction.REQUEST_WRITE_OFF: {"write_off_requested_by": ":actor",
-                                   "write_off_requested_at": "now()"},
-    CaseAction.WRITE_OFF: {"written_off_by": ":actor", "written_off_at": "now()",
-                           "reinspection_due_on":
-                               f"(now() AT TIME ZONE '{OFFICE_TZ}')::date + :days"},
-    CaseAction.REJECT_WRITE_OFF: {"write_off_requested_by": "NULL",
-                                  "write_off_requested_at": "NULL"},
+    CaseAction.REQUEST_WRITE_OFF: {
+        "write_off_requested_by": ":actor",
+        "write_off_requested_at": "now()",
+    },
+    CaseAction.WRITE_OFF: {
+        "written_off_by": ":actor",
+        "written_off_at": "now()",
+        "reinspection_due_on": f"(now() AT TIME ZONE '{OFFICE_TZ}')::date + :days",
+    },
+    CaseAction.REJECT_WRITE_OFF: {
+        "write_off_requested_by": "NULL",
+        "write_off_requested_at": "NULL",
+    },
     CaseAction.REINSPECT_CLEAN: {"reinspected_at": "now()"},
     CaseAction.REPORT_REBOUND: {"reinspected_at": "now()"},
 }
@@ -192,8 +206,12 @@ def _parse(enum: type[E], value: object, what: str) -> E:
 
 
 def _check_rule(
-    rules: Mapping[tuple[Any, Any], Rule], state: LabelledEnum, action: LabelledEnum,
-    role: Role, subject: str, allowed: list[Any],
+    rules: Mapping[tuple[Any, Any], Rule],
+    state: LabelledEnum,
+    action: LabelledEnum,
+    role: Role,
+    subject: str,
+    allowed: list[Any],
 ) -> Rule:
     rule = rules.get((state, action))
     if rule is None:
@@ -228,24 +246,46 @@ def _conflicts(subject: str) -> Iterator[None]:
 
 
 def _append_history(
-    conn: Connection, table: str, key: str, row_id: int, *, actor: str, role: Role, action: str,
-    from_state: str | None, to_state: str | None, comment: str | None, evidence: str,
+    conn: Connection,
+    table: str,
+    key: str,
+    row_id: int,
+    *,
+    actor: str,
+    role: Role,
+    action: str,
+    from_state: str | None,
+    to_state: str | None,
+    comment: str | None,
+    evidence: str,
     changes: Mapping[str, Any] | None = None,
 ) -> None:
     conn.execute(
-        text(f"INSERT INTO {table} ({key}, actor, role, action, from_state, to_state, changes, "
-             "comment, evidence) VALUES (:id, :actor, :role, :action, :from_state, :to_state, "
-             "CAST(:changes AS jsonb), :comment, CAST(:evidence AS jsonb))"),
-        {"id": row_id, "actor": actor, "role": role.value, "action": action,
-         "from_state": from_state, "to_state": to_state, "comment": comment, "evidence": evidence,
-         "changes": json.dumps(changes or {}, ensure_ascii=False, default=str)},
+        text(
+            f"INSERT INTO {table} ({key}, actor, role, action, from_state, to_state, changes, "
+            "comment, evidence) VALUES (:id, :actor, :role, :action, :from_state, :to_state, "
+            "CAST(:changes AS jsonb), :comment, CAST(:evidence AS jsonb))"
+        ),
+        {
+            "id": row_id,
+            "actor": actor,
+            "role": role.value,
+            "action": action,
+            "from_state": from_state,
+            "to_state": to_state,
+            "comment": comment,
+            "evidence": evidence,
+            "changes": json.dumps(changes or {}, ensure_ascii=False, default=str),
+        },
     )
 
 
 def _check_actor(actor: str) -> str:
     actor = (actor or "").strip()
     if not actor:
-        raise InvalidInputError("actor is empty: every step is recorded with the name of who did it")
+        raise InvalidInputError(
+            "actor is empty: every step is recorded with the name of who did it"
+        )
     return actor
 
 
@@ -279,10 +319,17 @@ def transition_case(
     subject = f"case {case_id}"
     with transaction(bind) as conn, _conflicts(subject):
         conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        row = conn.execute(
-            text("SELECT case_number, state, version, street_town_code, write_off_requested_by "
-                 "FROM inventory_case WHERE id = :id"), {"id": case_id},
-        ).mappings().first()
+        row = (
+            conn.execute(
+                text(
+                    "SELECT case_number, state, version, street_town_code, write_off_requested_by "
+                    "FROM inventory_case WHERE id = :id"
+                ),
+                {"id": case_id},
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             raise NotFoundError(f"case {case_id} does not exist")
         subject = f"case {row['case_number']} (id {case_id})"
@@ -317,19 +364,38 @@ def transition_case(
             raise InvalidInputError("reinspection_days must be positive")
         sets = ", ".join(f"{col} = {expr}" for col, expr in _CASE_EFFECTS[action].items())
         new = conn.execute(
-            text(f"UPDATE inventory_case SET state = :to, version = version + 1, "
-                 f"updated_at = now(), {sets} WHERE id = :id AND version = :v "
-                 "RETURNING version, reinspection_due_on"),
-            {"to": rule.to, "id": case_id, "v": row["version"], "actor": actor,
-             "disposal": changes.get("disposal"), "days": reinspection_days},
+            text(
+                f"UPDATE inventory_case SET state = :to, version = version + 1, "
+                f"updated_at = now(), {sets} WHERE id = :id AND version = :v "
+                "RETURNING version, reinspection_due_on"
+            ),
+            {
+                "to": rule.to,
+                "id": case_id,
+                "v": row["version"],
+                "actor": actor,
+                "disposal": changes.get("disposal"),
+                "days": reinspection_days,
+            },
         ).first()
         if new is None:
             raise _conflict(subject)
         if action == CaseAction.WRITE_OFF:
             changes["reinspection_due_on"] = new.reinspection_due_on.isoformat()
-        _append_history(conn, "case_history", "case_id", case_id, actor=actor, role=role,
-                        action=action.value, from_state=state.value, to_state=rule.to,
-                        comment=comment, evidence=_evidence_json(evidence), changes=changes)
+        _append_history(
+            conn,
+            "case_history",
+            "case_id",
+            case_id,
+            actor=actor,
+            role=role,
+            action=action.value,
+            from_state=state.value,
+            to_state=rule.to,
+            comment=comment,
+            evidence=_evidence_json(evidence),
+            changes=changes,
+        )
     return TransitionResult(case_id, action.value, state.value, rule.to, new.version, case_id)
 
 
@@ -364,7 +430,9 @@ def transition_cases(
     sets = ", ".join(f"{col} = {expr}" for col, expr in _CASE_EFFECTS[action].items())
     with transaction(bind) as conn, _conflicts(f"{len(ids)} cases"):
         conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        moved = conn.execute(text(f"""
+        moved = (
+            conn.execute(
+                text(f"""
             WITH old AS (
                 SELECT id, state FROM inventory_case
                 WHERE id = ANY(:ids) AND state = ANY(:from_states) FOR UPDATE
@@ -381,10 +449,20 @@ def transition_cases(
             SELECT upd.id, :actor, :role, :action, upd.from_state, :to, :comment, ev.evidence
             FROM upd JOIN ev ON ev.case_id = upd.id
             RETURNING case_id"""),
-            {"ids": ids, "from_states": [s.value for s in rules], "to": to, "actor": actor,
-             "role": role.value, "action": action.value, "comment": comment,
-             "evidence": [_evidence_json(evidence_by_case[i]) for i in ids]},
-        ).scalars().all()
+                {
+                    "ids": ids,
+                    "from_states": [s.value for s in rules],
+                    "to": to,
+                    "actor": actor,
+                    "role": role.value,
+                    "action": action.value,
+                    "comment": comment,
+                    "evidence": [_evidence_json(evidence_by_case[i]) for i in ids],
+                },
+            )
+            .scalars()
+            .all()
+        )
     return sorted(int(i) for i in moved)
 
 
@@ -414,28 +492,41 @@ def review_detection(
     subject = f"detection {detection_id}"
     with transaction(bind) as conn, _conflicts(subject):
         conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        row = conn.execute(
-            text("SELECT run_id, state, version, match_class, matched_case_id FROM detection "
-                 "WHERE id = :id"), {"id": detection_id},
-        ).mappings().first()
+        row = (
+            conn.execute(
+                text(
+                    "SELECT run_id, state, version, match_class, matched_case_id FROM detection "
+                    "WHERE id = :id"
+                ),
+                {"id": detection_id},
+            )
+            .mappings()
+            .first()
+        )
         if row is None:
             raise NotFoundError(f"detection {detection_id} does not exist")
         subject = f"detection {detection_id} of run {row['run_id']}"
         if expected_version is not None and row["version"] != expected_version:
             raise _conflict(subject)
         state = DetectionState(row["state"])
-        rule = _check_rule(DETECTION_RULES, state, action, role, subject,
-                           allowed_detection_actions(state))
+        rule = _check_rule(
+            DETECTION_RULES, state, action, role, subject, allowed_detection_actions(state)
+        )
         if action == DetectionAction.CONFIRM and row["match_class"] in (None, MatchClass.UNRELATED):
             raise IllegalTransitionError(
-                f"{subject} is " + ("not matched yet: run the matching of its run first"
-                                    if row["match_class"] is None else
-                                    "an unrelated change (a structure vanished where no case "
-                                    "is open): there is nothing to bring into the inventory")
+                f"{subject} is "
+                + (
+                    "not matched yet: run the matching of its run first"
+                    if row["match_class"] is None
+                    else "an unrelated change (a structure vanished where no case "
+                    "is open): there is nothing to bring into the inventory"
+                )
             )
         new = conn.execute(
-            text("UPDATE detection SET state = :to, version = version + 1, updated_at = now() "
-                 "WHERE id = :id AND version = :v RETURNING version"),
+            text(
+                "UPDATE detection SET state = :to, version = version + 1, updated_at = now() "
+                "WHERE id = :id AND version = :v RETURNING version"
+            ),
             {"to": rule.to, "id": detection_id, "v": row["version"]},
         ).first()
         if new is None:
@@ -443,14 +534,27 @@ def review_detection(
         case_id, created = None, False
         changes: dict[str, Any] = {}
         if action == DetectionAction.CONFIRM:
-            case_id, created = _confirm_into_case(conn, detection_id, row, actor, role,
-                                                  overlap_threshold)
+            case_id, created = _confirm_into_case(
+                conn, detection_id, row, actor, role, overlap_threshold
+            )
             changes = {"case_id": case_id, "case_created": created}
-        _append_history(conn, "detection_history", "detection_id", detection_id, actor=actor,
-                        role=role, action=action.value, from_state=state.value, to_state=rule.to,
-                        comment=comment, evidence=_evidence_json(evidence), changes=changes)
-    return TransitionResult(detection_id, action.value, state.value, rule.to, new.version,
-                            case_id, created)
+        _append_history(
+            conn,
+            "detection_history",
+            "detection_id",
+            detection_id,
+            actor=actor,
+            role=role,
+            action=action.value,
+            from_state=state.value,
+            to_state=rule.to,
+            comment=comment,
+            evidence=_evidence_json(evidence),
+            changes=changes,
+        )
+    return TransitionResult(
+        detection_id, action.value, state.value, rule.to, new.version, case_id, created
+    )
 
 
 _RELATION = {
@@ -461,7 +565,11 @@ _RELATION = {
 
 
 def _confirm_into_case(
-    conn: Connection, detection_id: int, row: Any, actor: str, role: Role,
+    conn: Connection,
+    detection_id: int,
+    row: Any,
+    actor: str,
+    role: Role,
     overlap_threshold: float,
 ) -> tuple[int, bool]:
     """Attach the detection to its case or create one; returns (case id, created)."""
@@ -471,18 +579,25 @@ def _confirm_into_case(
     if found is None:
         conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _CASE_CREATION_LOCK})
         found = conn.execute(
-            text("SELECT c.id FROM detection d JOIN inventory_case c "
-                 "ON ST_Intersects(c.geom, d.geom) WHERE d.id = :id AND c.state = ANY(:active) "
-                 "AND ST_Area(ST_Intersection(c.geom, d.geom)) "
-                 "    >= :t * LEAST(ST_Area(c.geom), d.area_m2) "
-                 "ORDER BY ST_Area(ST_Intersection(c.geom, d.geom)) DESC LIMIT 1"),
-            {"id": detection_id, "active": [s.value for s in ACTIVE_CASE_STATES],
-             "t": overlap_threshold},
+            text(
+                "SELECT c.id FROM detection d JOIN inventory_case c "
+                "ON ST_Intersects(c.geom, d.geom) WHERE d.id = :id AND c.state = ANY(:active) "
+                "AND ST_Area(ST_Intersection(c.geom, d.geom)) "
+                "    >= :t * LEAST(ST_Area(c.geom), d.area_m2) "
+                "ORDER BY ST_Area(ST_Intersection(c.geom, d.geom)) DESC LIMIT 1"
+            ),
+            {
+                "id": detection_id,
+                "active": [s.value for s in ACTIVE_CASE_STATES],
+                "t": overlap_threshold,
+            },
         ).scalar()
     created = found is None
     evidence = _evidence_json([{"detection_id": detection_id, "run_id": row["run_id"]}])
     if found is None:
-        case_id = int(conn.execute(text(f"""
+        case_id = int(
+            conn.execute(
+                text(f"""
             INSERT INTO inventory_case (case_number, construction_status, source, discovered_on,
                 area_m2, street_town_code, village_code, remark, geom)
             SELECT 'YS' || to_char(s.acquired_at AT TIME ZONE '{OFFICE_TZ}', 'YYYY') || '-'
@@ -494,28 +609,55 @@ def _confirm_into_case(
                    '比对批次 ' || d.run_id || ' 图斑 ' || d.id || ' 确认入库', d.geom
             FROM detection d JOIN detection_run r ON r.id = d.run_id
                  JOIN scene s ON s.id = r.after_scene_id
-            WHERE d.id = :id RETURNING id"""), {"id": detection_id}).scalar_one())
+            WHERE d.id = :id RETURNING id"""),
+                {"id": detection_id},
+            ).scalar_one()
+        )
         relation = "origin"
-        _append_history(conn, "case_history", "case_id", case_id, actor=actor, role=role,
-                        action="create", from_state=None, to_state=CaseState.OPEN.value,
-                        comment="由图斑确认入库", evidence=evidence)
+        _append_history(
+            conn,
+            "case_history",
+            "case_id",
+            case_id,
+            actor=actor,
+            role=role,
+            action="create",
+            from_state=None,
+            to_state=CaseState.OPEN.value,
+            comment="由图斑确认入库",
+            evidence=evidence,
+        )
     else:
         case_id = int(found)
-        state = conn.execute(text("SELECT state FROM inventory_case WHERE id = :id"),
-                             {"id": case_id}).scalar_one()
-        _append_history(conn, "case_history", "case_id", case_id, actor=actor, role=role,
-                        action="attach_evidence", from_state=state, to_state=state,
-                        comment=f"图斑佐证 ({relation})", evidence=evidence)
+        state = conn.execute(
+            text("SELECT state FROM inventory_case WHERE id = :id"), {"id": case_id}
+        ).scalar_one()
+        _append_history(
+            conn,
+            "case_history",
+            "case_id",
+            case_id,
+            actor=actor,
+            role=role,
+            action="attach_evidence",
+            from_state=state,
+            to_state=state,
+            comment=f"图斑佐证 ({relation})",
+            evidence=evidence,
+        )
     link_detection(conn, case_id, detection_id, relation, actor)
     return case_id, created
 
 
-def link_detection(conn: Connection, case_id: int, detection_id: int, relation: str,
-                   actor: str) -> None:
+def link_detection(
+    conn: Connection, case_id: int, detection_id: int, relation: str, actor: str
+) -> None:
     """Record (once) that ``detection_id`` is evidence of ``case_id`` (append-only link)."""
     conn.execute(
-        text("INSERT INTO case_detection (case_id, detection_id, relation, linked_by) "
-             "VALUES (:c, :d, :r, :a) ON CONFLICT (case_id, detection_id) DO NOTHING"),
+        text(
+            "INSERT INTO case_detection (case_id, detection_id, relation, linked_by) "
+            "VALUES (:c, :d, :r, :a) ON CONFLICT (case_id, detection_id) DO NOTHING"
+        ),
         {"c": case_id, "d": detection_id, "r": relation, "a": actor},
     )
 
@@ -536,16 +678,27 @@ def resolve_case(bind: Engine | Connection, ref: int | str) -> int:
     return int(found)
 
 
-def history(bind: Engine | Connection, case_id: int | None = None,
-            detection_id: int | None = None) -> list[dict[str, Any]]:
+def history(
+    bind: Engine | Connection, case_id: int | None = None, detection_id: int | None = None
+) -> list[dict[str, Any]]:
     """The history rows of one case or one detection, oldest first."""
     if (case_id is None) == (detection_id is None):
         raise InvalidInputError("give exactly one of case_id and detection_id")
-    table, key, value = (("case_history", "case_id", case_id) if case_id is not None
-                         else ("detection_history", "detection_id", detection_id))
+    table, key, value = (
+        ("case_history", "case_id", case_id)
+        if case_id is not None
+        else ("detection_history", "detection_id", detection_id)
+    )
     with transaction(bind) as conn:
-        rows = conn.execute(
-            text(f"SELECT id, at, actor, role, action, from_state, to_state, changes, comment, "
-                 f"evidence FROM {table} WHERE {key} = :v ORDER BY at, id"), {"v": value},
-        ).mappings().all()
+        rows = (
+            conn.execute(
+                text(
+                    f"SELECT id, at, actor, role, action, from_state, to_state, changes, comment, "
+                    f"evidence FROM {table} WHERE {key} = :v ORDER BY at, id"
+                ),
+                {"v": value},
+            )
+            .mappings()
+            .all()
+        )
     return [dict(r) for r in rows]

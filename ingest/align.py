@@ -132,10 +132,19 @@ class AlignedPair:
         try:
             if d.get("version") != PAIR_SPEC_VERSION:
                 raise ValueError(f"version {d.get('version')!r} is not {PAIR_SPEC_VERSION}")
-            epochs = {k: EpochSpec(**{**d[k], "bands": tuple(d[k]["bands"])}) for k in ("before", "after")}
+            epochs = {
+                k: EpochSpec(**{**d[k], "bands": tuple(d[k]["bands"])}) for k in ("before", "after")
+            }
             hist = [(list(a), list(b)) for a, b in d["histogram"]] if d.get("histogram") else None
-            return cls(**{**d, **epochs, "transform": tuple(d["transform"]), "shift_m": tuple(d["shift_m"]),
-                          "histogram": hist})
+            return cls(
+                **{
+                    **d,
+                    **epochs,
+                    "transform": tuple(d["transform"]),
+                    "shift_m": tuple(d["shift_m"]),
+                    "histogram": hist,
+                }
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise PairSpecError(
                 f"not a weijian aligned-pair spec ({exc}): run `weijian pair prepare` again"
@@ -208,7 +217,12 @@ class PairReader:
             )
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
         for vrt in self._vrts.values():
             vrt.close()
         for src in self._open:
@@ -229,7 +243,9 @@ class PairReader:
 
     def read(self, window: Window) -> Tile:
         """Both epochs of one window, with the later one histogram-matched if the pair says so."""
-        window = Window(*(int(v) for v in (window.col_off, window.row_off, window.width, window.height)))
+        window = Window(
+            *(int(v) for v in (window.col_off, window.row_off, window.width, window.height))
+        )
         before, mb = self.read_epoch("before", window)
         after, ma = self.read_epoch("after", window)
         data = np.empty((2, *before.shape), dtype=np.float32)
@@ -280,12 +296,17 @@ def working_grid(area: BaseGeometry, gsd_m: float) -> tuple[Affine, int, int]:
 
 def window_box(window: Window, transform: Affine) -> BaseGeometry:
     """The window's rectangle in the grid's CRS (north-up grids)."""
-    left, top = transform.c + window.col_off * transform.a, transform.f + window.row_off * transform.e
+    left, top = (
+        transform.c + window.col_off * transform.a,
+        transform.f + window.row_off * transform.e,
+    )
     right, bottom = left + window.width * transform.a, top + window.height * transform.e
     return box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
 
 
-def sample_windows(pair: AlignedPair, size: int = SAMPLE_TILE_PX, per_side: int = SAMPLES_PER_SIDE) -> list[Window]:
+def sample_windows(
+    pair: AlignedPair, size: int = SAMPLE_TILE_PX, per_side: int = SAMPLES_PER_SIDE
+) -> list[Window]:
     """Up to ``per_side``² windows spread regularly over the common footprint."""
     size = min(size, pair.width, pair.height)
     fp = pair.footprint
@@ -347,15 +368,26 @@ def prepare_pair(
 
     def spec(s: Scene, bands: tuple[int, ...]) -> EpochSpec:
         return EpochSpec(
-            source=s.source, bands=bands, dtype=s.dtype, gsd_m=s.gsd_m,
+            source=s.source,
+            bands=bands,
+            dtype=s.dtype,
+            gsd_m=s.gsd_m,
             resampling="average" if s.gsd_m < gsd_m * 0.99 else "bilinear",
-            has_alpha=s.mask == "alpha", acquired=s.acquired.isoformat() if s.acquired else None,
+            has_alpha=s.mask == "alpha",
+            acquired=s.acquired.isoformat() if s.acquired else None,
         )
 
     pair = AlignedPair(
-        crs=working_crs, transform=tuple(transform)[:6], width=width, height=height, gsd_m=gsd_m,  # type: ignore[arg-type]
-        before=spec(sb, bands_b), after=spec(sa, bands_a), overlap_fraction=overlap,
-        valid_fraction=common.area / (width * height * gsd_m**2), footprint_wkt=common.wkt,
+        crs=working_crs,
+        transform=tuple(transform)[:6],
+        width=width,
+        height=height,
+        gsd_m=gsd_m,  # type: ignore[arg-type]
+        before=spec(sb, bands_b),
+        after=spec(sa, bands_a),
+        overlap_fraction=overlap,
+        valid_fraction=common.area / (width * height * gsd_m**2),
+        footprint_wkt=common.wkt,
     )
     if not (coregister or histogram_match):
         return pair

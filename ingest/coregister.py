@@ -49,7 +49,9 @@ def _taper(shape: tuple[int, int]) -> np.ndarray:
     return taper_window("hann", shape)
 
 
-def tile_shift(before: np.ndarray, after: np.ndarray, valid: np.ndarray, upsample_factor: int = 20) -> tuple[float, float] | None:
+def tile_shift(
+    before: np.ndarray, after: np.ndarray, valid: np.ndarray, upsample_factor: int = 20
+) -> tuple[float, float] | None:
     """Sub-pixel shift (dx east, dy north; pixels) of ``after`` relative to ``before`` in one tile.
 
     ``before`` and ``after`` are (bands, h, w) or (h, w) arrays on the same grid, ``valid`` the
@@ -66,7 +68,9 @@ def tile_shift(before: np.ndarray, after: np.ndarray, valid: np.ndarray, upsampl
         if std <= MIN_TEXTURE * max(abs(mean), 1e-6):
             return None
         grey.append(np.where(valid, (img - mean) / std, 0.0) * _taper(img.shape))
-    shift, _, _ = phase_cross_correlation(grey[0], grey[1], upsample_factor=upsample_factor, normalization=None)
+    shift, _, _ = phase_cross_correlation(
+        grey[0], grey[1], upsample_factor=upsample_factor, normalization=None
+    )
     # shift registers `after` onto `before`: before(r, c) = after(r - sr, c - sc)
     sr, sc = float(shift[0]), float(shift[1])
     return -sc, sr

@@ -37,7 +37,9 @@ def _to_dtype(data: np.ndarray, dtype: str) -> np.ndarray:
     return data.astype(dtype)
 
 
-def write_pair_cogs(pair: AlignedPair, out_dir: str | Path, progress: Progress | None = None) -> dict[str, Any]:
+def write_pair_cogs(
+    pair: AlignedPair, out_dir: str | Path, progress: Progress | None = None
+) -> dict[str, Any]:
     """Write ``before.tif`` and ``after.tif`` (COG, DEFLATE, internal masks) on the working grid.
 
     Returns the file paths and the measured share of grid pixels valid in each and in both epochs.
@@ -47,15 +49,24 @@ def write_pair_cogs(pair: AlignedPair, out_dir: str | Path, progress: Progress |
     out.mkdir(parents=True, exist_ok=True)
     dtypes = _output_dtype(pair)
     profile = {
-        "driver": "GTiff", "width": pair.width, "height": pair.height,
-        "count": pair.band_count, "crs": pair.crs, "transform": pair.affine, "tiled": True,
-        "blockxsize": 512, "blockysize": 512, "compress": "DEFLATE", "predictor": 2,
+        "driver": "GTiff",
+        "width": pair.width,
+        "height": pair.height,
+        "count": pair.band_count,
+        "crs": pair.crs,
+        "transform": pair.affine,
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "DEFLATE",
+        "predictor": 2,
         "BIGTIFF": "IF_SAFER",
     }
     tmp = [out / f".{name}.tmp.tif" for name in ("before", "after")]
     windows = [
         Window(c, r, min(WRITE_WINDOW_PX, pair.width - c), min(WRITE_WINDOW_PX, pair.height - r))
-        for r in range(0, pair.height, WRITE_WINDOW_PX) for c in range(0, pair.width, WRITE_WINDOW_PX)
+        for r in range(0, pair.height, WRITE_WINDOW_PX)
+        for c in range(0, pair.width, WRITE_WINDOW_PX)
     ]
     counts = np.zeros(3, dtype=np.int64)
     with rasterio.Env(**GDAL_ENV), PairReader(pair) as reader:
@@ -82,8 +93,16 @@ def write_pair_cogs(pair: AlignedPair, out_dir: str | Path, progress: Progress |
         for k, (name, src) in enumerate(zip(("before", "after"), tmp)):
             report("cog", k, 2)
             final = out / f"{name}.tif"
-            rasterio.shutil.copy(src, final, driver="COG", compress="DEFLATE", predictor="YES",
-                                 overviews="FORCE_USE_EXISTING", blocksize=512, bigtiff="IF_SAFER")
+            rasterio.shutil.copy(
+                src,
+                final,
+                driver="COG",
+                compress="DEFLATE",
+                predictor="YES",
+                overviews="FORCE_USE_EXISTING",
+                blocksize=512,
+                bigtiff="IF_SAFER",
+            )
             src.unlink()
             for aux in src.parent.glob(src.name + ".*"):
                 aux.unlink()
@@ -105,16 +124,36 @@ def pair_report(pair: AlignedPair, written: dict[str, Any] | None = None) -> dic
     dx, dy = pair.shift_m
     return {
         "grid": {
-            "crs": pair.crs, "crs_name": CRS.from_user_input(pair.crs).name, "gsd_m": pair.gsd_m,
-            "width": pair.width, "height": pair.height, "transform": list(pair.transform),
+            "crs": pair.crs,
+            "crs_name": CRS.from_user_input(pair.crs).name,
+            "gsd_m": pair.gsd_m,
+            "width": pair.width,
+            "height": pair.height,
+            "transform": list(pair.transform),
             "bounds": list(pair.bounds),
         },
-        "before": {"source": pair.before.source, "gsd_m": pair.before.gsd_m, "acquired": pair.before.acquired,
-                   "bands": list(pair.before.bands), "resampling": pair.before.resampling},
-        "after": {"source": pair.after.source, "gsd_m": pair.after.gsd_m, "acquired": pair.after.acquired,
-                  "bands": list(pair.after.bands), "resampling": pair.after.resampling},
-        "shift": {"dx_m": dx, "dy_m": dy, "magnitude_m": math.hypot(dx, dy),
-                  "dx_px": dx / pair.gsd_m, "dy_px": dy / pair.gsd_m, "tiles_used": pair.shift_tiles_used},
+        "before": {
+            "source": pair.before.source,
+            "gsd_m": pair.before.gsd_m,
+            "acquired": pair.before.acquired,
+            "bands": list(pair.before.bands),
+            "resampling": pair.before.resampling,
+        },
+        "after": {
+            "source": pair.after.source,
+            "gsd_m": pair.after.gsd_m,
+            "acquired": pair.after.acquired,
+            "bands": list(pair.after.bands),
+            "resampling": pair.after.resampling,
+        },
+        "shift": {
+            "dx_m": dx,
+            "dy_m": dy,
+            "magnitude_m": math.hypot(dx, dy),
+            "dx_px": dx / pair.gsd_m,
+            "dy_px": dy / pair.gsd_m,
+            "tiles_used": pair.shift_tiles_used,
+        },
         "overlap_fraction": pair.overlap_fraction,
         "valid_fraction": (written or {}).get("valid_fraction_both", pair.valid_fraction),
         "histogram_matched": pair.histogram is not None,
@@ -122,11 +161,15 @@ def pair_report(pair: AlignedPair, written: dict[str, Any] | None = None) -> dic
     }
 
 
-def write_report(pair: AlignedPair, out_dir: str | Path, written: dict[str, Any] | None = None) -> Path:
+def write_report(
+    pair: AlignedPair, out_dir: str | Path, written: dict[str, Any] | None = None
+) -> Path:
     """Write ``report.json`` and ``pair.json`` (the re-openable spec) into ``out_dir``."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     pair.save(out / "pair.json")
     path = out / "report.json"
-    path.write_text(json.dumps(pair_report(pair, written), ensure_ascii=False, indent=2), encoding="utf-8")
+    path.write_text(
+        json.dumps(pair_report(pair, written), ensure_ascii=False, indent=2), encoding="utf-8"
+    )
     return path

@@ -18,7 +18,9 @@ N_QUANTILES = 257
 HistogramTables = list[tuple[list[float], list[float]]]
 
 
-def histogram_tables(samples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]]) -> HistogramTables | None:
+def histogram_tables(
+    samples: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
+) -> HistogramTables | None:
     """Matching tables from ``(before, after, valid)`` samples of shape (bands, h, w) / (h, w).
 
     Returns None when the samples hold no common valid pixel.
@@ -47,7 +49,9 @@ def lookup_tables(tables: HistogramTables, dtype: str) -> list[np.ndarray] | Non
     return [np.interp(values, qa, qb).astype(np.float32) for qa, qb in tables]
 
 
-def apply_histogram(after: np.ndarray, tables: HistogramTables, luts: list[np.ndarray] | None = None) -> np.ndarray:
+def apply_histogram(
+    after: np.ndarray, tables: HistogramTables, luts: list[np.ndarray] | None = None
+) -> np.ndarray:
     """Map the later epoch's (bands, h, w) values through the tables (float32 out).
 
     With ``luts`` from :func:`lookup_tables` (integer data) this is one indexing per band.

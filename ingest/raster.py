@@ -118,7 +118,11 @@ def check_georeference(ds: DatasetReader, name: Any = None) -> CRS:
     name = name or ds.name
     t = ds.transform
     if ds.crs is None or t.is_identity:
-        hint = " (it has GCPs only: warp it first with `gdalwarp -t_srs EPSG:4549`)" if ds.gcps[0] else ""
+        hint = (
+            " (it has GCPs only: warp it first with `gdalwarp -t_srs EPSG:4549`)"
+            if ds.gcps[0]
+            else ""
+        )
         raise NotGeoreferencedError(
             f"{name} has no georeference{hint}: export it as a GeoTIFF with CRS and geotransform, "
             "or add a world file and assign the CRS with `gdal_edit.py -a_srs EPSG:...`"
@@ -138,8 +142,10 @@ def check_readable(ds: DatasetReader, name: Any = None) -> None:
         bh, bw = ds.block_shapes[0]
         first = Window(0, 0, min(bw, ds.width), min(bh, ds.height))
         last = Window(
-            (ds.width - 1) // bw * bw, (ds.height - 1) // bh * bh,
-            ds.width - (ds.width - 1) // bw * bw, ds.height - (ds.height - 1) // bh * bh,
+            (ds.width - 1) // bw * bw,
+            (ds.height - 1) // bh * bh,
+            ds.width - (ds.width - 1) // bw * bw,
+            ds.height - (ds.height - 1) // bh * bh,
         )
         windows = [first, last]
     else:
@@ -164,24 +170,36 @@ def build_mosaic_vrt(folder: str | Path, out: str | Path | None = None) -> Path:
     """
     folder = Path(folder)
     out = Path(out) if out else folder / MOSAIC_NAME
-    tiles = sorted(p for p in folder.iterdir() if p.suffix.lower() in TILE_SUFFIXES and p.name != out.name)
+    tiles = sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in TILE_SUFFIXES and p.name != out.name
+    )
     if not tiles:
         raise MosaicError(f"{folder} holds no raster tiles ({', '.join(TILE_SUFFIXES)})")
     infos = []
     for tile in tiles:
         with open_raster(tile) as ds:
             infos.append(
-                {"path": tile, "crs": parse_crs(ds.crs), "t": ds.transform, "w": ds.width,
-                 "h": ds.height, "bands": data_band_indexes(ds), "dtype": ds.dtypes[0],
-                 "nodata": ds.nodata,
-                 "ci": [ds.colorinterp[i - 1].name for i in data_band_indexes(ds)]}
+                {
+                    "path": tile,
+                    "crs": parse_crs(ds.crs),
+                    "t": ds.transform,
+                    "w": ds.width,
+                    "h": ds.height,
+                    "bands": data_band_indexes(ds),
+                    "dtype": ds.dtypes[0],
+                    "nodata": ds.nodata,
+                    "ci": [ds.colorinterp[i - 1].name for i in data_band_indexes(ds)],
+                }
             )
     ref = infos[0]
     for info in infos[1:]:
         problem = None
         if not info["crs"].equals(ref["crs"]):
             problem = f"CRS {info['crs'].name} differs from {ref['crs'].name}"
-        elif not (math.isclose(info["t"].a, ref["t"].a, rel_tol=1e-6) and math.isclose(info["t"].e, ref["t"].e, rel_tol=1e-6)):
+        elif not (
+            math.isclose(info["t"].a, ref["t"].a, rel_tol=1e-6)
+            and math.isclose(info["t"].e, ref["t"].e, rel_tol=1e-6)
+        ):
             problem = f"pixel size {info['t'].a:g} differs from {ref['t'].a:g}"
         elif len(info["bands"]) != len(ref["bands"]) or info["dtype"] != ref["dtype"]:
             problem = f"{len(info['bands'])} {info['dtype']} bands differ from {len(ref['bands'])} {ref['dtype']}"
@@ -199,9 +217,11 @@ def build_mosaic_vrt(folder: str | Path, out: str | Path | None = None) -> Path:
     def sources(band: str) -> str:
         parts = []
         for i in infos:
-            rel = escape(str(Path(i["path"]).resolve().relative_to(out.parent.resolve()))
-                         if Path(i["path"]).resolve().is_relative_to(out.parent.resolve())
-                         else str(Path(i["path"]).resolve()))
+            rel = escape(
+                str(Path(i["path"]).resolve().relative_to(out.parent.resolve()))
+                if Path(i["path"]).resolve().is_relative_to(out.parent.resolve())
+                else str(Path(i["path"]).resolve())
+            )
             relative = int(not Path(rel).is_absolute())
             dx, dy = (i["t"].c - left) / xres, (i["t"].f - top) / yres
             parts.append(
@@ -213,8 +233,15 @@ def build_mosaic_vrt(folder: str | Path, out: str | Path | None = None) -> Path:
             )
         return "".join(parts)
 
-    gdal_dtype = {"uint8": "Byte", "uint16": "UInt16", "int16": "Int16", "uint32": "UInt32",
-                  "int32": "Int32", "float32": "Float32", "float64": "Float64"}[ref["dtype"]]
+    gdal_dtype = {
+        "uint8": "Byte",
+        "uint16": "UInt16",
+        "int16": "Int16",
+        "uint32": "UInt32",
+        "int32": "Int32",
+        "float32": "Float32",
+        "float64": "Float64",
+    }[ref["dtype"]]
     bands = []
     for n, (bidx, ci) in enumerate(zip(ref["bands"], ref["ci"]), start=1):
         nodata = f"<NoDataValue>{ref['nodata']}</NoDataValue>" if ref["nodata"] is not None else ""
@@ -235,5 +262,7 @@ def build_mosaic_vrt(folder: str | Path, out: str | Path | None = None) -> Path:
     try:
         out.write_text(xml, encoding="utf-8")
     except OSError as exc:
-        raise MosaicError(f"cannot write the mosaic {out} ({exc}): pass a writable output path") from exc
+        raise MosaicError(
+            f"cannot write the mosaic {out} ({exc}): pass a writable output path"
+        ) from exc
     return out

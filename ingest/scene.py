@@ -105,12 +105,20 @@ class Scene:
     def summary(self) -> dict[str, Any]:
         """The few fields a person wants to read."""
         return {
-            "path": self.path, "crs": f"EPSG:{self.epsg}" if self.epsg else CRS.from_wkt(self.crs_wkt).name,
-            "size_px": f"{self.width} x {self.height}", "bands": len(self.bands), "dtype": self.dtype,
-            "mask": self.mask, "gsd_m": round(self.gsd_m, 4), "platform": self.platform,
-            "sensor": self.sensor, "acquired": self.acquired.isoformat() if self.acquired else None,
-            "acquired_from": self.acquired_source, "valid_fraction": round(self.valid_fraction, 4),
-            "footprint_area_m2": round(footprint_area_m2(self), 1), "sha256": self.sha256,
+            "path": self.path,
+            "crs": f"EPSG:{self.epsg}" if self.epsg else CRS.from_wkt(self.crs_wkt).name,
+            "size_px": f"{self.width} x {self.height}",
+            "bands": len(self.bands),
+            "dtype": self.dtype,
+            "mask": self.mask,
+            "gsd_m": round(self.gsd_m, 4),
+            "platform": self.platform,
+            "sensor": self.sensor,
+            "acquired": self.acquired.isoformat() if self.acquired else None,
+            "acquired_from": self.acquired_source,
+            "valid_fraction": round(self.valid_fraction, 4),
+            "footprint_area_m2": round(footprint_area_m2(self), 1),
+            "sha256": self.sha256,
         }
 
 
@@ -148,7 +156,9 @@ def ground_sample_distance_m(crs: CRS, transform: Any, width: int, height: int) 
     return float((dx + dy) / 2)
 
 
-def valid_footprint(ds: DatasetReader, max_px: int = FOOTPRINT_MAX_PX) -> tuple[BaseGeometry, float]:
+def valid_footprint(
+    ds: DatasetReader, max_px: int = FOOTPRINT_MAX_PX
+) -> tuple[BaseGeometry, float]:
     """Polygon of the valid pixels in the dataset CRS, and the valid fraction of the raster.
 
     Reads the dataset mask (nodata, alpha or internal mask) decimated to at most ``max_px`` on a
@@ -167,7 +177,9 @@ def valid_footprint(ds: DatasetReader, max_px: int = FOOTPRINT_MAX_PX) -> tuple[
     if mask.all():
         poly: BaseGeometry = geometry.box(*rasterio.transform.array_bounds(h, w, t))
     else:
-        shapes = rasterio.features.shapes(mask.astype(np.uint8), mask=mask, transform=t, connectivity=8)
+        shapes = rasterio.features.shapes(
+            mask.astype(np.uint8), mask=mask, transform=t, connectivity=8
+        )
         poly = ops.unary_union([geometry.shape(g) for g, _ in shapes])
         poly = poly.simplify(abs(t.a), preserve_topology=True).buffer(0)
     return poly, fraction
@@ -256,8 +268,13 @@ def describe_scene(
         bands = data_band_indexes(ds)
         flags = ds.mask_flag_enums[0]
         mask_kind: Literal["nodata", "alpha", "internal", "none"] = (
-            "alpha" if len(bands) < ds.count else "nodata" if ds.nodata is not None
-            else "none" if [f.name for f in flags] == ["all_valid"] else "internal"
+            "alpha"
+            if len(bands) < ds.count
+            else "nodata"
+            if ds.nodata is not None
+            else "none"
+            if [f.name for f in flags] == ["all_valid"]
+            else "internal"
         )
         footprint, fraction = valid_footprint(ds)
         tags = {k: str(v) for k, v in ds.tags().items()}
@@ -280,29 +297,48 @@ def describe_scene(
                 stacklevel=2,
             )
         if sensor is None:
-            sensor = sidecar.get("sensor") or " ".join(
-                v for v in (tags.get("TIFFTAG_MAKE"), tags.get("TIFFTAG_MODEL")) if v
-            ) or None
+            sensor = (
+                sidecar.get("sensor")
+                or " ".join(v for v in (tags.get("TIFFTAG_MAKE"), tags.get("TIFFTAG_MODEL")) if v)
+                or None
+            )
         if platform is None:
-            platform = sidecar.get("platform") or ("drone" if gsd < DRONE_MAX_GSD_M else "satellite")
+            platform = sidecar.get("platform") or (
+                "drone" if gsd < DRONE_MAX_GSD_M else "satellite"
+            )
         footprint_ll = reproject_geometry(footprint, crs, CRS.from_epsg(4326))
         return Scene(
-            path=str(path), source=source,
+            path=str(path),
+            source=source,
             sha256=sha256_file(source) if checksum and src_path.is_file() else "",
-            crs_wkt=crs.to_wkt(), epsg=crs.to_epsg(), width=ds.width, height=ds.height,
-            bands=bands, colorinterp=tuple(ds.colorinterp[i - 1].name for i in bands),
-            dtype=ds.dtypes[bands[0] - 1], nodata=ds.nodata, mask=mask_kind,
+            crs_wkt=crs.to_wkt(),
+            epsg=crs.to_epsg(),
+            width=ds.width,
+            height=ds.height,
+            bands=bands,
+            colorinterp=tuple(ds.colorinterp[i - 1].name for i in bands),
+            dtype=ds.dtypes[bands[0] - 1],
+            nodata=ds.nodata,
+            mask=mask_kind,
             transform=tuple(ds.transform)[:6],  # type: ignore[arg-type]
             bounds=tuple(ds.bounds),  # type: ignore[arg-type]
-            footprint_wkt=footprint.wkt, footprint_lonlat_wkt=footprint_ll.wkt,
-            valid_fraction=fraction, gsd_m=gsd, platform=platform,  # type: ignore[arg-type]
-            sensor=sensor, acquired=when, acquired_source=when_source, tags=tags,  # type: ignore[arg-type]
+            footprint_wkt=footprint.wkt,
+            footprint_lonlat_wkt=footprint_ll.wkt,
+            valid_fraction=fraction,
+            gsd_m=gsd,
+            platform=platform,  # type: ignore[arg-type]
+            sensor=sensor,
+            acquired=when,
+            acquired_source=when_source,
+            tags=tags,  # type: ignore[arg-type]
         )
 
 
 def footprint_area_m2(scene: Scene) -> float:
     """Geodesic area of the valid footprint, m²."""
-    return abs(Geod(ellps="WGS84").geometry_area_perimeter(wkt.loads(scene.footprint_lonlat_wkt))[0])
+    return abs(
+        Geod(ellps="WGS84").geometry_area_perimeter(wkt.loads(scene.footprint_lonlat_wkt))[0]
+    )
 
 
 def stac_item(scene: Scene) -> Any:
@@ -335,7 +371,9 @@ def stac_item(scene: Scene) -> Any:
         },
     )
     media = "application/xml" if scene.source.endswith(".vrt") else pystac.MediaType.GEOTIFF
-    item.add_asset("image", pystac.Asset(href=Path(scene.source).name, media_type=media, roles=["data"]))
+    item.add_asset(
+        "image", pystac.Asset(href=Path(scene.source).name, media_type=media, roles=["data"])
+    )
     return item
 
 
@@ -344,5 +382,8 @@ def write_stac_item(scene: Scene, out: str | Path | None = None) -> Path:
     src = Path(scene.source)
     out = Path(out) if out else src.with_name(src.stem + ".stac.json")
     item = stac_item(scene)
-    out.write_text(json.dumps(item.to_dict(include_self_link=False), ensure_ascii=False, indent=2), encoding="utf-8")
+    out.write_text(
+        json.dumps(item.to_dict(include_self_link=False), ensure_ascii=False, indent=2),
+        encoding="utf-8",
+    )
     return out

@@ -49,7 +49,9 @@ def iter_tiles(pair: AlignedPair, size: int = 512, overlap: int = 32) -> Iterato
     footprint (valid in neither or only one epoch) are skipped.
     """
     if size <= 0 or not 0 <= overlap < size:
-        raise ValueError(f"tile size {size} and overlap {overlap}: need size > 0 and 0 <= overlap < size")
+        raise ValueError(
+            f"tile size {size} and overlap {overlap}: need size > 0 and 0 <= overlap < size"
+        )
     step = size - overlap
     footprint = prep(pair.footprint.buffer(pair.gsd_m))
     for row in _offsets(pair.height, size, step):

@@ -46,11 +46,18 @@ class _Section(BaseModel):
 class IngestSettings(_Section):
     """Working grid and pair-alignment limits (metres in the working CRS)."""
 
-    working_gsd_m: float = Field(0.5, gt=0, description="ground sample distance of the working grid, m")
-    min_overlap_fraction: float = Field(
-        0.2, ge=0, le=1, description="refuse a pair whose valid overlap is below this share of the smaller footprint"
+    working_gsd_m: float = Field(
+        0.5, gt=0, description="ground sample distance of the working grid, m"
     )
-    max_shift_m: float = Field(5.0, gt=0, description="refuse co-registration shifts larger than this, m")
+    min_overlap_fraction: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="refuse a pair whose valid overlap is below this share of the smaller footprint",
+    )
+    max_shift_m: float = Field(
+        5.0, gt=0, description="refuse co-registration shifts larger than this, m"
+    )
     tile_size_px: int = Field(512, gt=0)
     tile_overlap_px: int = Field(32, ge=0)
     histogram_match: bool = True
@@ -61,8 +68,12 @@ class DetectionSettings(_Section):
 
     device: Literal["cpu", "cuda", "auto"] = "auto"
     network: str = "tinysiam"
-    weights: Path | None = Field(None, description="weights file; default: the weights shipped in the package")
-    threshold: float | None = Field(None, ge=0, le=1, description="default: the best-F1 threshold stored in the weights")
+    weights: Path | None = Field(
+        None, description="weights file; default: the weights shipped in the package"
+    )
+    threshold: float | None = Field(
+        None, ge=0, le=1, description="default: the best-F1 threshold stored in the weights"
+    )
     min_area_m2: float = Field(10.0, ge=0, description="drop change polygons smaller than this, m²")
 
 
@@ -71,16 +82,22 @@ class MatchingSettings(_Section):
 
     overlap_threshold: float = Field(0.3, gt=0, le=1)
     tolerance_m: float = Field(2.0, ge=0, description="buffer for misregistration, m")
-    reinspection_days: int = Field(30, gt=0, description="re-inspection due this many days after a write-off")
+    reinspection_days: int = Field(
+        30, gt=0, description="re-inspection due this many days after a write-off"
+    )
 
 
 class WarningSettings(_Section):
     """Colour warnings (颜色预警) per 街镇: share of overdue work and rebounds."""
 
-    yellow_new_suspects: int = Field(10, ge=0, description="open new suspects at or above this: yellow")
+    yellow_new_suspects: int = Field(
+        10, ge=0, description="open new suspects at or above this: yellow"
+    )
     red_new_suspects: int = Field(30, ge=0, description="open new suspects at or above this: red")
     red_rebounds: int = Field(1, ge=0, description="rebounds in the period at or above this: red")
-    yellow_overdue: int = Field(1, ge=0, description="overdue re-inspections at or above this: yellow")
+    yellow_overdue: int = Field(
+        1, ge=0, description="overdue re-inspections at or above this: yellow"
+    )
 
 
 class WebSettings(_Section):
@@ -89,7 +106,9 @@ class WebSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(8765, gt=0, lt=65536)
     language: Literal["zh", "en"] = "zh"
-    tianditu_key: str | None = Field(None, description="天地图 tk; without one the maps use a blank base")
+    tianditu_key: str | None = Field(
+        None, description="天地图 tk; without one the maps use a blank base"
+    )
 
 
 class Settings(BaseSettings):

@@ -24,11 +24,17 @@ def test_layouts_and_dtypes_agree(model: ChangeModel) -> None:
     p = predict_proba(model, a, b)
     assert p.shape == (50, 70) and p.dtype == np.float32
     assert 0 <= p.min() and p.max() <= 1
-    np.testing.assert_array_equal(predict_proba(model, a.transpose(2, 0, 1), b.transpose(2, 0, 1)), p)
+    np.testing.assert_array_equal(
+        predict_proba(model, a.transpose(2, 0, 1), b.transpose(2, 0, 1)), p
+    )
     rgba = np.concatenate([a, np.full((50, 70, 1), 255, np.uint8)], axis=2)
-    np.testing.assert_array_equal(predict_proba(model, rgba, np.concatenate([b, rgba[..., 3:]], 2)), p)
+    np.testing.assert_array_equal(
+        predict_proba(model, rgba, np.concatenate([b, rgba[..., 3:]], 2)), p
+    )
     # uint16 with an explicit full-scale value is the same picture
-    p16 = predict_proba(model, a.astype(np.uint16) * 257, b.astype(np.uint16) * 257, max_value=65535)
+    p16 = predict_proba(
+        model, a.astype(np.uint16) * 257, b.astype(np.uint16) * 257, max_value=65535
+    )
     np.testing.assert_allclose(p16, p, atol=1e-4)
 
 

@@ -48,8 +48,13 @@ def test_objects_iou_rule_and_fp_density() -> None:
     pred[0, 99] = True  # 1 px: dropped by min_area
     counts = object_counts(pred, truth, min_area_px=4)
     # the 30-px fragment of object 2 is a false positive but not spurious; the far one is both
-    assert counts == {"true_objects": 2, "found": 1, "predicted_objects": 3,
-                      "false_positive_objects": 2, "spurious_objects": 1}
+    assert counts == {
+        "true_objects": 2,
+        "found": 1,
+        "predicted_objects": 3,
+        "false_positive_objects": 2,
+        "spurious_objects": 1,
+    }
     scorer = ChangeScorer(threshold=0.5, gsd_m=10.0, min_area_m2=400.0)  # 400 m² = 4 px
     scorer.add(pred.astype(float), truth)
     obj = scorer.summary()["objects"]

@@ -30,7 +30,9 @@ def test_seeded_and_consistent() -> None:
 
 
 def test_negatives_are_illumination_only() -> None:
-    before, after, mask = synthetic_pair(_background(), np.random.default_rng(1), negative_share=1.0)
+    before, after, mask = synthetic_pair(
+        _background(), np.random.default_rng(1), negative_share=1.0
+    )
     assert not mask.any()
     assert not np.array_equal(before, after)
 

@@ -24,7 +24,9 @@ def test_loss_falls_on_real_pairs(real_pairs: Path) -> None:
     s = torch.tensor(std).view(1, 3, 1, 1)
 
     def batch(key: str) -> torch.Tensor:
-        return torch.stack([torch.from_numpy(getattr(p, key)[96:160, 96:160].copy()) for p in pairs])
+        return torch.stack(
+            [torch.from_numpy(getattr(p, key)[96:160, 96:160].copy()) for p in pairs]
+        )
 
     a = (batch("before").permute(0, 3, 1, 2).float() - m) / s
     b = (batch("after").permute(0, 3, 1, 2).float() - m) / s
@@ -52,9 +54,19 @@ def _stop_after_first_epoch(event: dict[str, object]) -> None:
 
 @pytest.mark.slow
 def test_train_resume_and_outputs(tmp_path: Path, tiny_folder: Path) -> None:
-    cfg = TrainConfig(network="fc_siam_diff", epochs=2, samples_per_epoch=8, crop=32,
-                      batch_size=4, val_fraction=0.2, holdout=["tiny/p5"],
-                      synthetic_fraction=0.5, device="cpu", threads=1, patience=5)
+    cfg = TrainConfig(
+        network="fc_siam_diff",
+        epochs=2,
+        samples_per_epoch=8,
+        crop=32,
+        batch_size=4,
+        val_fraction=0.2,
+        holdout=["tiny/p5"],
+        synthetic_fraction=0.5,
+        device="cpu",
+        threads=1,
+        patience=5,
+    )
     straight = tmp_path / "straight"
     result = train([tiny_folder], straight, cfg)
     # a run interrupted after its first epoch and resumed gives the same second epoch

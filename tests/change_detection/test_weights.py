@@ -17,8 +17,13 @@ from change_detection.weights import resolve_device, save_weights, shipped_weigh
 def test_round_trip_keeps_parameters_and_metadata(tmp_path: Path, name: str) -> None:
     torch.manual_seed(0)
     net = build_network(name).eval()
-    meta = {"mean": [100.0, 110.0, 120.0], "std": [50.0, 51.0, 52.0], "gsd_m": 0.5,
-            "threshold": 0.42, "training_data": ["x"]}
+    meta = {
+        "mean": [100.0, 110.0, 120.0],
+        "std": [50.0, 51.0, 52.0],
+        "gsd_m": 0.5,
+        "threshold": 0.42,
+        "training_data": ["x"],
+    }
     path = save_weights(tmp_path / "w.pt", net, name, meta)
     model = load_model(path, device="cpu")
     assert model.network == name and model.threshold == 0.42
@@ -67,8 +72,17 @@ def test_shipped_weights_load_with_metadata(name: str) -> None:
     model = load_model(name, device="cpu")
     meta = model.metadata
     assert meta["network"] == name
-    for key in ("mean", "std", "gsd_m", "threshold", "training_data", "split", "code_version",
-                "metrics_heldout", "metrics_validation"):
+    for key in (
+        "mean",
+        "std",
+        "gsd_m",
+        "threshold",
+        "training_data",
+        "split",
+        "code_version",
+        "metrics_heldout",
+        "metrics_validation",
+    ):
         assert key in meta, key
     held = set(meta["split"]["heldout"])
     assert {"levir_1024/test_102", "levir_256/test_102_0512_0000"} <= held

@@ -40,7 +40,8 @@ def test_case_life_on_the_command_line(cli_env: str, engine: Engine) -> None:
     add_street_town(engine, "ST1", "月浦镇", rect(-100, -100, 300, 300))
     add_case(engine, "C-9", rect(0, 0), state="disposed", street_town="ST1")
     assert "write_off_requested" in invoke(
-        "cases", "act", "C-9", "request-write-off", "--user", "alice", "-e", "photos/9.jpg")
+        "cases", "act", "C-9", "request-write-off", "--user", "alice", "-e", "photos/9.jpg"
+    )
     assert "written_off" in invoke("cases", "act", "C-9", "销项", "--user", "bob")
     shown = invoke("cases", "show", "C-9")
     assert "已销项" in shown and "photos/9" in shown and "复查无反弹" in shown
@@ -48,8 +49,9 @@ def test_case_life_on_the_command_line(cli_env: str, engine: Engine) -> None:
     later = (office_today() + timedelta(days=31)).isoformat()
     due = invoke("cases", "due", "--as-of", later)
     assert "C-9" in due and "月浦镇" in due
-    assert "reinspected_clean" in invoke("cases", "act", "C-9", "reinspect-clean",
-                                         "--role", "street_town", "--unit", "ST1")
+    assert "reinspected_clean" in invoke(
+        "cases", "act", "C-9", "reinspect-clean", "--role", "street_town", "--unit", "ST1"
+    )
 
 
 def test_runs_review_dispatch_and_stats(cli_env: str, engine: Engine, tmp_path: Path) -> None:
@@ -73,7 +75,12 @@ def test_runs_review_dispatch_and_stats(cli_env: str, engine: Engine, tmp_path: 
 def test_domain_error_is_one_clear_line(cli_env: str, engine: Engine) -> None:
     add_case(engine, "C-1", rect(0, 0), state="open")
     weijian = str(Path(sys.executable).with_name("weijian"))
-    result = subprocess.run([weijian, "cases", "act", "C-1", "write-off"], capture_output=True,
-                            text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [weijian, "cases", "act", "C-1", "write-off"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert result.returncode == 1
     assert "not allowed from there" in result.stderr and "Traceback" not in result.stderr

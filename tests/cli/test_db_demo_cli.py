@@ -70,7 +70,10 @@ def test_demo_loads_district_and_is_idempotent(db_url: str) -> None:
     with create_engine(db_url).connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM inventory_case")).scalar_one() == 300
         assert conn.execute(text("SELECT count(*) FROM street_town")).scalar_one() == 14
-        located = conn.execute(text(
-            "SELECT count(*) FROM inventory_case WHERE street_town_code IS NOT NULL "
-            "AND village_code IS NOT NULL")).scalar_one()
+        located = conn.execute(
+            text(
+                "SELECT count(*) FROM inventory_case WHERE street_town_code IS NOT NULL "
+                "AND village_code IS NOT NULL"
+            )
+        ).scalar_one()
     assert located == 300

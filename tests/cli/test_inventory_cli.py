@@ -21,8 +21,9 @@ WEIJIAN = [str(Path(sys.executable).with_name("weijian"))]
 
 def env_for(db_url: str, tmp: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("WEIJIAN_")}
-    env.update(WEIJIAN_DATABASE_URL=db_url, WEIJIAN_USER="科员甲", WEIJIAN_DATA_DIR=str(tmp),
-               COLUMNS="200")
+    env.update(
+        WEIJIAN_DATABASE_URL=db_url, WEIJIAN_USER="科员甲", WEIJIAN_DATA_DIR=str(tmp), COLUMNS="200"
+    )
     return env
 
 
@@ -47,9 +48,11 @@ def invoke(args: list[str], env: dict[str, str]) -> Result:
 
 def counts(engine: Engine) -> tuple[int, int]:
     with engine.connect() as conn:
-        return conn.execute(text(
-            "SELECT (SELECT count(*) FROM inventory_case), (SELECT count(*) FROM case_history)"
-        )).one()  # type: ignore[return-value]
+        return conn.execute(
+            text(
+                "SELECT (SELECT count(*) FROM inventory_case), (SELECT count(*) FROM case_history)"
+            )
+        ).one()  # type: ignore[return-value]
 
 
 def test_admin_import_inventory_import_reimport_export(
@@ -70,8 +73,9 @@ def test_admin_import_inventory_import_reimport_export(
     again = invoke(["inventory", "import", str(tmp_path / "台账.gpkg")], env)
     assert again.exit_code == 0 and counts(engine) == (120, 120)
     out = tmp_path / "ST06.xlsx"
-    exported = invoke(["inventory", "export", str(out), "--street-town", "测试06镇",
-                        "--state", "待派单"], env)
+    exported = invoke(
+        ["inventory", "export", str(out), "--street-town", "测试06镇", "--state", "待派单"], env
+    )
     assert exported.exit_code == 0, exported.output
     assert out.stat().st_size > 0 and "exported" in exported.output
 
@@ -89,8 +93,17 @@ def test_bad_file_is_one_line_on_stderr_and_skip_invalid_writes_report(
     assert len(errors) == 1 and "cases.gpkg, row 3, field geometry" in errors[0], failed.stderr
     assert counts(engine) == (0, 0)
     report = tmp_path / "rejected.csv"
-    skipped = invoke(["inventory", "import", str(tmp_path / "cases.gpkg"), "--skip-invalid",
-                      "--report", str(report)], env)
+    skipped = invoke(
+        [
+            "inventory",
+            "import",
+            str(tmp_path / "cases.gpkg"),
+            "--skip-invalid",
+            "--report",
+            str(report),
+        ],
+        env,
+    )
     assert skipped.exit_code == 0, skipped.output
     assert "拒绝 rejected: row 3, field geometry" in skipped.output
     assert counts(engine) == (4, 4)
@@ -101,16 +114,22 @@ def test_bad_file_is_one_line_on_stderr_and_skip_invalid_writes_report(
 def test_import_killed_mid_way_leaves_nothing(db_url: str, engine: Engine, tmp_path: Path) -> None:
     env = env_for(db_url, tmp_path)
     write_gpkg(make_cases(50_000, seed=13), tmp_path / "big.gpkg")
-    proc = subprocess.Popen(WEIJIAN + ["inventory", "import", str(tmp_path / "big.gpkg")],
-                            env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        WEIJIAN + ["inventory", "import", str(tmp_path / "big.gpkg")],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 120
         with engine.connect() as conn:
             while time.monotonic() < deadline and proc.poll() is None:
-                copying = conn.execute(text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND query LIKE 'COPY _case_stage%' AND pid <> pg_backend_pid()"
-                )).scalar_one()
+                copying = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND query LIKE 'COPY _case_stage%' AND pid <> pg_backend_pid()"
+                    )
+                ).scalar_one()
                 conn.rollback()
                 if copying:
                     break
@@ -120,10 +139,12 @@ def test_import_killed_mid_way_leaves_nothing(db_url: str, engine: Engine, tmp_p
             proc.wait(timeout=30)
             # the server notices the dropped connection and rolls the transaction back
             while time.monotonic() < deadline:
-                left = conn.execute(text(
-                    "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
-                )).scalar_one()
+                left = conn.execute(
+                    text(
+                        "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                        "AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+                    )
+                ).scalar_one()
                 conn.rollback()
                 if not left:
                     break

@@ -20,15 +20,23 @@ runner = CliRunner()
 def images(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     d = tmp_path_factory.mktemp("cli")
     before = data_gen.make_ground(d / "baoshan_20230601.tif", size=384)
-    after = data_gen.resample_to(before, d / "baoshan_20240315.tif", "EPSG:32651", 1.0, offset_m=(0.6, -0.4))
+    after = data_gen.resample_to(
+        before, d / "baoshan_20240315.tif", "EPSG:32651", 1.0, offset_m=(0.6, -0.4)
+    )
     return before, after
 
 
 def _weijian(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     code = "from weijian.cli import main; main()"
-    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, cwd=cwd,
-                          env={"PATH": "/usr/bin:/bin", "WEIJIAN_CONFIG": ""} | {"PYTHONPATH": str(Path.cwd())},
-                          timeout=300, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", code, *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"PATH": "/usr/bin:/bin", "WEIJIAN_CONFIG": ""} | {"PYTHONPATH": str(Path.cwd())},
+        timeout=300,
+        check=False,
+    )
 
 
 def test_scene_add_writes_stac_and_prints_json(images: tuple[Path, Path]) -> None:
@@ -50,13 +58,20 @@ def test_scene_info_table(images: tuple[Path, Path]) -> None:
 
 def test_pair_prepare_writes_cogs_and_report(images: tuple[Path, Path], tmp_path: Path) -> None:
     before, after = images
-    result = runner.invoke(app, ["pair", "prepare", str(before), str(after), "--out", str(tmp_path / "out")])
+    result = runner.invoke(
+        app, ["pair", "prepare", str(before), str(after), "--out", str(tmp_path / "out")]
+    )
     assert result.exit_code == 0, result.output
     assert "shift dx=+0.6" in result.output.replace("\n", "")
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["shift"]["dx_m"] == pytest.approx(0.6, abs=0.1)
     assert report["shift"]["dy_m"] == pytest.approx(-0.4, abs=0.1)
-    assert {p.name for p in (tmp_path / "out").iterdir()} == {"before.tif", "after.tif", "pair.json", "report.json"}
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {
+        "before.tif",
+        "after.tif",
+        "pair.json",
+        "report.json",
+    }
 
 
 @pytest.mark.parametrize(
@@ -74,7 +89,15 @@ def test_errors_are_one_line_and_exit_1(tmp_path: Path, make, message: str) -> N
 
 
 def test_pair_error_no_overlap(images: tuple[Path, Path], tmp_path: Path) -> None:
-    far = data_gen.write_raster(tmp_path / "far_20240101.tif", data_gen.texture(64, 64), crs="EPSG:4549",
-                                transform=data_gen.ground_transform(0.5, offset_m=(9000, 0)))
-    proc = _weijian("pair", "prepare", str(images[0]), str(far), "--out", str(tmp_path / "o"), cwd=tmp_path)
-    assert proc.returncode == 1 and "do not overlap" in proc.stderr and "Traceback" not in proc.stderr
+    far = data_gen.write_raster(
+        tmp_path / "far_20240101.tif",
+        data_gen.texture(64, 64),
+        crs="EPSG:4549",
+        transform=data_gen.ground_transform(0.5, offset_m=(9000, 0)),
+    )
+    proc = _weijian(
+        "pair", "prepare", str(images[0]), str(far), "--out", str(tmp_path / "o"), cwd=tmp_path
+    )
+    assert (
+        proc.returncode == 1 and "do not overlap" in proc.stderr and "Traceback" not in proc.stderr
+    )

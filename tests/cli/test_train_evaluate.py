@@ -35,18 +35,49 @@ def _folder(root: Path, n: int = 4, size: int = 64) -> Path:
 def test_train_then_evaluate(tmp_path: Path) -> None:
     data = _folder(tmp_path / "pairs")
     out = tmp_path / "run"
-    result = runner.invoke(app, [
-        "train", str(data), "--out", str(out), "--network", "tinysiam", "--epochs", "1",
-        "--samples-per-epoch", "4", "--batch-size", "2", "--crop", "32", "--holdout", "pairs/t3",
-        "--device", "cpu", "--threads", "1",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            str(data),
+            "--out",
+            str(out),
+            "--network",
+            "tinysiam",
+            "--epochs",
+            "1",
+            "--samples-per-epoch",
+            "4",
+            "--batch-size",
+            "2",
+            "--crop",
+            "32",
+            "--holdout",
+            "pairs/t3",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "held-out" in result.output and (out / "model.pt").is_file()
     report = tmp_path / "eval.json"
-    result = runner.invoke(app, [
-        "evaluate", str(data), "--weights", str(out / "model.pt"), "--only", "pairs/t3",
-        "--json", str(report), "--device", "cpu",
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(data),
+            "--weights",
+            str(out / "model.pt"),
+            "--only",
+            "pairs/t3",
+            "--json",
+            str(report),
+            "--device",
+            "cpu",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "pixel F1" in result.output
     figures = json.loads(report.read_text())
@@ -62,12 +93,35 @@ def test_full_dataset_command_shape(tmp_path: Path) -> None:
     """The model card's LEVIR-CD command: train/ val/ test/ folders, split by --validation/--holdout."""
     folders = [_folder(tmp_path / "LEVIR-CD" / part, n=2) for part in ("train", "val", "test")]
     out = tmp_path / "run"
-    result = runner.invoke(app, [
-        "train", *map(str, folders), "--validation", "val/*", "--holdout", "test/*",
-        "--network", "fc_siam_diff", "--epochs", "1", "--samples-per-epoch", "4",
-        "--batch-size", "2", "--crop", "32", "--patience", "40", "--device", "cpu",
-        "--threads", "1", "--out", str(out),
-    ])
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            *map(str, folders),
+            "--validation",
+            "val/*",
+            "--holdout",
+            "test/*",
+            "--network",
+            "fc_siam_diff",
+            "--epochs",
+            "1",
+            "--samples-per-epoch",
+            "4",
+            "--batch-size",
+            "2",
+            "--crop",
+            "32",
+            "--patience",
+            "40",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+            "--out",
+            str(out),
+        ],
+    )
     assert result.exit_code == 0, result.output
     split = load_model(out / "model.pt", device="cpu").metadata["split"]
     assert split["train"] == ["train/t0", "train/t1"]

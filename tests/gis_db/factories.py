@@ -33,14 +33,21 @@ def street_town_grid(nx: int = 4, ny: int = 4, crs: str = WORKING_CRS) -> gpd.Ge
     for j in range(ny):
         for i in range(nx):
             k = j * nx + i + 1
-            rows.append({
-                "code": f"ST{k:02d}", "name": f"测试{k:02d}镇",
-                "geometry": shapely.box(x0 + i * w, y0 + j * h, x0 + (i + 1) * w, y0 + (j + 1) * h),
-            })
+            rows.append(
+                {
+                    "code": f"ST{k:02d}",
+                    "name": f"测试{k:02d}镇",
+                    "geometry": shapely.box(
+                        x0 + i * w, y0 + j * h, x0 + (i + 1) * w, y0 + (j + 1) * h
+                    ),
+                }
+            )
     return gpd.GeoDataFrame(rows, geometry="geometry", crs=crs)
 
 
-def make_cases(n: int, seed: int = 42, crs: str = WORKING_CRS, prefix: str = "BS") -> gpd.GeoDataFrame:
+def make_cases(
+    n: int, seed: int = 42, crs: str = WORKING_CRS, prefix: str = "BS"
+) -> gpd.GeoDataFrame:
     """``n`` cases with canonical columns and domain codes: rectangles of 20-800 m² in the area."""
     rng = np.random.default_rng(seed)
     x0, y0, x1, y1 = baoshan_bounds(crs)
@@ -56,35 +63,53 @@ def make_cases(n: int, seed: int = 42, crs: str = WORKING_CRS, prefix: str = "BS
     priority = np.array(["commercial", "public_safety", "street_river", "non_priority"])
     status = np.array(["existing", "new", "under_construction"])
     sources = np.array(["drone", "satellite", "patrol", "hotline_12345", "grid_inspection"])
-    frame = pd.DataFrame({
-        "case_number": [f"{prefix}{k:06d}" for k in range(1, n + 1)],
-        "in_database": rng.random(n) < 0.9,
-        "priority_type": priority[rng.integers(0, len(priority), n)],
-        "construction_status": status[rng.integers(0, len(status), n)],
-        "exemption": "none",
-        "source": sources[rng.integers(0, len(sources), n)],
-        "discovered_on": [today - timedelta(days=int(d)) for d in days],
-        "address": [f"上海市宝山区测试路{int(k)}号" for k in rng.integers(1, 3000, n)],
-        "owner": "张某",
-        "remark": None,
-    })
+    frame = pd.DataFrame(
+        {
+            "case_number": [f"{prefix}{k:06d}" for k in range(1, n + 1)],
+            "in_database": rng.random(n) < 0.9,
+            "priority_type": priority[rng.integers(0, len(priority), n)],
+            "construction_status": status[rng.integers(0, len(status), n)],
+            "exemption": "none",
+            "source": sources[rng.integers(0, len(sources), n)],
+            "discovered_on": [today - timedelta(days=int(d)) for d in days],
+            "address": [f"上海市宝山区测试路{int(k)}号" for k in rng.integers(1, 3000, n)],
+            "owner": "张某",
+            "remark": None,
+        }
+    )
     return gpd.GeoDataFrame(frame, geometry=geoms, crs=crs)
 
 
 #: Chinese headers for the canonical columns, as an office ledger (台账) would have them.
 ZH_HEADERS = {
-    "case_number": "案件编号", "in_database": "是否入库", "priority_type": "重点类型",
-    "construction_status": "建设状态", "exemption": "豁免情形", "source": "发现来源",
-    "discovered_on": "发现日期", "address": "地址", "owner": "当事人", "remark": "备注",
+    "case_number": "案件编号",
+    "in_database": "是否入库",
+    "priority_type": "重点类型",
+    "construction_status": "建设状态",
+    "exemption": "豁免情形",
+    "source": "发现来源",
+    "discovered_on": "发现日期",
+    "address": "地址",
+    "owner": "当事人",
+    "remark": "备注",
 }
 ZH_VALUES = {
     "in_database": {True: "库内", False: "库外"},
-    "priority_type": {"commercial": "经营性", "public_safety": "影响公共安全",
-                      "street_river": "沿街沿河", "non_priority": "非重点类型"},
+    "priority_type": {
+        "commercial": "经营性",
+        "public_safety": "影响公共安全",
+        "street_river": "沿街沿河",
+        "non_priority": "非重点类型",
+    },
     "construction_status": {"existing": "存量", "new": "新增", "under_construction": "在建"},
     "exemption": {"none": "无"},
-    "source": {"drone": "无人机", "satellite": "卫片", "patrol": "巡查",
-               "hotline_12345": "12345热线", "grid_inspection": "网格巡查"},
+    "source": {
+        "drone": "无人机",
+        "satellite": "卫片",
+        "patrol": "巡查",
+        "hotline_12345": "12345热线",
+        "grid_inspection": "网格巡查",
+    },
 }
 
 

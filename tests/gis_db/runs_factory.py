@@ -30,66 +30,116 @@ def rect(x: float, y: float, w: float = 10.0, h: float = 10.0) -> Polygon:
 
 def add_street_town(engine: Engine, code: str, name: str, geom: Polygon) -> None:
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO street_town (code, name, geom) VALUES "
-                          "(:c, :n, ST_Multi(ST_GeomFromText(:g, 4549)))"),
-                     {"c": code, "n": name, "g": geom.wkt})
+        conn.execute(
+            text(
+                "INSERT INTO street_town (code, name, geom) VALUES "
+                "(:c, :n, ST_Multi(ST_GeomFromText(:g, 4549)))"
+            ),
+            {"c": code, "n": name, "g": geom.wkt},
+        )
 
 
 def add_village(engine: Engine, code: str, name: str, street_town: str, geom: Polygon) -> None:
     with engine.begin() as conn:
-        conn.execute(text("INSERT INTO village (code, name, street_town_code, geom) VALUES "
-                          "(:c, :n, :s, ST_Multi(ST_GeomFromText(:g, 4549)))"),
-                     {"c": code, "n": name, "s": street_town, "g": geom.wkt})
+        conn.execute(
+            text(
+                "INSERT INTO village (code, name, street_town_code, geom) VALUES "
+                "(:c, :n, :s, ST_Multi(ST_GeomFromText(:g, 4549)))"
+            ),
+            {"c": code, "n": name, "s": street_town, "g": geom.wkt},
+        )
 
 
-def add_case(engine: Engine, number: str, geom: Polygon, state: str = "open",
-             street_town: str | None = None) -> int:
+def add_case(
+    engine: Engine, number: str, geom: Polygon, state: str = "open", street_town: str | None = None
+) -> int:
     """Insert a case directly in ``state`` (test set-up, bypassing the workflow)."""
     with engine.begin() as conn:
-        return int(conn.execute(
-            text("INSERT INTO inventory_case (case_number, area_m2, state, street_town_code, geom) "
-                 "VALUES (:n, :a, :s, :st, ST_Multi(ST_GeomFromText(:g, 4549))) RETURNING id"),
-            {"n": number, "a": geom.area, "s": state, "st": street_town, "g": geom.wkt},
-        ).scalar_one())
+        return int(
+            conn.execute(
+                text(
+                    "INSERT INTO inventory_case (case_number, area_m2, state, street_town_code, geom) "
+                    "VALUES (:n, :a, :s, :st, ST_Multi(ST_GeomFromText(:g, 4549))) RETURNING id"
+                ),
+                {"n": number, "a": geom.area, "s": state, "st": street_town, "g": geom.wkt},
+            ).scalar_one()
+        )
 
 
-def add_permit(engine: Engine, number: str, geom: Polygon, valid_from: date,
-               valid_to: date | None = None) -> int:
+def add_permit(
+    engine: Engine, number: str, geom: Polygon, valid_from: date, valid_to: date | None = None
+) -> int:
     with engine.begin() as conn:
-        return int(conn.execute(
-            text("INSERT INTO permit (permit_number, valid_from, valid_to, geom) "
-                 "VALUES (:n, :f, :t, ST_Multi(ST_GeomFromText(:g, 4549))) RETURNING id"),
-            {"n": number, "f": valid_from, "t": valid_to, "g": geom.wkt},
-        ).scalar_one())
+        return int(
+            conn.execute(
+                text(
+                    "INSERT INTO permit (permit_number, valid_from, valid_to, geom) "
+                    "VALUES (:n, :f, :t, ST_Multi(ST_GeomFromText(:g, 4549))) RETURNING id"
+                ),
+                {"n": number, "f": valid_from, "t": valid_to, "g": geom.wkt},
+            ).scalar_one()
+        )
 
 
-def add_scenes(engine: Engine, extent: Polygon | None = None, tag: str = "a",
-               paths: tuple[str | None, str | None] = (None, None)) -> tuple[int, int]:
+def add_scenes(
+    engine: Engine,
+    extent: Polygon | None = None,
+    tag: str = "a",
+    paths: tuple[str | None, str | None] = (None, None),
+) -> tuple[int, int]:
     """Register a before and an after scene covering ``extent`` (default 2 × 2 km)."""
     extent = extent or rect(-1000, -1000, 2000, 2000)
-    before = runs.register_scene(engine, checksum=f"before-{tag}", footprint=extent,
-                                 acquired_at=BEFORE, platform="drone", gsd_m=0.05,
-                                 path=paths[0], crs=CRS)
-    after = runs.register_scene(engine, checksum=f"after-{tag}", footprint=extent,
-                                acquired_at=AFTER, platform="drone", gsd_m=0.05,
-                                path=paths[1], crs=CRS)
+    before = runs.register_scene(
+        engine,
+        checksum=f"before-{tag}",
+        footprint=extent,
+        acquired_at=BEFORE,
+        platform="drone",
+        gsd_m=0.05,
+        path=paths[0],
+        crs=CRS,
+    )
+    after = runs.register_scene(
+        engine,
+        checksum=f"after-{tag}",
+        footprint=extent,
+        acquired_at=AFTER,
+        platform="drone",
+        gsd_m=0.05,
+        path=paths[1],
+        crs=CRS,
+    )
     return before, after
 
 
-def frame(geoms: list[Polygon], kinds: list[str] | None = None,
-          scores: list[float] | None = None) -> gpd.GeoDataFrame:
+def frame(
+    geoms: list[Polygon], kinds: list[str] | None = None, scores: list[float] | None = None
+) -> gpd.GeoDataFrame:
     """A detections frame as change_detection would hand it over."""
-    data = {"change_kind": kinds or ["appeared"] * len(geoms),
-            "score": scores or [0.9] * len(geoms)}
+    data = {
+        "change_kind": kinds or ["appeared"] * len(geoms),
+        "score": scores or [0.9] * len(geoms),
+    }
     return gpd.GeoDataFrame(data, geometry=list(geoms), crs=CRS)
 
 
-def make_run(engine: Engine, geoms: list[Polygon], kinds: list[str] | None = None,
-             tag: str = "a", params: dict | None = None) -> int:
+def make_run(
+    engine: Engine,
+    geoms: list[Polygon],
+    kinds: list[str] | None = None,
+    tag: str = "a",
+    params: dict | None = None,
+) -> int:
     """Scenes, a run and its loaded detections; returns the run id."""
     before, after = add_scenes(engine, tag=tag)
-    run_id = runs.create_run(engine, before_scene_id=before, after_scene_id=after,
-                             network="tinysiam", weights_checksum="w0", params=params or {})
+    run_id = runs.create_run(
+        engine,
+        before_scene_id=before,
+        after_scene_id=after,
+        network="tinysiam",
+        weights_checksum="w0",
+        params=params or {},
+    )
     runs.load_detections(engine, run_id, frame(geoms, kinds))
     return run_id
 
@@ -104,5 +154,8 @@ def random_rects(n: int, seed: int = 0, span: float = 1500.0) -> list[Polygon]:
 
 def detection_ids(engine: Engine, run_id: int) -> list[int]:
     with engine.connect() as conn:
-        return list(conn.execute(text("SELECT id FROM detection WHERE run_id = :r ORDER BY seq"),
-                                 {"r": run_id}).scalars())
+        return list(
+            conn.execute(
+                text("SELECT id FROM detection WHERE run_id = :r ORDER BY seq"), {"r": run_id}
+            ).scalars()
+        )

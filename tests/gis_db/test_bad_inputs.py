@@ -39,6 +39,7 @@ def self_intersecting(tmp: Path) -> tuple[Path, dict[str, Any]]:
         x, y = c.geometry.iloc[2].centroid.coords[0]
         c.loc[2, "geometry"] = bowtie(x, y)
         return c
+
     return _gpkg(tmp, edit), {}
 
 
@@ -80,6 +81,7 @@ def unknown_column_strict(tmp: Path) -> tuple[Path, dict[str, Any]]:
     def edit(c: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         c["颜色"] = "红"
         return c
+
     return _gpkg(tmp, edit), {"strict": True}
 
 
@@ -99,6 +101,7 @@ def duplicate_case_numbers(tmp: Path) -> tuple[Path, dict[str, Any]]:
     def edit(c: gpd.GeoDataFrame) -> gpd.GeoDataFrame:
         c.loc[4, "case_number"] = c.loc[1, "case_number"]
         return c
+
     return _gpkg(tmp, edit), {}
 
 
@@ -154,32 +157,59 @@ def missing_case_number(tmp: Path) -> tuple[Path, dict[str, Any]]:
 #: name -> (builder, substrings the one-line message must contain)
 CASES: dict[str, tuple[Builder, list[str]]] = {
     "no CRS": (no_crs, ["cases.gpkg", "all rows", "field geometry", "no CRS", "--crs"]),
-    "self-intersecting polygon": (self_intersecting, [
-        "cases.gpkg", "row 3", "field geometry", "Self-intersection at x", "cannot be repaired"]),
+    "self-intersecting polygon": (
+        self_intersecting,
+        ["cases.gpkg", "row 3", "field geometry", "Self-intersection at x", "cannot be repaired"],
+    ),
     "empty file": (empty_file, ["cases.gpkg", "empty (0 bytes)"]),
     "header but no rows": (header_only_csv, ["cases.csv", "no data rows"]),
-    "truncated GeoPackage": (truncated_gpkg, ["cases.gpkg", "not a readable GeoPackage", "malformed"]),
-    "wrong encoding": (wrong_encoding, ["cases.csv", "row 4", "field address", "neither UTF-8 nor GBK"]),
-    "missing required column": (missing_required_column, [
-        "cases.gpkg", "header row", "field case_number", "required column missing", "序号"]),
-    "unknown column (--strict)": (unknown_column_strict, [
-        "cases.gpkg", "header row", "field 颜色", "unknown column"]),
-    "points instead of polygons": (points_not_polygons, [
-        "cases.gpkg", "row 1", "field geometry", "is a Point"]),
-    "outside the district": (outside_district, [
-        "cases.geojson", "row 4", "field geometry", "outside", "lon 116.39"]),
-    "duplicate case numbers": (duplicate_case_numbers, [
-        "cases.gpkg", "row 2", "field case_number", "more than once", "rows 2, 5"]),
-    "unknown category value": (unknown_category, [
-        "cases.xlsx", "row 3", "field 重点类型 (priority_type)", "违章搭建", "经营性"]),
-    "discovery date in the future": (future_date, [
-        "cases.csv", "row 5", "field 发现日期 (discovered_on)", "in the future"]),
+    "truncated GeoPackage": (
+        truncated_gpkg,
+        ["cases.gpkg", "not a readable GeoPackage", "malformed"],
+    ),
+    "wrong encoding": (
+        wrong_encoding,
+        ["cases.csv", "row 4", "field address", "neither UTF-8 nor GBK"],
+    ),
+    "missing required column": (
+        missing_required_column,
+        ["cases.gpkg", "header row", "field case_number", "required column missing", "序号"],
+    ),
+    "unknown column (--strict)": (
+        unknown_column_strict,
+        ["cases.gpkg", "header row", "field 颜色", "unknown column"],
+    ),
+    "points instead of polygons": (
+        points_not_polygons,
+        ["cases.gpkg", "row 1", "field geometry", "is a Point"],
+    ),
+    "outside the district": (
+        outside_district,
+        ["cases.geojson", "row 4", "field geometry", "outside", "lon 116.39"],
+    ),
+    "duplicate case numbers": (
+        duplicate_case_numbers,
+        ["cases.gpkg", "row 2", "field case_number", "more than once", "rows 2, 5"],
+    ),
+    "unknown category value": (
+        unknown_category,
+        ["cases.xlsx", "row 3", "field 重点类型 (priority_type)", "违章搭建", "经营性"],
+    ),
+    "discovery date in the future": (
+        future_date,
+        ["cases.csv", "row 5", "field 发现日期 (discovered_on)", "in the future"],
+    ),
     "unreadable WKT": (bad_wkt, ["cases.csv", "row 3", "field WKT", "not valid WKT"]),
     "lon/lat without --crs": (lonlat_without_crs, ["cases.csv", "field geometry", "no CRS"]),
     "lon/lat without area": (lonlat_without_area, ["cases.csv", "header row", "field 面积"]),
-    "--crs contradicts the file": (crs_contradiction, ["cases.gpkg", "field geometry", "declares EPSG:4549"]),
-    "missing case number": (missing_case_number, [
-        "cases.xlsx", "row 4", "field 案件编号 (case_number)", "missing"]),
+    "--crs contradicts the file": (
+        crs_contradiction,
+        ["cases.gpkg", "field geometry", "declares EPSG:4549"],
+    ),
+    "missing case number": (
+        missing_case_number,
+        ["cases.xlsx", "row 4", "field 案件编号 (case_number)", "missing"],
+    ),
 }
 
 
@@ -192,9 +222,14 @@ def seeded(engine: Engine) -> Engine:
 
 def snapshot(engine: Engine) -> tuple[int, int, int]:
     with engine.connect() as conn:
-        return tuple(conn.execute(text(  # type: ignore[return-value]
-            "SELECT (SELECT count(*) FROM inventory_case), (SELECT count(*) FROM case_history), "
-            "(SELECT sum(version) FROM inventory_case)")).one())
+        return tuple(
+            conn.execute(
+                text(  # type: ignore[return-value]
+                    "SELECT (SELECT count(*) FROM inventory_case), (SELECT count(*) FROM case_history), "
+                    "(SELECT sum(version) FROM inventory_case)"
+                )
+            ).one()
+        )
 
 
 @pytest.mark.parametrize("name", list(CASES))

@@ -1,5 +1,6 @@
 """Two reviewers on the same case or detection at the same moment, through two real connections:
-exactly one succeeds, the other gets a ConflictError, and no update is lost."""
+exactly one succeeds, the other gets a ConflictError, and no update is lost.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from gis_db.errors import ConflictError, IllegalTransitionError
 from tests.gis_db.runs_factory import add_case, detection_ids, make_run, rect
 
 
-def _race(engine: Engine, attempts: list[Callable[[], Any]]) -> tuple[list[Any], list[BaseException]]:
+def _race(
+    engine: Engine, attempts: list[Callable[[], Any]]
+) -> tuple[list[Any], list[BaseException]]:
     """Run the attempts in threads released together; their results and errors."""
     barrier = threading.Barrier(len(attempts))
     results: list[Any] = []
@@ -25,7 +28,7 @@ def _race(engine: Engine, attempts: list[Callable[[], Any]]) -> tuple[list[Any],
         barrier.wait()
         try:
             results.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - collected for the assertions
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=worker, args=(fn,)) for fn in attempts]
@@ -65,17 +68,23 @@ def test_second_writer_waits_for_the_first_then_conflicts(engine: Engine) -> Non
 def test_two_reviewers_on_one_case(engine: Engine) -> None:
     for attempt in range(5):
         case_id = add_case(engine, f"C-{attempt}", rect(30 * attempt, 0), state="verified")
-        results, errors = _race(engine, [
-            lambda c=case_id: workflow.transition_case(engine, c, "dispose", actor="a",
-                                                       disposal="demolish", expected_version=1),
-            lambda c=case_id: workflow.transition_case(engine, c, "dispose", actor="b",
-                                                       disposal="convert", expected_version=1),
-        ])
+        results, errors = _race(
+            engine,
+            [
+                lambda c=case_id: workflow.transition_case(
+                    engine, c, "dispose", actor="a", disposal="demolish", expected_version=1
+                ),
+                lambda c=case_id: workflow.transition_case(
+                    engine, c, "dispose", actor="b", disposal="convert", expected_version=1
+                ),
+            ],
+        )
         assert len(results) == 1 and len(errors) == 1
         assert isinstance(errors[0], ConflictError)
         with engine.connect() as conn:
-            disposal, version = conn.execute(text(
-                "SELECT disposal, version FROM inventory_case WHERE id = :i"), {"i": case_id}).one()
+            disposal, version = conn.execute(
+                text("SELECT disposal, version FROM inventory_case WHERE id = :i"), {"i": case_id}
+            ).one()
         (row,) = workflow.history(engine, case_id=case_id)
         assert version == 2 and row["changes"]["disposal"] == disposal  # the winner's, not lost
 
@@ -84,15 +93,21 @@ def test_two_reviewers_on_one_detection_make_one_case(engine: Engine) -> None:
     run_id = make_run(engine, [rect(200 * i, 0) for i in range(5)])
     matching.match_run(engine, run_id)
     for det in detection_ids(engine, run_id):
-        results, errors = _race(engine, [
-            lambda d=det: workflow.review_detection(engine, d, "confirm", actor="a"),
-            lambda d=det: workflow.review_detection(engine, d, "false_positive", actor="b"),
-        ])
-        assert len(results) == 1 and [type(e) for e in errors] in ([ConflictError],
-                                                                  [IllegalTransitionError])
+        results, errors = _race(
+            engine,
+            [
+                lambda d=det: workflow.review_detection(engine, d, "confirm", actor="a"),
+                lambda d=det: workflow.review_detection(engine, d, "false_positive", actor="b"),
+            ],
+        )
+        assert len(results) == 1 and [type(e) for e in errors] in (
+            [ConflictError],
+            [IllegalTransitionError],
+        )
         assert len(workflow.history(engine, detection_id=det)) == 1
     with engine.connect() as conn:
-        confirmed = conn.execute(text("SELECT count(*) FROM detection WHERE state = 'confirmed'"
-                                      )).scalar_one()
+        confirmed = conn.execute(
+            text("SELECT count(*) FROM detection WHERE state = 'confirmed'")
+        ).scalar_one()
         cases = conn.execute(text("SELECT count(*) FROM inventory_case")).scalar_one()
     assert cases == confirmed

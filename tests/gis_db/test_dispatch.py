@@ -31,9 +31,17 @@ def _tif(path: Path, value: int) -> str:
     """A 400 × 400 px, 0.5 m RGB GeoTIFF over the factory's origin (EPSG:4549)."""
     data = np.full((3, 400, 400), value, dtype=np.uint8)
     data[:, 100:200, 100:200] = 255 - value
-    with rasterio.open(path, "w", driver="GTiff", width=400, height=400, count=3,
-                       dtype="uint8", crs=CRS, transform=from_origin(X0 - 50, Y0 + 150, 0.5, 0.5)
-                       ) as dst:
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=400,
+        height=400,
+        count=3,
+        dtype="uint8",
+        crs=CRS,
+        transform=from_origin(X0 - 50, Y0 + 150, 0.5, 0.5),
+    ) as dst:
         dst.write(data)
     return str(path)
 
@@ -43,10 +51,14 @@ def _run(engine: Engine, paths: tuple[str | None, str | None]) -> int:
     add_street_town(engine, "B", "罗店镇", rect(0, -100, 200, 300))
     add_case(engine, "K", rect(60, 60, 10, 10), state="open")
     before, after = add_scenes(engine, paths=paths)
-    run_id = runs.create_run(engine, before_scene_id=before, after_scene_id=after,
-                             network="n", weights_checksum="w")
-    runs.load_detections(engine, run_id, frame(
-        [rect(-30, 10), rect(10, 10), rect(30, 30), rect(60, 60), rect(9000, 0)]))
+    run_id = runs.create_run(
+        engine, before_scene_id=before, after_scene_id=after, network="n", weights_checksum="w"
+    )
+    runs.load_detections(
+        engine,
+        run_id,
+        frame([rect(-30, 10), rect(10, 10), rect(30, 30), rect(60, 60), rect(9000, 0)]),
+    )
     matching.match_run(engine, run_id)
     return run_id
 
@@ -65,7 +77,9 @@ def test_packages_per_street_town_with_chips(engine: Engine, tmp_path: Path) -> 
     layer = gpd.read_file(b.gpkg, layer=dispatch.LAYER)
     assert layer.crs.to_epsg() == 4549 and layer.loc[0, "比对结果"] == "新增疑似"
     sheet = pd.read_excel(b.xlsx)
-    assert {"序号", "街镇", "面积(平方米)", "前时相截图", "后时相截图", "核查结果"} <= set(sheet.columns)
+    assert {"序号", "街镇", "面积(平方米)", "前时相截图", "后时相截图", "核查结果"} <= set(
+        sheet.columns
+    )
     assert sheet.loc[0, "街镇"] == "罗店镇" and sheet.loc[0, "面积(平方米)"] == pytest.approx(100)
     assert 121 < sheet.loc[0, "经度(CGCS2000)"] < 122 and 31 < sheet.loc[0, "纬度(CGCS2000)"] < 32
     for chip in (sheet.loc[0, "前时相截图"], sheet.loc[0, "后时相截图"]):
@@ -84,7 +98,8 @@ def test_packages_without_images_have_no_chips(engine: Engine, tmp_path: Path) -
 
 def test_unmatched_run_is_refused(engine: Engine, tmp_path: Path) -> None:
     before, after = add_scenes(engine)
-    run_id = runs.create_run(engine, before_scene_id=before, after_scene_id=after,
-                             network="n", weights_checksum="w")
+    run_id = runs.create_run(
+        engine, before_scene_id=before, after_scene_id=after, network="n", weights_checksum="w"
+    )
     with pytest.raises(InvalidInputError, match="runs match"):
         dispatch.write_dispatch_packages(engine, run_id, tmp_path)

@@ -16,8 +16,10 @@ from tests.gis_db.factories import make_cases, street_town_grid, write_gpkg
 
 def counts(engine: Engine) -> tuple[int, int]:
     with engine.connect() as conn:
-        return (conn.execute(text("SELECT count(*) FROM inventory_case")).scalar_one(),
-                conn.execute(text("SELECT count(*) FROM case_history")).scalar_one())
+        return (
+            conn.execute(text("SELECT count(*) FROM inventory_case")).scalar_one(),
+            conn.execute(text("SELECT count(*) FROM case_history")).scalar_one(),
+        )
 
 
 def test_gpkg_import_creates_then_reimport_changes_nothing(engine: Engine, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -29,11 +31,14 @@ def test_gpkg_import_creates_then_reimport_changes_nothing(engine: Engine, tmp_p
     assert first.source_crs and first.source_crs.startswith("EPSG:4549")
     assert counts(engine) == (300, 300)
     with engine.connect() as conn:
-        unassigned, area = conn.execute(text(
-            "SELECT count(*) FILTER (WHERE street_town_code IS NULL), sum(area_m2) FROM inventory_case"
-        )).one()
-        action, comment = conn.execute(text(
-            "SELECT action, comment FROM case_history ORDER BY id LIMIT 1")).one()
+        unassigned, area = conn.execute(
+            text(
+                "SELECT count(*) FILTER (WHERE street_town_code IS NULL), sum(area_m2) FROM inventory_case"
+            )
+        ).one()
+        action, comment = conn.execute(
+            text("SELECT action, comment FROM case_history ORDER BY id LIMIT 1")
+        ).one()
     assert unassigned == 0
     assert area == pytest.approx(cases.area.sum(), rel=1e-9)
     assert action == "import_create" and comment == "import: cases.gpkg row 1"
@@ -45,7 +50,9 @@ def test_gpkg_import_creates_then_reimport_changes_nothing(engine: Engine, tmp_p
 def test_changed_rows_are_updated_with_history(engine: Engine) -> None:
     cases = make_cases(50)
     upsert_cases(engine, cases, actor="a")
-    cases.loc[3, "priority_type"] = "commercial" if cases.loc[3, "priority_type"] != "commercial" else "non_priority"
+    cases.loc[3, "priority_type"] = (
+        "commercial" if cases.loc[3, "priority_type"] != "commercial" else "non_priority"
+    )
     old_type = make_cases(50).loc[3, "priority_type"]
     cases.loc[7, "geometry"] = shapely.affinity.scale(cases.loc[7, "geometry"], 2, 2)
     more = make_cases(5, seed=9, prefix="NEW")
@@ -53,10 +60,13 @@ def test_changed_rows_are_updated_with_history(engine: Engine) -> None:
     report = upsert_cases(engine, both, actor="b", reason="correction", source_file="fix.gpkg")
     assert (report.created, report.updated, report.unchanged) == (5, 2, 48)
     with engine.connect() as conn:
-        rows = conn.execute(text(
-            "SELECT c.case_number, c.version, h.changes, h.actor, h.comment FROM case_history h "
-            "JOIN inventory_case c ON c.id = h.case_id WHERE h.action = 'import_update' "
-            "ORDER BY c.case_number")).all()
+        rows = conn.execute(
+            text(
+                "SELECT c.case_number, c.version, h.changes, h.actor, h.comment FROM case_history h "
+                "JOIN inventory_case c ON c.id = h.case_id WHERE h.action = 'import_update' "
+                "ORDER BY c.case_number"
+            )
+        ).all()
     assert [r.case_number for r in rows] == ["BS000004", "BS000008"]
     assert rows[0].changes == {"priority_type": [old_type, cases.loc[3, "priority_type"]]}
     assert set(rows[1].changes) == {"geom", "area_m2"}
@@ -88,7 +98,9 @@ def test_units_then_cases_are_reassigned_by_largest_overlap(engine: Engine) -> N
     assert report.created == 2 and "1 case(s) moved" in report.warnings[0]
     with engine.connect() as conn:
         code = conn.execute(text("SELECT street_town_code FROM inventory_case")).scalar_one()
-        action = conn.execute(text("SELECT action FROM case_history ORDER BY id DESC LIMIT 1")).scalar_one()
+        action = conn.execute(
+            text("SELECT action FROM case_history ORDER BY id DESC LIMIT 1")
+        ).scalar_one()
         district = conn.execute(text("SELECT ST_Area(geom) FROM district")).scalar_one()
     assert code == "ST02" and action == "unit_reassign"
     assert district == pytest.approx(grid.area.sum())

@@ -32,9 +32,13 @@ from tests.gis_db.factories import (
 
 def stored(engine: Engine) -> pd.DataFrame:
     with engine.connect() as conn:
-        return pd.read_sql(text(
-            "SELECT case_number, priority_type, source, in_database, discovered_on, address, "
-            "area_m2 FROM inventory_case ORDER BY case_number"), conn)
+        return pd.read_sql(
+            text(
+                "SELECT case_number, priority_type, source, in_database, discovered_on, address, "
+                "area_m2 FROM inventory_case ORDER BY case_number"
+            ),
+            conn,
+        )
 
 
 @pytest.mark.filterwarnings("ignore:Could not decode error message")  # GDAL truncating names
@@ -58,12 +62,18 @@ def test_geojson_excel_and_csv_lonlat(engine: Engine, tmp_path: Path) -> None:
     cases = make_cases(10, seed=3)
     cases.iloc[:4].to_crs("EPSG:4326").to_file(tmp_path / "a.geojson", driver="GeoJSON")
     as_wkt_table(as_ledger(cases.iloc[4:7]), "WKT (EPSG:4549)").to_excel(
-        tmp_path / "b.xlsx", index=False)
+        tmp_path / "b.xlsx", index=False
+    )
     points = cases.iloc[7:].centroid.to_crs("EPSG:4490")
-    pd.DataFrame({"编号": cases.iloc[7:]["case_number"], "经度": points.x,
-                  "纬度": points.y, "面积（平方米）": [100, 200, 300],
-                  "重点类型": ["经营性违建", "非重点", "沿街沿河"]}).to_csv(
-        tmp_path / "c.csv", index=False, encoding="gbk")
+    pd.DataFrame(
+        {
+            "编号": cases.iloc[7:]["case_number"],
+            "经度": points.x,
+            "纬度": points.y,
+            "面积（平方米）": [100, 200, 300],
+            "重点类型": ["经营性违建", "非重点", "沿街沿河"],
+        }
+    ).to_csv(tmp_path / "c.csv", index=False, encoding="gbk")
     assert import_cases_file(engine, tmp_path / "a.geojson", actor="t").created == 4
     assert import_cases_file(engine, tmp_path / "b.xlsx", actor="t").created == 3
     report = import_cases_file(engine, tmp_path / "c.csv", actor="t", crs="EPSG:4490")
@@ -80,7 +90,8 @@ def test_repairable_geometry_is_repaired_and_reported(tmp_path: Path) -> None:
     x0, y0, x1, y1 = cases.geometry.iloc[1].bounds
     # a rectangle whose last edge crosses the first, leaving a tiny lobe: repair changes < 1 %
     cases.loc[1, "geometry"] = shapely.Polygon(
-        [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0 + 0.1, y0 - 0.1)])
+        [(x0, y0), (x1, y0), (x1, y1), (x0, y1), (x0 + 0.1, y0 - 0.1)]
+    )
     assert not cases.geometry.iloc[1].is_valid
     write_gpkg(cases, tmp_path / "cases.gpkg")
     result = read_cases(tmp_path / "cases.gpkg", working_crs=WORKING_CRS)
@@ -96,8 +107,9 @@ def test_skip_invalid_imports_the_rest_and_writes_a_report(engine: Engine, tmp_p
     ledger["颜色"] = "红"
     write_gpkg(ledger, tmp_path / "cases.gpkg")
     report_path = tmp_path / "rejected.csv"
-    report = import_cases_file(engine, tmp_path / "cases.gpkg", actor="t", skip_invalid=True,
-                               report_path=report_path)
+    report = import_cases_file(
+        engine, tmp_path / "cases.gpkg", actor="t", skip_invalid=True, report_path=report_path
+    )
     assert report.created == 4 and [p.row for p in report.rejected] == [2, 5]
     assert any("颜色" in w for w in report.warnings)
     raw = report_path.read_bytes()
@@ -112,20 +124,30 @@ def test_mapping_file_adds_headers_and_values(engine: Engine, tmp_path: Path) ->
     ledger["重点类型"] = "开店"
     write_gpkg(ledger, tmp_path / "cases.gpkg")
     mapping = tmp_path / "mine.toml"
-    mapping.write_text('[cases.fields]\ncase_number = ["巡查单号"]\n'
-                       '[cases.values.priority_type]\n"开店" = "commercial"\n', encoding="utf-8")
-    assert import_cases_file(engine, tmp_path / "cases.gpkg", actor="t", mapping=mapping).created == 3
+    mapping.write_text(
+        '[cases.fields]\ncase_number = ["巡查单号"]\n'
+        '[cases.values.priority_type]\n"开店" = "commercial"\n',
+        encoding="utf-8",
+    )
+    assert (
+        import_cases_file(engine, tmp_path / "cases.gpkg", actor="t", mapping=mapping).created == 3
+    )
     assert set(stored(engine)["priority_type"]) == {"commercial"}
 
 
 @pytest.mark.parametrize("suffix", [".gpkg", ".geojson", ".xlsx"])
-def test_export_filters_and_round_trips_unchanged(engine: Engine, tmp_path: Path, suffix: str) -> None:
+def test_export_filters_and_round_trips_unchanged(
+    engine: Engine, tmp_path: Path, suffix: str
+) -> None:
     upsert_units(engine, "street_town", street_town_grid(2, 2), actor="t")
     upsert_cases(engine, make_cases(40, seed=7), actor="t")
     with engine.connect() as conn:
-        expected = conn.execute(text(
-            "SELECT count(*) FROM inventory_case c JOIN street_town s ON s.code = c.street_town_code "
-            "WHERE s.name = '测试02镇' AND c.priority_type = 'commercial'")).scalar_one()
+        expected = conn.execute(
+            text(
+                "SELECT count(*) FROM inventory_case c JOIN street_town s ON s.code = c.street_town_code "
+                "WHERE s.name = '测试02镇' AND c.priority_type = 'commercial'"
+            )
+        ).scalar_one()
     path = tmp_path / f"out{suffix}"
     n = export_cases(engine, path, street_town="测试02镇", state="待派单", priority_type="经营性")
     assert n == expected > 0
@@ -141,13 +163,15 @@ def test_admin_import_of_villages_by_street_town_name(engine: Engine, tmp_path: 
     towns = street_town_grid(2, 1)
     towns.rename(columns={"code": "街镇代码", "name": "街镇名称"}).to_file(tmp_path / "towns.gpkg")
     assert import_units_file(engine, tmp_path / "towns.gpkg", "street_town", actor="t").created == 2
-    villages = gpd.GeoDataFrame({
-        "居村代码": ["V1", "V2"], "居村名称": ["一村", "二村"], "所属街镇": ["测试01镇", None]},
+    villages = gpd.GeoDataFrame(
+        {"居村代码": ["V1", "V2"], "居村名称": ["一村", "二村"], "所属街镇": ["测试01镇", None]},
         geometry=[towns.geometry.iloc[0].buffer(-10), towns.geometry.iloc[1].buffer(-10)],
-        crs=towns.crs)
+        crs=towns.crs,
+    )
     as_wkt_table(villages, "WKT").to_csv(tmp_path / "villages.csv", index=False)
-    report = import_units_file(engine, tmp_path / "villages.csv", "village", actor="t",
-                               crs=WORKING_CRS)
+    report = import_units_file(
+        engine, tmp_path / "villages.csv", "village", actor="t", crs=WORKING_CRS
+    )
     assert report.created == 2
     with engine.connect() as conn:
         rows = conn.execute(text("SELECT code, street_town_code FROM village ORDER BY code")).all()

@@ -31,8 +31,12 @@ def _count(engine: Engine, sql: str) -> int:
 def test_scene_and_run_are_identified_by_checksums(engine: Engine) -> None:
     before, after = add_scenes(engine)
     assert add_scenes(engine) == (before, after)
-    args = {"before_scene_id": before, "after_scene_id": after, "network": "tinysiam",
-            "weights_checksum": "w0"}
+    args = {
+        "before_scene_id": before,
+        "after_scene_id": after,
+        "network": "tinysiam",
+        "weights_checksum": "w0",
+    }
     run = runs.create_run(engine, **args, params={"threshold": 0.5})
     assert runs.create_run(engine, **args, params={"threshold": 0.5}) == run
     assert runs.create_run(engine, **args, params={"threshold": 0.6}) != run
@@ -45,8 +49,13 @@ def test_scene_and_run_are_identified_by_checksums(engine: Engine) -> None:
 
 def test_scene_in_another_crs_is_refused(engine: Engine) -> None:
     with pytest.raises(InvalidInputError, match="reproject"):
-        runs.register_scene(engine, checksum="x", footprint=rect(0, 0), crs="EPSG:4326",
-                            acquired_at=datetime(2026, 1, 1))
+        runs.register_scene(
+            engine,
+            checksum="x",
+            footprint=rect(0, 0),
+            crs="EPSG:4326",
+            acquired_at=datetime(2026, 1, 1),
+        )
 
 
 def test_loading_the_same_run_twice_changes_nothing(engine: Engine) -> None:
@@ -63,8 +72,9 @@ def test_reloading_replaces_detections_and_never_touches_cases(engine: Engine) -
     case_id = add_case(engine, "K", rect(0, 0, 20, 20))
     run_id = make_run(engine, [rect(0, 0, 20, 20), rect(100, 100)])
     matching.match_run(engine, run_id)
-    result = runs.load_detections(engine, run_id, frame([rect(0, 0, 20, 20), rect(200, 200),
-                                                         rect(300, 300)]))
+    result = runs.load_detections(
+        engine, run_id, frame([rect(0, 0, 20, 20), rect(200, 200), rect(300, 300)])
+    )
     assert (result.replaced, result.n_detections, result.unchanged) == (2, 3, False)
     assert _count(engine, "SELECT count(*) FROM detection") == 3
     assert runs.get_run(engine, run_id)["status"] == "loaded"
@@ -85,14 +95,15 @@ def test_reloading_a_reviewed_run_is_refused(engine: Engine) -> None:
 
 def test_detection_input_is_validated_and_repaired(engine: Engine) -> None:
     before, after = add_scenes(engine)
-    run_id = runs.create_run(engine, before_scene_id=before, after_scene_id=after,
-                             network="n", weights_checksum="w")
-    bowtie = Polygon([(630000, 3470000), (630010, 3470010), (630010, 3470000),
-                      (630000, 3470010)])
+    run_id = runs.create_run(
+        engine, before_scene_id=before, after_scene_id=after, network="n", weights_checksum="w"
+    )
+    bowtie = Polygon([(630000, 3470000), (630010, 3470010), (630010, 3470000), (630000, 3470010)])
     runs.load_detections(engine, run_id, frame([bowtie], kinds=["建筑消失"]))
     with engine.connect() as conn:
-        kind, area, valid = conn.execute(text(
-            "SELECT change_kind, area_m2, ST_IsValid(geom) FROM detection")).one()
+        kind, area, valid = conn.execute(
+            text("SELECT change_kind, area_m2, ST_IsValid(geom) FROM detection")
+        ).one()
     assert (kind, valid) == ("disappeared", True) and area == pytest.approx(50.0)
     for bad, match in [
         (gpd.GeoDataFrame(geometry=[Point(630000, 3470000)], crs=CRS), "not a polygon"),
@@ -120,9 +131,15 @@ def test_migration_0002_goes_down_and_up(empty_db_url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     assert "inventory_case" in tables and "detection" not in tables and "scene" not in tables
     with engine.connect() as conn:
-        assert conn.execute(text(
-            "SELECT count(*) FROM information_schema.columns WHERE table_name = 'inventory_case' "
-            "AND column_name = 'written_off_by'")).scalar_one() == 0
+        assert (
+            conn.execute(
+                text(
+                    "SELECT count(*) FROM information_schema.columns WHERE table_name = 'inventory_case' "
+                    "AND column_name = 'written_off_by'"
+                )
+            ).scalar_one()
+            == 0
+        )
     schema.upgrade(engine, CRS)
     assert schema.current_revision(engine) == "0002"
     engine.dispose()

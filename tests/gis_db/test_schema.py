@@ -20,12 +20,16 @@ def test_upgrade_and_downgrade_from_empty(empty_db_url: str) -> None:
     tables = set(inspect(engine).get_table_names())
     assert {"street_town", "village", "inventory_case", "permit", "case_history"} <= tables
     with engine.connect() as conn:
-        geom_types = dict(conn.execute(text(
-            "SELECT f_table_name, srid FROM geometry_columns WHERE f_table_name = 'inventory_case'"
-        )).all())
-        gist = conn.execute(text(
-            "SELECT count(*) FROM pg_indexes WHERE indexdef ILIKE '%USING gist%'"
-        )).scalar_one()
+        geom_types = dict(
+            conn.execute(
+                text(
+                    "SELECT f_table_name, srid FROM geometry_columns WHERE f_table_name = 'inventory_case'"
+                )
+            ).all()
+        )
+        gist = conn.execute(
+            text("SELECT count(*) FROM pg_indexes WHERE indexdef ILIKE '%USING gist%'")
+        ).scalar_one()
     assert geom_types == {"inventory_case": 4549}
     assert gist >= 4
     schema.downgrade(engine, "base")
@@ -42,9 +46,9 @@ def test_custom_proj_string_working_crs(empty_db_url: str) -> None:
     with engine.connect() as conn:
         _crs, srid = schema.stored_crs(conn)  # type: ignore[misc]
         assert srid > schema.CUSTOM_SRID_BASE
-        column_srid = conn.execute(text(
-            "SELECT srid FROM geometry_columns WHERE f_table_name = 'permit'"
-        )).scalar_one()
+        column_srid = conn.execute(
+            text("SELECT srid FROM geometry_columns WHERE f_table_name = 'permit'")
+        ).scalar_one()
     assert column_srid == srid
     with pytest.raises(GisDbError, match="WEIJIAN_WORKING_CRS"):
         schema.upgrade(engine, "EPSG:4549")
@@ -53,16 +57,23 @@ def test_custom_proj_string_working_crs(empty_db_url: str) -> None:
 
 def test_history_refuses_update_and_delete(engine) -> None:  # type: ignore[no-untyped-def]
     with engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO inventory_case (case_number, area_m2, geom) VALUES "
-            "('T-1', 100, ST_Multi(ST_MakeEnvelope(0, 0, 10, 10, 4549)))"
-        ))
-        conn.execute(text(
-            "INSERT INTO case_history (case_id, actor, action) "
-            "SELECT id, 'tester', 'create' FROM inventory_case"
-        ))
-    for statement in ("UPDATE case_history SET actor = 'x'", "DELETE FROM case_history",
-                      "TRUNCATE case_history"):
+        conn.execute(
+            text(
+                "INSERT INTO inventory_case (case_number, area_m2, geom) VALUES "
+                "('T-1', 100, ST_Multi(ST_MakeEnvelope(0, 0, 10, 10, 4549)))"
+            )
+        )
+        conn.execute(
+            text(
+                "INSERT INTO case_history (case_id, actor, action) "
+                "SELECT id, 'tester', 'create' FROM inventory_case"
+            )
+        )
+    for statement in (
+        "UPDATE case_history SET actor = 'x'",
+        "DELETE FROM case_history",
+        "TRUNCATE case_history",
+    ):
         with pytest.raises(DBAPIError, match="append-only"), engine.begin() as conn:
             conn.execute(text(statement))
     with engine.connect() as conn:
@@ -71,7 +82,9 @@ def test_history_refuses_update_and_delete(engine) -> None:  # type: ignore[no-u
 
 def test_invalid_category_refused_by_database(engine) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises(IntegrityError), engine.begin() as conn:
-        conn.execute(text(
-            "INSERT INTO inventory_case (case_number, area_m2, priority_type, geom) VALUES "
-            "('T-2', 1, 'nonsense', ST_Multi(ST_MakeEnvelope(0, 0, 1, 1, 4549)))"
-        ))
+        conn.execute(
+            text(
+                "INSERT INTO inventory_case (case_number, area_m2, priority_type, geom) VALUES "
+                "('T-2', 1, 'nonsense', ST_Multi(ST_MakeEnvelope(0, 0, 1, 1, 4549)))"
+            )
+        )

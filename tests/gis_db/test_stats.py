@@ -29,18 +29,30 @@ def district(engine: Engine) -> Engine:
     add_street_town(engine, "B", "罗店镇", rect(500, 0, 500, 500))
     add_village(engine, "A1", "月浦一村", "A", rect(0, 0, 500, 500))
     add_village(engine, "B1", "罗店一村", "B", rect(500, 0, 500, 500))
-    gone = add_case(engine, "B-gone", rect(700, 100, 20, 20), state="written_off",
-                    street_town="B")
-    done = add_case(engine, "A-done", rect(300, 300, 10, 10), state="write_off_requested",
-                    street_town="A")
+    gone = add_case(engine, "B-gone", rect(700, 100, 20, 20), state="written_off", street_town="B")
+    done = add_case(
+        engine, "A-done", rect(300, 300, 10, 10), state="write_off_requested", street_town="A"
+    )
     with engine.begin() as conn:
-        conn.execute(text("UPDATE inventory_case SET disposal = 'demolish', "
-                          "write_off_requested_by = 'yuepu' WHERE id = :i"), {"i": done})
+        conn.execute(
+            text(
+                "UPDATE inventory_case SET disposal = 'demolish', "
+                "write_off_requested_by = 'yuepu' WHERE id = :i"
+            ),
+            {"i": done},
+        )
     workflow.transition_case(engine, done, "write_off", actor="lead", reinspection_days=30)
-    run_id = make_run(engine, [rect(10, 10), rect(50, 10), rect(90, 10),  # A: new suspects
-                               rect(600, 10),                             # B: new suspect
-                               rect(700, 100, 20, 20),                    # B: rebound on gone
-                               rect(5000, 5000)])                         # outside: unassigned
+    run_id = make_run(
+        engine,
+        [
+            rect(10, 10),
+            rect(50, 10),
+            rect(90, 10),  # A: new suspects
+            rect(600, 10),  # B: new suspect
+            rect(700, 100, 20, 20),  # B: rebound on gone
+            rect(5000, 5000),
+        ],
+    )  # outside: unassigned
     matching.match_run(engine, run_id)
     a1, a2 = detection_ids(engine, run_id)[:2]
     workflow.review_detection(engine, a1, "confirm", actor="r")
@@ -51,8 +63,12 @@ def district(engine: Engine) -> Engine:
 
 def test_unit_stats_per_street_town(district: Engine) -> None:
     later = TODAY + timedelta(days=40)
-    frame = stats.unit_stats(district, TODAY - timedelta(days=1), later,
-                             now=datetime.combine(later, datetime.min.time(), stats._TZ))
+    frame = stats.unit_stats(
+        district,
+        TODAY - timedelta(days=1),
+        later,
+        now=datetime.combine(later, datetime.min.time(), stats._TZ),
+    )
     rows = frame.set_index("unit_code")
     assert list(rows.index) == ["A", "B", "unassigned"]
     a, b = rows.loc["A"], rows.loc["B"]
@@ -69,11 +85,13 @@ def test_unit_stats_per_street_town(district: Engine) -> None:
 
 
 def test_per_village_and_per_day(district: Engine) -> None:
-    frame = stats.unit_stats(district, TODAY - timedelta(days=2), TODAY, by="village",
-                             period="day")
+    frame = stats.unit_stats(district, TODAY - timedelta(days=2), TODAY, by="village", period="day")
     assert len(frame) == 3 * 3  # A1, B1, unassigned × 3 days
     assert frame.groupby("unit_code")["new_suspects"].sum().to_dict() == {
-        "A1": 3, "B1": 1, "unassigned": 1}
+        "A1": 3,
+        "B1": 1,
+        "unassigned": 1,
+    }
     assert frame.loc[frame["period"] == TODAY, "new_suspects"].sum() == 5
 
 
@@ -89,14 +107,21 @@ def test_due_reinspections(district: Engine) -> None:
     assert list(due["case_number"]) == ["A-done"] and due.loc[0, "days_overdue"] == 1
     assert due.loc[0, "street_town"] == "月浦镇"
     assert len(stats.due_reinspections(district, as_of=TODAY, within_days=31)) == 1
-    assert stats.due_reinspections(district, as_of=TODAY + timedelta(days=31),
-                                   street_town="B").empty
+    assert stats.due_reinspections(
+        district, as_of=TODAY + timedelta(days=31), street_town="B"
+    ).empty
 
 
-@pytest.mark.parametrize(("values", "expected"), [
-    ((0, 0, 0), "green"), ((10, 0, 0), "yellow"), ((0, 0, 1), "yellow"),
-    ((30, 0, 0), "red"), ((0, 1, 0), "red"),
-])
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [
+        ((0, 0, 0), "green"),
+        ((10, 0, 0), "yellow"),
+        ((0, 0, 1), "yellow"),
+        ((30, 0, 0), "red"),
+        ((0, 1, 0), "red"),
+    ],
+)
 def test_warning_colour(values: tuple[int, int, int], expected: str) -> None:
     assert warning_colour(*values) == expected
 
@@ -107,6 +132,8 @@ def test_zero_threshold_switches_a_rule_off() -> None:
 
 def test_period_buckets() -> None:
     assert stats._buckets(date(2026, 1, 30), date(2026, 3, 2), "month") == [
-        (date(2026, 1, 30), date(2026, 1, 31)), (date(2026, 2, 1), date(2026, 2, 28)),
-        (date(2026, 3, 1), date(2026, 3, 2))]
+        (date(2026, 1, 30), date(2026, 1, 31)),
+        (date(2026, 2, 1), date(2026, 2, 28)),
+        (date(2026, 3, 1), date(2026, 3, 2)),
+    ]
     assert stats._buckets(date(2026, 6, 3), date(2026, 6, 10), "week")[1][0] == date(2026, 6, 8)

@@ -43,20 +43,22 @@ def texture(height: int, width: int, seed: int = 0, bands: int = 3) -> np.ndarra
     rng = np.random.default_rng(seed)
     img = np.zeros((bands, height, width), dtype=np.float32)
     for sigma, amp in ((24, 50), (6, 25), (1.5, 12)):
-        noise = ndimage.gaussian_filter(rng.standard_normal((height, width)).astype(np.float32), sigma)
+        noise = ndimage.gaussian_filter(
+            rng.standard_normal((height, width)).astype(np.float32), sigma
+        )
         img += amp * noise / (noise.std() + 1e-6)
     img += 110
     for _ in range(max(4, height * width // 6000)):
         h, w = rng.integers(6, 30, size=2)
         r, c = rng.integers(0, max(1, height - h)), rng.integers(0, max(1, width - w))
-        img[:, r:r + h, c:c + w] = rng.uniform(40, 230, size=(bands, 1, 1))
+        img[:, r : r + h, c : c + w] = rng.uniform(40, 230, size=(bands, 1, 1))
     for _ in range(3):
         if rng.random() < 0.5:
             r = rng.integers(0, height)
-            img[:, r:r + 4, :] = 80
+            img[:, r : r + 4, :] = 80
         else:
             c = rng.integers(0, width)
-            img[:, :, c:c + 4] = 80
+            img[:, :, c : c + 4] = 80
     img += rng.normal(0, 2, size=img.shape).astype(np.float32)
     return np.clip(img, 1, 255).astype(np.uint8)
 
@@ -77,9 +79,17 @@ def write_raster(
     path = Path(path)
     count = data.shape[0] + (alpha is not None)
     prof: dict[str, Any] = {
-        "driver": "GTiff", "width": data.shape[2], "height": data.shape[1], "count": count,
-        "dtype": data.dtype, "crs": crs, "transform": transform or Affine.identity(),
-        "nodata": nodata, "tiled": True, "blockxsize": 256, "blockysize": 256,
+        "driver": "GTiff",
+        "width": data.shape[2],
+        "height": data.shape[1],
+        "count": count,
+        "dtype": data.dtype,
+        "crs": crs,
+        "transform": transform or Affine.identity(),
+        "nodata": nodata,
+        "tiled": True,
+        "blockxsize": 256,
+        "blockysize": 256,
         "compress": "DEFLATE",
     }
     prof.update(profile)
@@ -97,26 +107,48 @@ def write_raster(
     return path
 
 
-def ground_transform(gsd_m: float, crs: str = GROUND_CRS, offset_m: tuple[float, float] = (0, 0)) -> Affine:
+def ground_transform(
+    gsd_m: float, crs: str = GROUND_CRS, offset_m: tuple[float, float] = (0, 0)
+) -> Affine:
     """North-up transform at ``gsd_m`` with its top-left corner at BAOSHAN (+ offset metres)."""
     x, y = baoshan_xy(crs)
     if crs in ("EPSG:4326", "EPSG:4490"):
         deg_y = gsd_m / 111_320.0
         deg_x = gsd_m / (111_320.0 * math.cos(math.radians(y)))
-        return Affine(deg_x, 0, x + offset_m[0] / 111_320.0 / math.cos(math.radians(y)), 0, -deg_y, y + offset_m[1] / 111_320.0)
+        return Affine(
+            deg_x,
+            0,
+            x + offset_m[0] / 111_320.0 / math.cos(math.radians(y)),
+            0,
+            -deg_y,
+            y + offset_m[1] / 111_320.0,
+        )
     scale = 1 / math.cos(math.radians(BAOSHAN_LONLAT[1])) if crs == "EPSG:3857" else 1.0
-    return Affine(gsd_m * scale, 0, x + offset_m[0] * scale, 0, -gsd_m * scale, y + offset_m[1] * scale)
+    return Affine(
+        gsd_m * scale, 0, x + offset_m[0] * scale, 0, -gsd_m * scale, y + offset_m[1] * scale
+    )
 
 
-def make_ground(path: str | Path, size: int = 512, gsd_m: float = 0.5, seed: int = 0, **kw: Any) -> Path:
+def make_ground(
+    path: str | Path, size: int = 512, gsd_m: float = 0.5, seed: int = 0, **kw: Any
+) -> Path:
     """The ground-truth scene: ``size``² px of :func:`texture` in EPSG:4549 at ``gsd_m``."""
-    return write_raster(path, texture(size, size, seed), crs=GROUND_CRS, transform=ground_transform(gsd_m), **kw)
+    return write_raster(
+        path, texture(size, size, seed), crs=GROUND_CRS, transform=ground_transform(gsd_m), **kw
+    )
 
 
 def resample_to(
-    src_path: str | Path, dst_path: str | Path, crs: str, gsd_m: float, *,
-    offset_m: tuple[float, float] = (0.0, 0.0), size: int | None = None, nodata: float | None = None,
-    resampling: Resampling = Resampling.bilinear, **kw: Any,
+    src_path: str | Path,
+    dst_path: str | Path,
+    crs: str,
+    gsd_m: float,
+    *,
+    offset_m: tuple[float, float] = (0.0, 0.0),
+    size: int | None = None,
+    nodata: float | None = None,
+    resampling: Resampling = Resampling.bilinear,
+    **kw: Any,
 ) -> Path:
     """Reproject the ground scene into ``crs`` at ``gsd_m`` (ground metres), shifted by ``offset_m``.
 
@@ -129,21 +161,40 @@ def resample_to(
         n = size or round(extent / gsd_m)
         dst_t = ground_transform(gsd_m, crs)
         out = np.zeros((src.count, n, n), dtype=data.dtype)
-        reproject(data, out, src_transform=src.transform, src_crs=src.crs, dst_transform=dst_t,
-                  dst_crs=crs, resampling=resampling, src_nodata=src.nodata, dst_nodata=nodata or 0)
+        reproject(
+            data,
+            out,
+            src_transform=src.transform,
+            src_crs=src.crs,
+            dst_transform=dst_t,
+            dst_crs=crs,
+            resampling=resampling,
+            src_nodata=src.nodata,
+            dst_nodata=nodata or 0,
+        )
     # the georeference error: the same pixels declared at a position moved by offset_m
     declared = ground_transform(gsd_m, crs, offset_m)
     return write_raster(dst_path, out, crs=crs, transform=declared, nodata=nodata, **kw)
 
 
-def real_pair_geotiffs(out_dir: str | Path, name: str = "test_7", folder: str = "levir_1024",
-                       after_offset_m: tuple[float, float] = (0.0, 0.0)) -> tuple[Path, Path, Path]:
+def real_pair_geotiffs(
+    out_dir: str | Path,
+    name: str = "test_7",
+    folder: str = "levir_1024",
+    after_offset_m: tuple[float, float] = (0.0, 0.0),
+) -> tuple[Path, Path, Path]:
     """A real change pair as GeoTIFFs on the documented nominal transform; returns (A, B, label)."""
     out_dir = Path(out_dir)
     paths = []
     for sub, offset in (("A", (0.0, 0.0)), ("B", after_offset_m), ("label", (0.0, 0.0))):
         arr = np.asarray(Image.open(CHANGE_PAIRS / folder / sub / f"{name}.png"))
         arr = arr[None] if arr.ndim == 2 else np.moveaxis(arr[..., :3], -1, 0)
-        paths.append(write_raster(out_dir / f"{name}_{sub}.tif", np.ascontiguousarray(arr), crs=GROUND_CRS,
-                                  transform=ground_transform(0.5, offset_m=offset)))
+        paths.append(
+            write_raster(
+                out_dir / f"{name}_{sub}.tif",
+                np.ascontiguousarray(arr),
+                crs=GROUND_CRS,
+                transform=ground_transform(0.5, offset_m=offset),
+            )
+        )
     return paths[0], paths[1], paths[2]

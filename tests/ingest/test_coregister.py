@@ -28,8 +28,12 @@ def test_real_image_known_subpixel_shift(tmp_path: Path, dx_px: float, dy_px: fl
     a, _, _ = data_gen.real_pair_geotiffs(tmp_path, "test_7")
     # the later epoch: the earlier image's own pixels, declared at a moved position
     with rasterio.open(a) as src:
-        moved_a = data_gen.write_raster(tmp_path / "moved_A.tif", src.read(), crs="EPSG:4549",
-                                        transform=data_gen.ground_transform(0.5, offset_m=(dx_px * 0.5, dy_px * 0.5)))
+        moved_a = data_gen.write_raster(
+            tmp_path / "moved_A.tif",
+            src.read(),
+            crs="EPSG:4549",
+            transform=data_gen.ground_transform(0.5, offset_m=(dx_px * 0.5, dy_px * 0.5)),
+        )
     pair = ingest.prepare_pair(a, moved_a, gsd_m=0.5, histogram_match=False)
     assert pair.shift_m[0] / 0.5 == pytest.approx(dx_px, abs=0.2)
     assert pair.shift_m[1] / 0.5 == pytest.approx(dy_px, abs=0.2)
@@ -54,9 +58,13 @@ def test_real_pair_with_changes_and_known_shift(tmp_path: Path, name: str) -> No
 def test_pixel_shift_of_real_image_with_fourier_shift() -> None:
     from PIL import Image
 
-    img = np.asarray(Image.open(data_gen.CHANGE_PAIRS / "levir_1024" / "A" / "test_12.png"))[..., :3]
+    img = np.asarray(Image.open(data_gen.CHANGE_PAIRS / "levir_1024" / "A" / "test_12.png"))[
+        ..., :3
+    ]
     grey = img.mean(axis=2)
-    shifted = np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(grey), (0.37, -0.62))).real  # rows down, cols
+    shifted = np.fft.ifft2(
+        ndimage.fourier_shift(np.fft.fft2(grey), (0.37, -0.62))
+    ).real  # rows down, cols
     samples = []
     for r in range(64, 1024 - 320, 192):
         for c in range(64, 1024 - 320, 192):
@@ -74,5 +82,8 @@ def test_tile_shift_rejects_invalid_or_flat_tiles() -> None:
     half = np.ones((64, 64), bool)
     half[:, :40] = False
     assert tile_shift(img, img, half) is None
-    assert tile_shift(np.full((1, 64, 64), 7.0), np.full((1, 64, 64), 7.0), np.ones((64, 64), bool)) is None
+    assert (
+        tile_shift(np.full((1, 64, 64), 7.0), np.full((1, 64, 64), 7.0), np.ones((64, 64), bool))
+        is None
+    )
     assert estimate_shift([]).tiles_used == 0

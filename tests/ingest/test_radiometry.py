@@ -30,8 +30,12 @@ def test_pair_reads_matched_later_epoch(tmp_path: Path, ground: Path) -> None:
         img = src.read().astype(np.float32)
     # a brighter, 16-bit later epoch of the same ground
     after16 = np.clip(img * 180 + 2000, 0, 65535).astype(np.uint16)
-    after = data_gen.write_raster(tmp_path / "after_20240315.tif", after16, crs="EPSG:4549",
-                                  transform=data_gen.ground_transform(0.5))
+    after = data_gen.write_raster(
+        tmp_path / "after_20240315.tif",
+        after16,
+        crs="EPSG:4549",
+        transform=data_gen.ground_transform(0.5),
+    )
     pair = ingest.prepare_pair(ground, after, histogram_match=True)
     assert pair.histogram is not None and pair.after.dtype == "uint16"
     w = rasterio.windows.Window(64, 64, 256, 256)

@@ -31,23 +31,34 @@ def test_png_without_georeference(tmp_path: Path) -> None:
 
 
 def test_geotiff_without_crs(tmp_path: Path) -> None:
-    path = data_gen.write_raster(tmp_path / "nocrs.tif", data_gen.texture(64, 64), crs=None,
-                                 transform=Affine(0.5, 0, 1000, 0, -0.5, 2000))
+    path = data_gen.write_raster(
+        tmp_path / "nocrs.tif",
+        data_gen.texture(64, 64),
+        crs=None,
+        transform=Affine(0.5, 0, 1000, 0, -0.5, 2000),
+    )
     with pytest.raises(ingest.NotGeoreferencedError, match="gdal_edit"):
         ingest.describe_scene(path)
 
 
 def test_rotated_geotransform(tmp_path: Path) -> None:
-    path = data_gen.write_raster(tmp_path / "rot.tif", data_gen.texture(64, 64), crs="EPSG:4549",
-                                 transform=Affine(0.5, 0.1, 638000, 0.1, -0.5, 3470000))
+    path = data_gen.write_raster(
+        tmp_path / "rot.tif",
+        data_gen.texture(64, 64),
+        crs="EPSG:4549",
+        transform=Affine(0.5, 0.1, 638000, 0.1, -0.5, 3470000),
+    )
     with pytest.raises(ingest.RotatedGridError, match="gdalwarp"):
         ingest.describe_scene(path)
 
 
 def test_engineering_crs_is_unknown(tmp_path: Path) -> None:
-    path = data_gen.write_raster(tmp_path / "local.tif", data_gen.texture(64, 64),
-                                 crs='LOCAL_CS["site grid",UNIT["metre",1]]',
-                                 transform=Affine(0.5, 0, 0, 0, -0.5, 100))
+    path = data_gen.write_raster(
+        tmp_path / "local.tif",
+        data_gen.texture(64, 64),
+        crs='LOCAL_CS["site grid",UNIT["metre",1]]',
+        transform=Affine(0.5, 0, 0, 0, -0.5, 100),
+    )
     with pytest.raises(ingest.UnknownCRSError, match="engineering"):
         ingest.describe_scene(path)
 
@@ -57,7 +68,9 @@ def test_unparsable_and_unprojected_working_crs() -> None:
         parse_crs("EPSG:999999")
     with pytest.raises(ingest.UnknownCRSError, match="projected in metres"):
         projected_metres_crs("EPSG:4490")
-    assert projected_metres_crs("+proj=tmerc +lat_0=0 +lon_0=121.46 +k=1 +x_0=0 +y_0=0 +ellps=GRS80 +units=m").is_projected
+    assert projected_metres_crs(
+        "+proj=tmerc +lat_0=0 +lon_0=121.46 +k=1 +x_0=0 +y_0=0 +ellps=GRS80 +units=m"
+    ).is_projected
 
 
 def test_not_a_raster_and_missing_file(tmp_path: Path) -> None:
@@ -70,8 +83,12 @@ def test_not_a_raster_and_missing_file(tmp_path: Path) -> None:
 
 
 def test_truncated_file(tmp_path: Path) -> None:
-    path = data_gen.write_raster(tmp_path / "full.tif", data_gen.texture(512, 512), crs="EPSG:4549",
-                                 transform=data_gen.ground_transform(0.5))
+    path = data_gen.write_raster(
+        tmp_path / "full.tif",
+        data_gen.texture(512, 512),
+        crs="EPSG:4549",
+        transform=data_gen.ground_transform(0.5),
+    )
     cut = tmp_path / "cut.tif"
     data = path.read_bytes()
     cut.write_bytes(data[: len(data) * 2 // 3])
@@ -80,8 +97,13 @@ def test_truncated_file(tmp_path: Path) -> None:
 
 
 def test_all_nodata_is_empty(tmp_path: Path) -> None:
-    path = data_gen.write_raster(tmp_path / "empty.tif", np.zeros((3, 64, 64), np.uint8), crs="EPSG:4549",
-                                 transform=data_gen.ground_transform(0.5), nodata=0)
+    path = data_gen.write_raster(
+        tmp_path / "empty.tif",
+        np.zeros((3, 64, 64), np.uint8),
+        crs="EPSG:4549",
+        transform=data_gen.ground_transform(0.5),
+        nodata=0,
+    )
     with pytest.raises(ingest.EmptyRasterError, match="no valid pixel"):
         ingest.describe_scene(path)
 
@@ -93,7 +115,9 @@ def _tiles(folder: Path, crs: str = "EPSG:4549", gap: bool = True, **kw: object)
     for i in range(3):
         col = i * 128 + (128 if gap and i == 2 else 0)
         t = data_gen.ground_transform(0.05, crs) @ Affine.translation(col, 0)
-        data_gen.write_raster(folder / f"tile_{i}.tif", img[:, :, i * 128:(i + 1) * 128], crs=crs, transform=t, **kw)
+        data_gen.write_raster(
+            folder / f"tile_{i}.tif", img[:, :, i * 128 : (i + 1) * 128], crs=crs, transform=t, **kw
+        )
 
 
 def test_folder_of_tiles_is_one_mosaic_with_gap_masked(tmp_path: Path) -> None:
@@ -105,16 +129,24 @@ def test_folder_of_tiles_is_one_mosaic_with_gap_masked(tmp_path: Path) -> None:
     assert scene.footprint.area == pytest.approx(0.75 * 512 * 256 * 0.05**2, rel=0.02)
     assert scene.platform == "drone" and scene.acquired is not None and scene.acquired.day == 15
     stac = ingest.stac_item(scene)
-    assert stac.assets["image"].href == MOSAIC_NAME and stac.properties["gsd"] == pytest.approx(0.05, rel=0.01)
+    assert stac.assets["image"].href == MOSAIC_NAME and stac.properties["gsd"] == pytest.approx(
+        0.05, rel=0.01
+    )
     with rasterio.open(scene.source) as ds:
-        np.testing.assert_array_equal(ds.read(window=((0, 256), (0, 384)))[:, :, :256],
-                                      data_gen.texture(256, 384, seed=3)[:, :, :256])
+        np.testing.assert_array_equal(
+            ds.read(window=((0, 256), (0, 384)))[:, :, :256],
+            data_gen.texture(256, 384, seed=3)[:, :, :256],
+        )
 
 
 def test_mosaic_refuses_mixed_crs(tmp_path: Path) -> None:
     _tiles(tmp_path / "mixed", gap=False)
-    data_gen.write_raster(tmp_path / "mixed" / "tile_9.tif", data_gen.texture(64, 64), crs="EPSG:32651",
-                          transform=data_gen.ground_transform(0.05, "EPSG:32651"))
+    data_gen.write_raster(
+        tmp_path / "mixed" / "tile_9.tif",
+        data_gen.texture(64, 64),
+        crs="EPSG:32651",
+        transform=data_gen.ground_transform(0.05, "EPSG:32651"),
+    )
     with pytest.raises(ingest.MosaicError, match="tile_9.tif.*CRS"):
         build_mosaic_vrt(tmp_path / "mixed")
 

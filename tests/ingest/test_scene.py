@@ -35,8 +35,13 @@ def test_footprint_is_valid_area_not_bbox(tmp_path: Path) -> None:
     yy, xx = np.mgrid[:256, :256]
     outside = (xx + yy) > 256  # a triangle of valid data, as after orthorectification
     img[:, outside] = 0
-    path = data_gen.write_raster(tmp_path / "tri.tif", img, crs="EPSG:4549",
-                                 transform=data_gen.ground_transform(0.5), nodata=0)
+    path = data_gen.write_raster(
+        tmp_path / "tri.tif",
+        img,
+        crs="EPSG:4549",
+        transform=data_gen.ground_transform(0.5),
+        nodata=0,
+    )
     scene = ingest.describe_scene(path, acquired="2024-03-15")
     assert scene.mask == "nodata"
     assert scene.footprint.area == pytest.approx(0.5 * 128**2, rel=0.03)
@@ -56,8 +61,13 @@ def test_masks(tmp_path: Path, kind: str) -> None:
     else:
         img[:, ~valid] = 0
         kw["nodata"] = 0
-    path = data_gen.write_raster(tmp_path / f"{kind}.tif", img, crs="EPSG:4549",
-                                 transform=data_gen.ground_transform(0.5), **kw)
+    path = data_gen.write_raster(
+        tmp_path / f"{kind}.tif",
+        img,
+        crs="EPSG:4549",
+        transform=data_gen.ground_transform(0.5),
+        **kw,
+    )
     scene = ingest.describe_scene(path, acquired="2024-03-15")
     assert scene.mask == kind
     assert scene.bands == (1, 2, 3)
@@ -65,27 +75,52 @@ def test_masks(tmp_path: Path, kind: str) -> None:
 
 
 def test_16bit_multiband(tmp_path: Path) -> None:
-    img = (data_gen.texture(128, 128, bands=4).astype(np.uint16) * 40)
-    path = data_gen.write_raster(tmp_path / "ms.tif", img, crs="EPSG:32651",
-                                 transform=data_gen.ground_transform(2.0, "EPSG:32651"))
+    img = data_gen.texture(128, 128, bands=4).astype(np.uint16) * 40
+    path = data_gen.write_raster(
+        tmp_path / "ms.tif",
+        img,
+        crs="EPSG:32651",
+        transform=data_gen.ground_transform(2.0, "EPSG:32651"),
+    )
     scene = ingest.describe_scene(path, acquired="2024-03-15")
     assert scene.dtype == "uint16" and len(scene.bands) == 4 and scene.platform == "satellite"
 
 
 def test_acquisition_date_sources(tmp_path: Path) -> None:
     img, t = data_gen.texture(64, 64), data_gen.ground_transform(0.05)
-    p = data_gen.write_raster(tmp_path / "baoshan_20240315_101500.tif", img, crs="EPSG:4549", transform=t)
+    p = data_gen.write_raster(
+        tmp_path / "baoshan_20240315_101500.tif", img, crs="EPSG:4549", transform=t
+    )
     s = ingest.describe_scene(p)
-    assert (s.acquired, s.acquired_source) == (datetime.fromisoformat("2024-03-15T10:15:00+08:00"), "filename")
-    p = data_gen.write_raster(tmp_path / "tagged.tif", img, crs="EPSG:4549", transform=t,
-                              tags={"TIFFTAG_DATETIME": "2023:11:02 09:30:00"})
+    assert (s.acquired, s.acquired_source) == (
+        datetime.fromisoformat("2024-03-15T10:15:00+08:00"),
+        "filename",
+    )
+    p = data_gen.write_raster(
+        tmp_path / "tagged.tif",
+        img,
+        crs="EPSG:4549",
+        transform=t,
+        tags={"TIFFTAG_DATETIME": "2023:11:02 09:30:00"},
+    )
     s = ingest.describe_scene(p)
     assert (s.acquired.isoformat(), s.acquired_source) == ("2023-11-02T09:30:00+08:00", "tiff-tag")
-    p.with_suffix(".json").write_text(json.dumps({"acquired": "2023-10-01T02:00:00Z", "sensor": "DJI P1"}))
+    p.with_suffix(".json").write_text(
+        json.dumps({"acquired": "2023-10-01T02:00:00Z", "sensor": "DJI P1"})
+    )
     s = ingest.describe_scene(p)
-    assert (s.acquired.astimezone(UTC).hour, s.acquired_source, s.sensor) == (2, "sidecar", "DJI P1")
+    assert (s.acquired.astimezone(UTC).hour, s.acquired_source, s.sensor) == (
+        2,
+        "sidecar",
+        "DJI P1",
+    )
     s = ingest.describe_scene(p, acquired="2022-01-05", platform="satellite", sensor="GF-2")
-    assert (s.acquired.date().isoformat(), s.acquired_source, s.platform, s.sensor) == ("2022-01-05", "explicit", "satellite", "GF-2")
+    assert (s.acquired.date().isoformat(), s.acquired_source, s.platform, s.sensor) == (
+        "2022-01-05",
+        "explicit",
+        "satellite",
+        "GF-2",
+    )
     with pytest.raises(ingest.InvalidDateError, match="ISO 8601"):
         ingest.describe_scene(p, acquired="15/03/2024")
     p = data_gen.write_raster(tmp_path / "nodate.tif", img, crs="EPSG:4549", transform=t)

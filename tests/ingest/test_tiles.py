@@ -21,13 +21,19 @@ def triangle_pair(tmp_path_factory: pytest.TempPathFactory) -> ingest.AlignedPai
     """600 x 600 px at 0.5 m; the later epoch is valid only on the upper-left triangle."""
     d = tmp_path_factory.mktemp("tri")
     img = data_gen.texture(600, 600, seed=2)
-    before = data_gen.write_raster(d / "before_20230101.tif", img, crs="EPSG:4549",
-                                   transform=data_gen.ground_transform(0.5))
+    before = data_gen.write_raster(
+        d / "before_20230101.tif", img, crs="EPSG:4549", transform=data_gen.ground_transform(0.5)
+    )
     yy, xx = np.mgrid[:600, :600]
     after_img = img.copy()
     after_img[:, xx + yy > 600] = 0
-    after = data_gen.write_raster(d / "after_20240101.tif", after_img, crs="EPSG:4549",
-                                  transform=data_gen.ground_transform(0.5), nodata=0)
+    after = data_gen.write_raster(
+        d / "after_20240101.tif",
+        after_img,
+        crs="EPSG:4549",
+        transform=data_gen.ground_transform(0.5),
+        nodata=0,
+    )
     return ingest.prepare_pair(before, after, min_overlap_fraction=0.1)
 
 
@@ -44,8 +50,8 @@ def test_windows_cover_grid_with_overlap_and_skip_empty(triangle_pair: ingest.Al
     assert len(tasks) < full  # the lower-right windows are outside the common footprint
     covered = np.zeros((pair.height, pair.width), bool)
     for t in tasks:
-        covered[t.row_off:t.row_off + t.height, t.col_off:t.col_off + t.width] = True
-    yy, xx = np.mgrid[:pair.height, :pair.width]
+        covered[t.row_off : t.row_off + t.height, t.col_off : t.col_off + t.width] = True
+    yy, xx = np.mgrid[: pair.height, : pair.width]
     assert covered[xx + yy < pair.width - 4].all()
 
 

@@ -28,8 +28,9 @@ def test_environment_and_nested(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def test_toml_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     config = tmp_path / "weijian.toml"
-    config.write_text('working_crs = "EPSG:32651"\n[matching]\nreinspection_days = 45\n',
-                      encoding="utf-8")
+    config.write_text(
+        'working_crs = "EPSG:32651"\n[matching]\nreinspection_days = 45\n', encoding="utf-8"
+    )
     monkeypatch.setenv("WEIJIAN_CONFIG", str(config))
     s = Settings()
     assert s.working_crs == "EPSG:32651"

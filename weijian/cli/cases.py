@@ -21,8 +21,10 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="案件: 复查到期清单、案件记录、案件办理 (派单→查实→处置→申请销项→销项→复查)。",
-                  no_args_is_help=True)
+app = typer.Typer(
+    help="案件: 复查到期清单、案件记录、案件办理 (派单→查实→处置→申请销项→销项→复查)。",
+    no_args_is_help=True,
+)
 out = Console()
 
 
@@ -51,8 +53,9 @@ def due(
     from gis_db.stats import due_reinspections
 
     engine = _engine()
-    frame = due_reinspections(engine, as_of=_parse_date(as_of), within_days=within,
-                              street_town=street_town)
+    frame = due_reinspections(
+        engine, as_of=_parse_date(as_of), within_days=within, street_town=street_town
+    )
     engine.dispose()
     if frame.empty:
         out.print("没有逾期的拆后复查 no re-inspection overdue")
@@ -63,9 +66,15 @@ def due(
         for header in ("案件编号", "居村", "地址", "面积(m²)", "销项时间", "复查期限", "逾期天数"):
             table.add_column(header)
         for row in group.itertuples():
-            table.add_row(row.case_number, row.village or "", row.address or "",
-                          f"{row.area_m2:,.0f}", f"{row.written_off_at:%Y-%m-%d}",
-                          f"{row.reinspection_due_on}", str(row.days_overdue))
+            table.add_row(
+                row.case_number,
+                row.village or "",
+                row.address or "",
+                f"{row.area_m2:,.0f}",
+                f"{row.written_off_at:%Y-%m-%d}",
+                f"{row.reinspection_due_on}",
+                str(row.days_overdue),
+            )
         out.print(table)
 
 
@@ -80,36 +89,57 @@ def show(case: str = typer.Argument(..., help="case number or id")) -> None:
     engine = _engine()
     case_id = resolve_case(engine, case)
     with engine.connect() as conn:
-        row = conn.execute(text(
-            "SELECT case_number, state, version, street_town_code, village_code, area_m2, "
-            "disposal, write_off_requested_by, written_off_by, reinspection_due_on "
-            "FROM inventory_case WHERE id = :i"), {"i": case_id}).mappings().one()
+        row = (
+            conn.execute(
+                text(
+                    "SELECT case_number, state, version, street_town_code, village_code, area_m2, "
+                    "disposal, write_off_requested_by, written_off_by, reinspection_due_on "
+                    "FROM inventory_case WHERE id = :i"
+                ),
+                {"i": case_id},
+            )
+            .mappings()
+            .one()
+        )
     state = CaseState(row["state"])
-    out.print(f"[bold]{row['case_number']}[/] (id {case_id}, version {row['version']}): "
-              f"{state.zh} ({state.value})")
-    out.print(f"街镇 {row['street_town_code'] or '-'}  居村 {row['village_code'] or '-'}  "
-              f"面积 {row['area_m2']:,.1f} m²  处置 {row['disposal'] or '-'}  "
-              f"复查期限 {row['reinspection_due_on'] or '-'}")
+    out.print(
+        f"[bold]{row['case_number']}[/] (id {case_id}, version {row['version']}): "
+        f"{state.zh} ({state.value})"
+    )
+    out.print(
+        f"街镇 {row['street_town_code'] or '-'}  居村 {row['village_code'] or '-'}  "
+        f"面积 {row['area_m2']:,.1f} m²  处置 {row['disposal'] or '-'}  "
+        f"复查期限 {row['reinspection_due_on'] or '-'}"
+    )
     actions = allowed_case_actions(state)
     out.print("可办理 allowed: " + (", ".join(f"{a.zh} ({a.value})" for a in actions) or "-"))
     out.print("[bold]办理记录 history[/]")
     for h in history(engine, case_id=case_id):
         evidence = "; ".join(str(e.get("ref", e)) for e in h["evidence"])
-        out.print(f"{h['at']:%Y-%m-%d %H:%M}  {h['actor']} ({h['role']})  {h['action']}: "
-                  f"{h['from_state'] or '-'} → {h['to_state'] or '-'}"
-                  + (f"  {h['comment']}" if h["comment"] else "")
-                  + (f"  证据: {evidence}" if evidence else ""), highlight=False, soft_wrap=True)
+        out.print(
+            f"{h['at']:%Y-%m-%d %H:%M}  {h['actor']} ({h['role']})  {h['action']}: "
+            f"{h['from_state'] or '-'} → {h['to_state'] or '-'}"
+            + (f"  {h['comment']}" if h["comment"] else "")
+            + (f"  证据: {evidence}" if evidence else ""),
+            highlight=False,
+            soft_wrap=True,
+        )
     engine.dispose()
 
 
 @app.command()
 def act(
     case: str = typer.Argument(..., help="case number or id"),
-    action: str = typer.Argument(..., help="dispatch, verify, dispose, request-write-off, "
-                                 "write-off, reject-write-off, reinspect-clean, report-rebound"),
+    action: str = typer.Argument(
+        ...,
+        help="dispatch, verify, dispose, request-write-off, "
+        "write-off, reject-write-off, reinspect-clean, report-rebound",
+    ),
     comment: str | None = typer.Option(None, "--comment", "-m", help="说明"),
-    evidence: Annotated[list[str] | None, typer.Option(
-        "--evidence", "-e", help="photo path, scene id, file number (repeatable)")] = None,
+    evidence: Annotated[
+        list[str] | None,
+        typer.Option("--evidence", "-e", help="photo path, scene id, file number (repeatable)"),
+    ] = None,
     disposal: str | None = typer.Option(None, help="for dispose: 拆除/转化/缓拆/注记/代为拆除"),
     role: str = typer.Option("office", help="office (拆违办) or street_town (街镇)"),
     unit: str | None = typer.Option(None, help="the 街镇 code of a street_town user"),
@@ -123,9 +153,16 @@ def act(
     settings = get_settings()
     engine = _engine()
     result = transition_case(
-        engine, resolve_case(engine, case), action_code(action),
-        actor=user or settings.user, role=role, comment=comment, evidence=evidence or [],
-        disposal=disposal, expected_version=version, actor_unit=unit,
+        engine,
+        resolve_case(engine, case),
+        action_code(action),
+        actor=user or settings.user,
+        role=role,
+        comment=comment,
+        evidence=evidence or [],
+        disposal=disposal,
+        expected_version=version,
+        actor_unit=unit,
         reinspection_days=settings.matching.reinspection_days,
     )
     engine.dispose()

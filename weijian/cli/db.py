@@ -5,7 +5,9 @@ from __future__ import annotations
 import typer
 from rich.console import Console
 
-app = typer.Typer(help="数据库: 内置 PostGIS 集群的状态、启动、停止与连接串。", no_args_is_help=True)
+app = typer.Typer(
+    help="数据库: 内置 PostGIS 集群的状态、启动、停止与连接串。", no_args_is_help=True
+)
 out = Console()
 
 
@@ -87,7 +89,9 @@ def upgrade(revision: str = typer.Argument("head")) -> None:
 
 
 @app.command()
-def downgrade(revision: str = typer.Argument(..., help="target revision, or 'base' to drop all")) -> None:
+def downgrade(
+    revision: str = typer.Argument(..., help="target revision, or 'base' to drop all"),
+) -> None:
     """将数据库结构降级到指定版本。"""
     from gis_db import schema
     from gis_db.engine import make_engine

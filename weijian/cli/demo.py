@@ -45,18 +45,28 @@ def demo(
     summary = summary_by_street_town(engine)
     table = Table(title=f"{settings.district_name} 违建点位汇总 (按街镇)")
     for header in ("街镇代码", "街镇", "点位数", "重点类型", "库内", "未销项", "面积 (m²)"):
-        table.add_column(header, justify="left" if header in ("街镇", "街镇代码") else "right",
-                         overflow="fold")
+        table.add_column(
+            header, justify="left" if header in ("街镇", "街镇代码") else "right", overflow="fold"
+        )
     for row in summary.itertuples():
         table.add_row(
-            row.street_town_code, row.street_town_name, f"{row.cases:,}",
-            f"{row.priority_cases:,}", f"{row.in_database:,}", f"{row.active_cases:,}",
+            row.street_town_code,
+            row.street_town_name,
+            f"{row.cases:,}",
+            f"{row.priority_cases:,}",
+            f"{row.in_database:,}",
+            f"{row.active_cases:,}",
             f"{row.area_m2:,.0f}",
         )
     table.add_row(
-        "", "合计", f"{summary.cases.sum():,}", f"{summary.priority_cases.sum():,}",
-        f"{summary.in_database.sum():,}", f"{summary.active_cases.sum():,}",
-        f"{summary.area_m2.sum():,.0f}", style="bold",
+        "",
+        "合计",
+        f"{summary.cases.sum():,}",
+        f"{summary.priority_cases.sum():,}",
+        f"{summary.in_database.sum():,}",
+        f"{summary.active_cases.sum():,}",
+        f"{summary.area_m2.sum():,.0f}",
+        style="bold",
     )
     out.print(table)
     engine.dispose()

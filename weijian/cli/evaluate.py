@@ -9,13 +9,37 @@ import typer
 
 
 def evaluate(
-    data: Annotated[list[Path], typer.Argument(help="folders with A/, B/, label/ (LEVIR-CD layout)")],
-    weights: Annotated[str | None, typer.Option(help="weights file, or a network name for its shipped weights (default: settings)")] = None,
-    threshold: Annotated[float | None, typer.Option(min=0, max=1, help="change-probability cut (default: settings, else the weights' best threshold)")] = None,
-    gsd: Annotated[float, typer.Option(min=0, help="ground sample distance of the data, m/px")] = 0.5,
-    only: Annotated[list[str] | None, typer.Option(help="glob of pairs <folder>/<stem> to evaluate (repeatable; default all)")] = None,
-    json_out: Annotated[Path | None, typer.Option("--json", help="write all figures (with the precision-recall curve) here")] = None,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: settings)")] = None,
+    data: Annotated[
+        list[Path], typer.Argument(help="folders with A/, B/, label/ (LEVIR-CD layout)")
+    ],
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="weights file, or a network name for its shipped weights (default: settings)"
+        ),
+    ] = None,
+    threshold: Annotated[
+        float | None,
+        typer.Option(
+            min=0,
+            max=1,
+            help="change-probability cut (default: settings, else the weights' best threshold)",
+        ),
+    ] = None,
+    gsd: Annotated[
+        float, typer.Option(min=0, help="ground sample distance of the data, m/px")
+    ] = 0.5,
+    only: Annotated[
+        list[str] | None,
+        typer.Option(help="glob of pairs <folder>/<stem> to evaluate (repeatable; default all)"),
+    ] = None,
+    json_out: Annotated[
+        Path | None,
+        typer.Option("--json", help="write all figures (with the precision-recall curve) here"),
+    ] = None,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or auto (default: settings)")
+    ] = None,
 ) -> None:
     """评估变化检测模型: 像素精度/召回/F1/IoU, PR 曲线, 目标级召回与每平方公里误报数。"""
     import json
@@ -44,10 +68,14 @@ def evaluate(
         table.add_column(col)
     obj = result["objects"]
     rows = [
-        ("pixel precision", result["precision"]), ("pixel recall", result["recall"]),
-        ("pixel F1", result["f1"]), ("pixel IoU", result["iou"]),
-        ("best-F1 threshold", result["best_threshold"]), ("F1 at best threshold", result["best_f1"]),
-        ("objects (true)", obj["true_objects"]), ("object recall (IoU>=0.5)", obj["recall"]),
+        ("pixel precision", result["precision"]),
+        ("pixel recall", result["recall"]),
+        ("pixel F1", result["f1"]),
+        ("pixel IoU", result["iou"]),
+        ("best-F1 threshold", result["best_threshold"]),
+        ("F1 at best threshold", result["best_f1"]),
+        ("objects (true)", obj["true_objects"]),
+        ("object recall (IoU>=0.5)", obj["recall"]),
         ("object precision", obj["precision"]),
         (f"false-positive objects per km² (GSD {gsd} m)", obj["false_positives_per_km2"]),
         ("  of which touch no change, per km²", obj["spurious_per_km2"]),

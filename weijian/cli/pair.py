@@ -9,18 +9,35 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="影像对: 前后两期影像配准到统一工作网格 (CRS, GSD, 偏移校正, 匀色)。", no_args_is_help=True)
+app = typer.Typer(
+    help="影像对: 前后两期影像配准到统一工作网格 (CRS, GSD, 偏移校正, 匀色)。", no_args_is_help=True
+)
 
 
 @app.command("prepare")
 def prepare(
     before: Annotated[Path, typer.Argument(help="earlier image (file or folder of tiles)")],
     after: Annotated[Path, typer.Argument(help="later image (file or folder of tiles)")],
-    out: Annotated[Path, typer.Option("--out", help="output folder: before.tif, after.tif (COG), pair.json, report.json")],
-    gsd: Annotated[float | None, typer.Option(help="working GSD in metres (default: settings ingest.working_gsd_m)")] = None,
-    histogram_match: Annotated[bool | None, typer.Option("--histogram-match/--no-histogram-match", help="default: settings")] = None,
-    coregister: Annotated[bool, typer.Option(help="estimate and correct the residual shift")] = True,
-    write_cogs: Annotated[bool, typer.Option("--cogs/--no-cogs", help="write the aligned COGs")] = True,
+    out: Annotated[
+        Path,
+        typer.Option(
+            "--out", help="output folder: before.tif, after.tif (COG), pair.json, report.json"
+        ),
+    ],
+    gsd: Annotated[
+        float | None,
+        typer.Option(help="working GSD in metres (default: settings ingest.working_gsd_m)"),
+    ] = None,
+    histogram_match: Annotated[
+        bool | None,
+        typer.Option("--histogram-match/--no-histogram-match", help="default: settings"),
+    ] = None,
+    coregister: Annotated[
+        bool, typer.Option(help="estimate and correct the residual shift")
+    ] = True,
+    write_cogs: Annotated[
+        bool, typer.Option("--cogs/--no-cogs", help="write the aligned COGs")
+    ] = True,
 ) -> None:
     """Align BEFORE and AFTER on one grid, write COGs and a JSON report (配准影像对)."""
     from rich.console import Console
@@ -32,8 +49,14 @@ def prepare(
     settings = get_settings()
     cfg = settings.ingest
     console = Console()
-    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-                  TimeElapsedColumn(), console=console, transient=False) as progress:
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=False,
+    ) as progress:
         tasks: dict[str, TaskID] = {}
 
         def report(step: str, done: int, total: int) -> None:
@@ -44,9 +67,13 @@ def prepare(
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             pair = prepare_pair(
-                before, after, working_crs=settings.working_crs,
-                gsd_m=gsd or cfg.working_gsd_m, min_overlap_fraction=cfg.min_overlap_fraction,
-                max_shift_m=cfg.max_shift_m, coregister=coregister,
+                before,
+                after,
+                working_crs=settings.working_crs,
+                gsd_m=gsd or cfg.working_gsd_m,
+                min_overlap_fraction=cfg.min_overlap_fraction,
+                max_shift_m=cfg.max_shift_m,
+                coregister=coregister,
                 histogram_match=cfg.histogram_match if histogram_match is None else histogram_match,
                 progress=report,
             )

@@ -1,11 +1,11 @@
 """``weijian runs`` (list, match, review detections), ``weijian dispatch`` and ``weijian stats``.
 
-    weijian runs list
-    weijian runs match 7                      # thresholds from the [matching] settings
-    weijian runs review 1234 confirm          # or false-positive, bad-imagery, reopen
-    weijian dispatch --run 7 [--out dispatch/run7]
-    weijian stats [--from 2026-06-01] [--to 2026-06-30] [--period month] [--by village]
-                  [--out stats.xlsx]
+weijian runs list
+weijian runs match 7                      # thresholds from the [matching] settings
+weijian runs review 1234 confirm          # or false-positive, bad-imagery, reopen
+weijian dispatch --run 7 [--out dispatch/run7]
+weijian stats [--from 2026-06-01] [--to 2026-06-30] [--period month] [--by village]
+              [--out stats.xlsx]
 """
 
 from __future__ import annotations
@@ -35,9 +35,17 @@ def list_runs() -> None:
     for header in ("批次", "状态", "网络", "图斑", "前时相", "后时相", "待核查", "已确认", "误报"):
         table.add_column(header)
     for r in frame.itertuples():
-        table.add_row(str(r.id), r.status, r.network, str(r.n_detections or 0),
-                      f"{r.before_acquired_at:%Y-%m-%d}", f"{r.after_acquired_at:%Y-%m-%d}",
-                      str(r.pending), str(r.confirmed), str(r.false_positive))
+        table.add_row(
+            str(r.id),
+            r.status,
+            r.network,
+            str(r.n_detections or 0),
+            f"{r.before_acquired_at:%Y-%m-%d}",
+            f"{r.after_acquired_at:%Y-%m-%d}",
+            str(r.pending),
+            str(r.confirmed),
+            str(r.false_positive),
+        )
     out.print(table)
 
 
@@ -50,12 +58,15 @@ def match(run_id: int = typer.Argument(..., help="run id (see 'weijian runs list
 
     cfg = get_settings().matching
     engine = _engine()
-    summary = match_run(engine, run_id, overlap_threshold=cfg.overlap_threshold,
-                        tolerance_m=cfg.tolerance_m)
+    summary = match_run(
+        engine, run_id, overlap_threshold=cfg.overlap_threshold, tolerance_m=cfg.tolerance_m
+    )
     engine.dispose()
     note = " (already matched: nothing changed)" if summary.already_matched else ""
-    out.print(f"run {run_id}{note}: " + ", ".join(
-        f"{MatchClass(k).zh} {v}" for k, v in summary.counts.items() if v))
+    out.print(
+        f"run {run_id}{note}: "
+        + ", ".join(f"{MatchClass(k).zh} {v}" for k, v in summary.counts.items() if v)
+    )
     if summary.rebound_case_ids:
         out.print(f"[bold red]反弹回潮 {len(summary.rebound_case_ids)} 件已重新打开[/]")
 
@@ -65,7 +76,9 @@ def review(
     detection_id: int = typer.Argument(..., help="detection id"),
     action: str = typer.Argument(..., help="confirm, false-positive, bad-imagery, reopen"),
     comment: str | None = typer.Option(None, "--comment", "-m"),
-    evidence: Annotated[list[str] | None, typer.Option("--evidence", "-e", help="repeatable")] = None,
+    evidence: Annotated[
+        list[str] | None, typer.Option("--evidence", "-e", help="repeatable")
+    ] = None,
     role: str = typer.Option("office", help="office (拆违办) or street_town (街镇)"),
     user: str | None = typer.Option(None, help="acting user; default: settings' user"),
     version: int | None = typer.Option(None, help="the version you saw; refused if changed"),
@@ -76,10 +89,17 @@ def review(
 
     settings = get_settings()
     engine = _engine()
-    result = review_detection(engine, detection_id, action_code(action),
-                              actor=user or settings.user, role=role, comment=comment,
-                              evidence=evidence or [], expected_version=version,
-                              overlap_threshold=settings.matching.overlap_threshold)
+    result = review_detection(
+        engine,
+        detection_id,
+        action_code(action),
+        actor=user or settings.user,
+        role=role,
+        comment=comment,
+        evidence=evidence or [],
+        expected_version=version,
+        overlap_threshold=settings.matching.overlap_threshold,
+    )
     engine.dispose()
     tail = ""
     if result.case_id is not None:
@@ -89,7 +109,9 @@ def review(
 
 def dispatch(
     run: int = typer.Option(..., "--run", help="run id"),
-    out_dir: Annotated[Path | None, typer.Option("--out", help="default: ./dispatch/run<ID>")] = None,
+    out_dir: Annotated[
+        Path | None, typer.Option("--out", help="default: ./dispatch/run<ID>")
+    ] = None,
 ) -> None:
     """为每个街镇生成派单包: GeoPackage、Excel 核查清单与前后时相截图。"""
     from gis_db.dispatch import write_dispatch_packages
@@ -103,8 +125,12 @@ def dispatch(
     for header in ("街镇", "疑似", "截图", "Excel"):
         table.add_column(header)
     for p in packages:
-        table.add_row(f"{p.street_town} ({p.street_town_code})", str(p.n_suspects),
-                      str(p.n_chips), str(p.xlsx))
+        table.add_row(
+            f"{p.street_town} ({p.street_town_code})",
+            str(p.n_suspects),
+            str(p.n_chips),
+            str(p.xlsx),
+        )
     out.print(table)
 
 
@@ -125,16 +151,23 @@ def stats(
     first = _parse_date(start) or last.replace(day=1)
     thresholds = WarningThresholds(**get_settings().warnings.model_dump())
     engine = _engine()
-    frame = zh_columns(unit_stats(engine, first, last, by=by,  # type: ignore[arg-type]
-                                  period=period, thresholds=thresholds))  # type: ignore[arg-type]
+    frame = zh_columns(
+        unit_stats(
+            engine,
+            first,
+            last,
+            by=by,  # type: ignore[arg-type]
+            period=period,
+            thresholds=thresholds,
+        )
+    )  # type: ignore[arg-type]
     engine.dispose()
     colours = {"绿色": "green", "黄色": "yellow", "红色": "red"}
     table = Table(title=f"{get_settings().district_name} {first} — {last}")
     for header in frame.columns:
         table.add_column(str(header))
     for row in frame.itertuples(index=False):
-        cells = ["" if pd.isna(v) else f"{v:,.1f}" if isinstance(v, float) else str(v)
-                 for v in row]
+        cells = ["" if pd.isna(v) else f"{v:,.1f}" if isinstance(v, float) else str(v) for v in row]
         table.add_row(*cells, style=colours.get(row[-1]))
     out.print(table)
     if save is not None:

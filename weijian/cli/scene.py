@@ -9,7 +9,9 @@ from typing import Annotated
 
 import typer
 
-app = typer.Typer(help="影像: 校验并登记卫片/无人机正射影像 (footprint, GSD, 日期, STAC)。", no_args_is_help=True)
+app = typer.Typer(
+    help="影像: 校验并登记卫片/无人机正射影像 (footprint, GSD, 日期, STAC)。", no_args_is_help=True
+)
 
 
 def _print_scene(summary: dict[str, object], as_json: bool) -> None:
@@ -28,9 +30,16 @@ def _print_scene(summary: dict[str, object], as_json: bool) -> None:
 
 @app.command("add")
 def add(
-    files: Annotated[list[Path], typer.Argument(help="GeoTIFF/COG/VRT files or folders of drone tiles")],
-    acquired: Annotated[str | None, typer.Option(help="acquisition date-time, e.g. 2024-03-15T10:00 (UTC+8 if no zone)")] = None,
-    platform: Annotated[str | None, typer.Option(help="drone or satellite (default: from GSD)")] = None,
+    files: Annotated[
+        list[Path], typer.Argument(help="GeoTIFF/COG/VRT files or folders of drone tiles")
+    ],
+    acquired: Annotated[
+        str | None,
+        typer.Option(help="acquisition date-time, e.g. 2024-03-15T10:00 (UTC+8 if no zone)"),
+    ] = None,
+    platform: Annotated[
+        str | None, typer.Option(help="drone or satellite (default: from GSD)")
+    ] = None,
     sensor: Annotated[str | None, typer.Option(help="sensor or camera name")] = None,
     stac: Annotated[bool, typer.Option(help="write NAME.stac.json beside each image")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
@@ -54,7 +63,9 @@ def add(
             if stac and scene.acquired is not None:
                 summary["stac_item"] = str(write_stac_item(scene))
             elif stac:
-                progress.console.print(f"[yellow]warning:[/] {path}: no STAC Item written without a date (--acquired)")
+                progress.console.print(
+                    f"[yellow]warning:[/] {path}: no STAC Item written without a date (--acquired)"
+                )
             progress.advance(task)
             progress.console.print() if not as_json else None
             _print_scene(summary, as_json)
@@ -64,7 +75,9 @@ def add(
 def info(
     file: Annotated[Path, typer.Argument(help="GeoTIFF/COG/VRT file or folder of drone tiles")],
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
-    checksum: Annotated[bool, typer.Option(help="compute the SHA-256 (reads the whole file)")] = False,
+    checksum: Annotated[
+        bool, typer.Option(help="compute the SHA-256 (reads the whole file)")
+    ] = False,
 ) -> None:
     """Describe one image without writing anything (查看影像信息)."""
     from ingest import describe_scene

@@ -11,23 +11,60 @@ NetworkName = typer.Option(help="network: tinysiam (ours, light) or fc_siam_diff
 
 
 def train(
-    data: Annotated[list[Path], typer.Argument(help="folders with A/, B/, label/ (LEVIR-CD layout)")],
-    out: Annotated[Path, typer.Option("--out", help="output folder: model.pt, best.pt, last.pt, history.jsonl")],
+    data: Annotated[
+        list[Path], typer.Argument(help="folders with A/, B/, label/ (LEVIR-CD layout)")
+    ],
+    out: Annotated[
+        Path, typer.Option("--out", help="output folder: model.pt, best.pt, last.pt, history.jsonl")
+    ],
     network: Annotated[str | None, NetworkName] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 60,
     samples_per_epoch: Annotated[int, typer.Option(min=1, help="augmented crops per epoch")] = 256,
-    crop: Annotated[int, typer.Option(min=32, help="training crop side, px (multiple of 16)")] = 128,
+    crop: Annotated[
+        int, typer.Option(min=32, help="training crop side, px (multiple of 16)")
+    ] = 128,
     batch_size: Annotated[int, typer.Option(min=1)] = 16,
     lr: Annotated[float, typer.Option(min=0, help="peak AdamW learning rate (one-cycle)")] = 3e-3,
-    patience: Annotated[int, typer.Option(min=1, help="early stop after this many epochs without a better validation F1 (not before half the epochs)")] = 15,
+    patience: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="early stop after this many epochs without a better validation F1 (not before half the epochs)",
+        ),
+    ] = 15,
     seed: Annotated[int, typer.Option()] = 0,
-    val_fraction: Annotated[float, typer.Option(min=0, max=0.9, help="share of scenes for validation")] = 0.15,
-    holdout: Annotated[list[str] | None, typer.Option(help="glob of pairs <folder>/<stem> kept out of training and validation, evaluated at the end (repeatable)")] = None,
-    validation: Annotated[list[str] | None, typer.Option(help="glob of validation pairs, e.g. 'val/*' (repeatable; default: a seeded --val-fraction of scenes)")] = None,
-    synthetic: Annotated[float, typer.Option(min=0, max=1, help="share of samples that are synthetic roof pairs (0: none; 0.3 scored worse on our data)")] = 0.0,
-    gsd: Annotated[float, typer.Option(min=0, help="ground sample distance of the data, m/px")] = 0.5,
-    device: Annotated[str | None, typer.Option(help="cpu, cuda or auto (default: settings)")] = None,
-    threads: Annotated[int | None, typer.Option(min=1, help="torch CPU threads (default: all cores)")] = None,
+    val_fraction: Annotated[
+        float, typer.Option(min=0, max=0.9, help="share of scenes for validation")
+    ] = 0.15,
+    holdout: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="glob of pairs <folder>/<stem> kept out of training and validation, evaluated at the end (repeatable)"
+        ),
+    ] = None,
+    validation: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="glob of validation pairs, e.g. 'val/*' (repeatable; default: a seeded --val-fraction of scenes)"
+        ),
+    ] = None,
+    synthetic: Annotated[
+        float,
+        typer.Option(
+            min=0,
+            max=1,
+            help="share of samples that are synthetic roof pairs (0: none; 0.3 scored worse on our data)",
+        ),
+    ] = 0.0,
+    gsd: Annotated[
+        float, typer.Option(min=0, help="ground sample distance of the data, m/px")
+    ] = 0.5,
+    device: Annotated[
+        str | None, typer.Option(help="cpu, cuda or auto (default: settings)")
+    ] = None,
+    threads: Annotated[
+        int | None, typer.Option(min=1, help="torch CPU threads (default: all cores)")
+    ] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pt")] = False,
 ) -> None:
     """训练变化检测网络 (LEVIR-CD 目录结构: A/ B/ label/)。
@@ -71,8 +108,12 @@ def train(
     )
     console = Console()
     with Progress(
-        TextColumn("[bold]{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
-        TimeElapsedColumn(), TimeRemainingColumn(), console=console,
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.fields[info]}"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
     ) as progress:
         task = progress.add_task(f"train {config.network}", total=None, info="")
         last_val: dict[str, Any] = {}
@@ -83,13 +124,17 @@ def train(
                 last_val["f1"] = event["val_f1"]
             val = f" val F1 {last_val['f1']:.3f}" if last_val.get("f1") is not None else ""
             progress.update(
-                task, total=total, completed=event["epoch"] * event["steps"] + event["step"],
+                task,
+                total=total,
+                completed=event["epoch"] * event["steps"] + event["step"],
                 info=f"epoch {event['epoch'] + 1}/{config.epochs} loss {event['loss']:.3f}{val}",
             )
 
         result = run_training(data, out, config, resume=resume, on_progress=report)
-    console.print(f"weights: {result.weights} (best epoch {result.best_epoch + 1}, "
-                  f"{result.seconds / 60:.1f} min)")
+    console.print(
+        f"weights: {result.weights} (best epoch {result.best_epoch + 1}, "
+        f"{result.seconds / 60:.1f} min)"
+    )
     if result.val:
         console.print("validation: " + json.dumps(result.val))
     if result.heldout:

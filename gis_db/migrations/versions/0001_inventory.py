@@ -60,14 +60,14 @@ def upgrade() -> None:
         case_number text NOT NULL UNIQUE,
         in_database boolean NOT NULL DEFAULT true,
         priority_type text NOT NULL DEFAULT 'non_priority'
-            CHECK ({check_constraint('priority_type', PriorityType)}),
+            CHECK ({check_constraint("priority_type", PriorityType)}),
         construction_status text NOT NULL DEFAULT 'existing'
-            CHECK ({check_constraint('construction_status', ConstructionStatus)}),
+            CHECK ({check_constraint("construction_status", ConstructionStatus)}),
         exemption text NOT NULL DEFAULT 'none'
-            CHECK ({check_constraint('exemption', Exemption)}),
-        disposal text CHECK ({check_constraint('disposal', Disposal, nullable=True)}),
+            CHECK ({check_constraint("exemption", Exemption)}),
+        disposal text CHECK ({check_constraint("disposal", Disposal, nullable=True)}),
         source text NOT NULL DEFAULT 'other'
-            CHECK ({check_constraint('source', DiscoverySource)}),
+            CHECK ({check_constraint("source", DiscoverySource)}),
         discovered_on date,
         address text,
         owner text,
@@ -75,7 +75,7 @@ def upgrade() -> None:
         area_m2 double precision NOT NULL CHECK (area_m2 > 0),
         street_town_code text REFERENCES street_town(code),
         village_code text REFERENCES village(code),
-        state text NOT NULL DEFAULT 'open' CHECK ({check_constraint('state', CaseState)}),
+        state text NOT NULL DEFAULT 'open' CHECK ({check_constraint("state", CaseState)}),
         version integer NOT NULL DEFAULT 1,
         created_at timestamptz NOT NULL DEFAULT now(),
         updated_at timestamptz NOT NULL DEFAULT now(),
@@ -88,7 +88,7 @@ def upgrade() -> None:
     CREATE TABLE permit (
         id bigserial PRIMARY KEY,
         permit_number text NOT NULL UNIQUE,
-        issuer text NOT NULL DEFAULT 'planning' CHECK ({check_constraint('issuer', PermitIssuer)}),
+        issuer text NOT NULL DEFAULT 'planning' CHECK ({check_constraint("issuer", PermitIssuer)}),
         description text,
         valid_from date NOT NULL,
         valid_to date,
