@@ -27,6 +27,7 @@ from ingest.errors import (
     CoregistrationWarning,
     CorruptRasterError,
     EmptyRasterError,
+    ImplausibleBoundsError,
     IngestError,
     IngestWarning,
     InsufficientOverlapError,
@@ -43,7 +44,7 @@ from ingest.errors import (
 from ingest.export import pair_report, write_pair_cogs, write_report
 from ingest.radiometry import apply_histogram, histogram_tables
 from ingest.raster import build_mosaic_vrt, open_raster, parse_crs
-from ingest.scene import Scene, describe_scene, stac_item, write_stac_item
+from ingest.scene import Scene, check_plausible_bounds, describe_scene, stac_item, write_stac_item
 from ingest.tiles import TileTask, iter_tiles, read_tiles
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "CorruptRasterError",
     "EmptyRasterError",
     "EpochSpec",
+    "ImplausibleBoundsError",
     "IngestError",
     "IngestWarning",
     "InsufficientOverlapError",
@@ -73,6 +75,7 @@ __all__ = [
     "UnknownCRSError",
     "apply_histogram",
     "build_mosaic_vrt",
+    "check_plausible_bounds",
     "describe_scene",
     "estimate_shift",
     "histogram_tables",

@@ -40,7 +40,7 @@ from ingest.errors import (
 )
 from ingest.radiometry import HistogramTables, apply_histogram, histogram_tables, lookup_tables
 from ingest.raster import GDAL_ENV, projected_metres_crs
-from ingest.scene import Scene, describe_scene
+from ingest.scene import Scene, check_plausible_bounds, describe_scene
 
 Epoch = Literal["before", "after"]
 #: Progress callback: (step name, done, total).
@@ -346,6 +346,8 @@ def prepare_pair(
     scenes = []
     for i, item in enumerate((before, after)):
         report("describe", i, 2)
+        if isinstance(item, Scene):  # described elsewhere: the bounds check still applies
+            check_plausible_bounds(item.crs, item.bounds, name=item.path)
         scenes.append(item if isinstance(item, Scene) else describe_scene(item))
     report("describe", 2, 2)
     sb, sa = scenes

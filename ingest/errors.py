@@ -27,6 +27,14 @@ class UnknownCRSError(IngestError, ValueError):
     """The CRS cannot be understood by PROJ (or is not usable for a working grid)."""
 
 
+class ImplausibleBoundsError(IngestError, ValueError):
+    """The raster's bounds are impossible in its CRS, or lie far outside the CRS's area of use.
+
+    Almost always a wrong CRS declaration (coordinates of one CRS labelled as another) or a broken
+    geotransform; the image must not be placed on a map until the georeference is fixed.
+    """
+
+
 class EmptyRasterError(IngestError, ValueError):
     """The raster holds no valid pixel at all (everything is nodata or masked)."""
 
@@ -72,4 +80,4 @@ class AcquisitionDateWarning(IngestWarning):
 
 
 class CoregistrationWarning(IngestWarning):
-    """Co-registration found too few textured tiles; no shift was applied."""
+    """Co-registration is not confident (too few textured blocks agree); no shift was applied."""

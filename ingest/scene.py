@@ -27,6 +27,7 @@ from shapely.geometry.base import BaseGeometry
 from ingest.errors import (
     AcquisitionDateWarning,
     EmptyRasterError,
+    ImplausibleBoundsError,
     InvalidDateError,
     MissingAcquisitionDateError,
 )
@@ -38,6 +39,10 @@ DateSource = Literal["explicit", "sidecar", "filename", "tiff-tag"]
 SHANGHAI = timezone(timedelta(hours=8))
 #: Below this ground sample distance (m) a scene is taken for a drone orthophoto.
 DRONE_MAX_GSD_M = 0.25
+#: How far (degrees) bounds may lie outside their CRS's area of use before they are refused: about
+#: 300 km, so a 3-degree Gauss-Kruger zone used a little beyond its edge (as for all of Shanghai in
+#: EPSG:4549, whose area of use stops at 121.5 E) is accepted.
+AREA_OF_USE_MARGIN_DEG = 3.0
 #: Largest side (px) of the decimated mask read used to compute footprints.
 FOOTPRINT_MAX_PX = 1024
 
@@ -131,6 +136,90 @@ def reproject_geometry(geom: BaseGeometry, src: CRS, dst: CRS) -> BaseGeometry:
     dense = segmentize(geom, max(maxx - minx, maxy - miny) / 64 or 1.0)
     fwd = Transformer.from_crs(src, dst, always_xy=True)
     return shapely.transform(dense, lambda xy: np.column_stack(fwd.transform(xy[:, 0], xy[:, 1])))
+
+
+def _fmt_bounds(bounds: tuple[float, float, float, float]) -> str:
+    return "(" + ", ".join(f"{v:.10g}" for v in bounds) + ")"
+
+
+def check_plausible_bounds(
+    crs: Any,
+    bounds: tuple[float, float, float, float],
+    *,
+    name: object = None,
+    margin_deg: float = AREA_OF_USE_MARGIN_DEG,
+) -> tuple[float, float, float, float]:
+    """Refuse bounds that are impossible in ``crs`` or lie far outside its area of use.
+
+    ``bounds`` = (left, bottom, right, top) in ``crs`` units (an EPSG code, PROJ/WKT string,
+    pyproj or rasterio CRS). Impossible: not finite, empty, latitude beyond ±90° or longitude
+    beyond -180..360° in a geographic CRS, or points a projected CRS cannot take back to the earth
+    (its inverse fails or does not return to the same coordinates). Far outside: the bounds in
+    longitude/latitude do not come within ``margin_deg`` degrees of the CRS's area of use (CRS
+    without a declared area of use, such as a custom PROJ string, skip that part).
+
+    Returns the bounds in longitude/latitude degrees (west, south, east, north). Raises
+    :class:`ImplausibleBoundsError` with one line that says what to fix. The check only reads
+    numbers: it is cheap enough for every image of a flight.
+    """
+    crs = parse_crs(crs)
+    label = f"{name}: " if name is not None else ""
+    fix = (
+        "check which CRS the coordinates were made in (`gdalinfo`) and assign it with "
+        "`gdal_edit.py -a_srs EPSG:... FILE`, or fix the geotransform"
+    )
+    values = tuple(float(v) for v in bounds)
+    left, bottom, right, top = values
+    if not all(np.isfinite(values)) or left >= right or bottom >= top:
+        raise ImplausibleBoundsError(
+            f"{label}bounds {_fmt_bounds(bounds)} are not a finite, non-empty rectangle in "
+            f"{crs.name}: {fix}"
+        )
+    xs = np.linspace(left, right, 5)
+    ys = np.linspace(bottom, top, 5)
+    gx, gy = (a.ravel() for a in np.meshgrid(xs, ys))
+    if crs.is_geographic:
+        lon, lat = gx, gy
+        bad = bool((lat < -90 - 1e-9).any() or (lat > 90 + 1e-9).any())
+        bad = bad or bool((lon < -180 - 1e-9).any() or (lon > 360 + 1e-9).any())
+        lon = np.where(lon > 180, lon - 360, lon)
+    else:
+        geo = crs.geodetic_crs or CRS.from_epsg(4326)
+        to_geo = Transformer.from_crs(crs, geo, always_xy=True)
+        back = Transformer.from_crs(geo, crs, always_xy=True)
+        with np.errstate(all="ignore"):
+            lon, lat = (np.asarray(v, dtype=np.float64) for v in to_geo.transform(gx, gy))
+            rx, ry = (np.asarray(v, dtype=np.float64) for v in back.transform(lon, lat))
+        scale = max(abs(right - left), abs(top - bottom), 1.0)
+        bad = not (np.isfinite(lon).all() and np.isfinite(lat).all())
+        bad = bad or not (np.isfinite(rx).all() and np.isfinite(ry).all())
+        bad = bad or float(np.max(np.hypot(rx - gx, ry - gy))) > max(1.0, 1e-6 * scale)
+        bad = bad or bool((np.abs(lat) > 90 + 1e-9).any())
+    if bad:
+        raise ImplausibleBoundsError(
+            f"{label}bounds {_fmt_bounds(bounds)} are impossible in {crs.name} (no place on earth "
+            f"has these coordinates): {fix}"
+        )
+    lonlat = (float(lon.min()), float(lat.min()), float(lon.max()), float(lat.max()))
+    area = crs.area_of_use
+    if area is None and (code := crs.to_epsg()) is not None:  # WKT from GDAL drops the USAGE
+        area = CRS.from_epsg(code).area_of_use
+    if area is not None and area.west <= area.east:
+        m = margin_deg
+        far = (
+            lonlat[2] < area.west - m
+            or lonlat[0] > area.east + m
+            or lonlat[3] < area.south - m
+            or lonlat[1] > area.north + m
+        )
+        if far:
+            raise ImplausibleBoundsError(
+                f"{label}bounds {_fmt_bounds(bounds)} lie at {lonlat[0]:.3f}..{lonlat[2]:.3f} E, "
+                f"{lonlat[1]:.3f}..{lonlat[3]:.3f} N, more than {m:g} degrees outside the area of "
+                f"use of {crs.name} ({area.west:g}..{area.east:g} E, {area.south:g}..{area.north:g}"
+                f" N): {fix}"
+            )
+    return lonlat
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 22) -> str:
@@ -264,6 +353,7 @@ def describe_scene(
     src_path = Path(source)
     with open_raster(source) as ds:
         crs = parse_crs(ds.crs)
+        check_plausible_bounds(crs, tuple(ds.bounds), name=path)  # type: ignore[arg-type]
         check_readable(ds, path)
         bands = data_band_indexes(ds)
         flags = ds.mask_flag_enums[0]

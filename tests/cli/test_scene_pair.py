@@ -101,3 +101,26 @@ def test_pair_error_no_overlap(images: tuple[Path, Path], tmp_path: Path) -> Non
     assert (
         proc.returncode == 1 and "do not overlap" in proc.stderr and "Traceback" not in proc.stderr
     )
+
+
+def test_impossible_coordinates_one_line_from_scene_add_and_pair_prepare(
+    images: tuple[Path, Path], tmp_path: Path
+) -> None:
+    """Longitude 500 in EPSG:4326: refused with one line by both commands, nothing written."""
+    from affine import Affine
+
+    bad = data_gen.write_raster(
+        tmp_path / "lon500_20240101.tif",
+        data_gen.texture(64, 64),
+        crs="EPSG:4326",
+        transform=Affine(1e-5, 0, 500.0, 0, -1e-5, 31.35),
+    )
+    for args in (
+        ("scene", "add", str(bad)),
+        ("pair", "prepare", str(images[0]), str(bad), "--out", str(tmp_path / "o")),
+    ):
+        proc = _weijian(*args, cwd=tmp_path)
+        assert proc.returncode == 1, proc.stderr
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert len(lines) == 1 and "impossible in WGS 84" in lines[0], proc.stderr
+    assert not (tmp_path / "o").exists() and not bad.with_name("lon500_20240101.stac.json").exists()

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pystac
 import pytest
+import rasterio.transform
 
 import ingest
 from tests.ingest import data_gen
@@ -143,3 +144,52 @@ def test_sha256_and_stac_item(ground: Path) -> None:
     lon, lat = item.geometry["coordinates"][0][0]
     assert abs(lon - 121.45) < 0.01 and abs(lat - 31.35) < 0.01
     assert item.assets["image"].href == "ground_20230601.tif"
+
+
+@pytest.mark.parametrize(
+    ("crs", "bounds", "message"),
+    [
+        ("EPSG:4326", (500.0, 30.0, 500.01, 30.01), "impossible in WGS 84"),
+        ("EPSG:4326", (121.4, 95.0, 121.41, 95.01), "impossible"),
+        # a zone-prefixed Gauss-Kruger easting (EPSG:4528 style) declared as EPSG:4549
+        ("EPSG:4549", (40_637_980.0, 3_470_000.0, 40_638_100.0, 3_470_120.0), "impossible"),
+        ("EPSG:3857", (1e8, 0.0, 1e8 + 100, 100.0), "impossible"),
+        # Baoshan's northing with the sign lost: the southern hemisphere, far outside China
+        ("EPSG:4549", (637_980.0, -3_470_120.0, 638_100.0, -3_470_000.0), "area of use"),
+        ("EPSG:4490", (2.0, 48.0, 2.01, 48.01), "area of use"),  # CGCS2000 degrees in Paris
+    ],
+)
+def test_impossible_bounds_are_refused(
+    tmp_path: Path, crs: str, bounds: tuple[float, float, float, float], message: str
+) -> None:
+    with pytest.raises(ingest.ImplausibleBoundsError, match=message) as info:
+        ingest.check_plausible_bounds(crs, bounds, name="flight.tif")
+    assert "\n" not in str(info.value) and "gdal_edit.py -a_srs" in str(info.value)
+    assert isinstance(info.value, ingest.IngestError)
+    # the same image on disk is refused by describe_scene (and so by `scene add`/`pair prepare`)
+    left, bottom, right, top = bounds
+    transform = rasterio.transform.from_bounds(left, bottom, right, top, 16, 16)
+    path = data_gen.write_raster(
+        tmp_path / "bad.tif", data_gen.texture(16, 16), crs=crs, transform=transform
+    )
+    with pytest.raises(ingest.ImplausibleBoundsError):
+        ingest.describe_scene(path)
+
+
+@pytest.mark.parametrize(
+    ("crs", "bounds"),
+    [
+        ("EPSG:4549", (637_980.0, 3_470_000.0, 640_000.0, 3_470_688.0)),  # Baoshan
+        ("EPSG:4549", (680_000.0, 3_500_000.0, 681_000.0, 3_501_000.0)),  # Chongming, past 121.5 E
+        ("EPSG:4326", (121.45, 31.34, 121.46, 31.35)),
+        ("EPSG:4326", (301.45, 31.34, 301.46, 31.35)),  # 0..360 longitudes are legal
+        ("EPSG:32651", (350_000.0, 3_468_000.0, 351_000.0, 3_469_000.0)),
+        (
+            "+proj=tmerc +lat_0=31.2363 +lon_0=121.4645 +k=1 +ellps=GRS80 +units=m",
+            (-50, -50, 50, 50),
+        ),
+    ],
+)
+def test_plausible_bounds_pass(crs: str, bounds: tuple[float, float, float, float]) -> None:
+    west, south, east, north = ingest.check_plausible_bounds(crs, bounds)
+    assert -180 <= west < east <= 180 and -90 <= south < north <= 90
