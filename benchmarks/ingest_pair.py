@@ -52,7 +52,7 @@ def _texture(period: int, seed: int) -> np.ndarray:
 
 
 def generate(path: Path, size: int) -> None:
-    """An RGB uint8 size x size GeoTIFF, written 512 rows at a time (two co-prime textures summed)."""
+    """An RGB uint8 size x size GeoTIFF, written 512 rows at a time (two co-prime textures)."""
     import rasterio
     from affine import Affine
 
@@ -94,7 +94,7 @@ def wrap(
     scale: float = 1.0,
     add: float = 0.0,
 ) -> Path:
-    """A VRT showing ``tif`` at ``gsd`` m/px with its origin moved by ``offset`` m (and a gain/offset)."""
+    """A VRT of ``tif`` at ``gsd`` m/px, origin moved by ``offset`` m, with a gain/offset."""
     import rasterio
 
     with rasterio.open(tif) as ds:
@@ -102,7 +102,8 @@ def wrap(
     bands = "".join(
         f'<VRTRasterBand dataType="Byte" band="{b}"><ColorInterp>{ci}</ColorInterp><ComplexSource>'
         f'<SourceFilename relativeToVRT="0">{tif}</SourceFilename><SourceBand>{b}</SourceBand>'
-        f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/><DstRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+        f'<SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/><DstRect xOff="0" yOff="0" '
+        f'xSize="{w}" ySize="{h}"/>'
         f"<ScaleOffset>{add}</ScaleOffset><ScaleRatio>{scale}</ScaleRatio></ComplexSource></VRTRasterBand>"
         for b, ci in ((1, "Red"), (2, "Green"), (3, "Blue"))
     )
@@ -171,7 +172,8 @@ def main() -> None:
             t = time.perf_counter()
             generate(tif, size)
             print(
-                f"generated {tif} ({tif.stat().st_size / 1e9:.2f} GB) in {time.perf_counter() - t:.0f} s",
+                f"generated {tif} ({tif.stat().st_size / 1e9:.2f} GB) in "
+                f"{time.perf_counter() - t:.0f} s",
                 flush=True,
             )
         for case in args.cases:

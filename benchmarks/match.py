@@ -118,7 +118,7 @@ def load_inventory(engine: Engine, rng: np.random.Generator, n_cases: int) -> np
             "case_number, area_m2, state, geom",
             (
                 (f"B{start + i:07d}", float(a), s, g)
-                for i, (a, s, g) in enumerate(zip(areas[part], states[part], hexes))
+                for i, (a, s, g) in enumerate(zip(areas[part], states[part], hexes, strict=True))
             ),
         )
     permits = rectangles(rng, 20_000, 20, 120)
@@ -151,7 +151,7 @@ def load_inventory(engine: Engine, rng: np.random.Generator, n_cases: int) -> np
         engine,
         "village",
         "code, name, street_town_code, geom",
-        ((c, f"居村{c}", s, g) for (c, s, _), g in zip(villages, hexes)),
+        ((c, f"居村{c}", s, g) for (c, s, _), g in zip(villages, hexes, strict=True)),
     )
     with engine.begin() as conn:
         conn.execute(

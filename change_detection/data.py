@@ -125,7 +125,7 @@ def load_pair(files: PairFiles) -> Pair:
 
 
 def matches(name: str, patterns: Sequence[str]) -> bool:
-    """Whether a pair name ``<folder>/<stem>`` matches any glob pattern (``levir_1024/test_102``)."""
+    """Whether a pair name ``<folder>/<stem>`` matches a glob pattern (``levir_1024/test_102``)."""
     return any(fnmatch.fnmatch(name, pat) for pat in patterns)
 
 
@@ -139,7 +139,8 @@ def split_pairs(
     """Split pairs by scene into (train, validation, held-out).
 
     Held-out: every pair matching a ``holdout`` glob pattern, *and every pair of the same scene*
-    (so holding out ``levir_1024/test_102`` also holds out its crop ``levir_256/test_102_0512_0000``).
+    (so holding out ``levir_1024/test_102`` also holds out its crop
+    ``levir_256/test_102_0512_0000``).
     Validation: a seeded choice of whole scenes, about ``val_fraction`` of the remaining pixels
     counted by pairs (at least one scene when ``val_fraction > 0``). The choice depends only on
     the scene names and ``seed``, not on file order. With ``validation`` glob patterns (e.g.
@@ -197,7 +198,8 @@ class TrainingSamples(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor,
     then jointly for both epochs and the mask: horizontal/vertical flips and a 90-degree rotation
     (torchvision.transforms.v2), then independently per epoch: brightness, contrast, saturation
     and hue jitter and Gaussian noise, so lighting differences are not learned as change.
-    Returns ``before, after`` float ``(3, crop, crop)`` in 0..255 and ``mask`` float ``(1, crop, crop)``.
+    Returns ``before, after`` float ``(3, crop, crop)`` in 0..255 and ``mask`` float
+    ``(1, crop, crop)``.
     """
 
     def __init__(

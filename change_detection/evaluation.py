@@ -43,7 +43,7 @@ def evaluate_pairs(
                     "iou": s["iou"],
                     "object_recall": s["objects"]["recall"],
                 }
-            )  # type: ignore[index]
+            )
     summary = total.summary()
     summary["pairs"] = [p.name for p in pairs]
     if per_pair:

@@ -23,7 +23,8 @@ def _to_hwc(image: np.ndarray, name: str) -> np.ndarray:
         image = np.moveaxis(image, 0, -1)
     if image.shape[2] not in (3, 4):
         raise InputError(
-            f"{name} has shape {image.shape}: give RGB (or RGBA, alpha ignored) as (H, W, C) or (C, H, W)"
+            f"{name} has shape {image.shape}: give RGB (or RGBA, alpha ignored) as (H, W, C) or "
+            "(C, H, W)"
         )
     return image[..., :3]
 

@@ -8,6 +8,7 @@ an empty tile predicted empty scores perfectly. Objects are 8-connected componen
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -119,7 +120,7 @@ class ChangeScorer:
             self.objects[key] += value
 
     def curve(self) -> list[dict[str, float]]:
-        """Precision, recall and F1 at thresholds ``k / CURVE_BINS`` (exact for these thresholds)."""
+        """Precision, recall and F1 at thresholds ``k / CURVE_BINS`` (exact at these thresholds)."""
         tp = np.cumsum(self.hist_pos[::-1])[::-1]  # positives with probability >= k / BINS
         fp = np.cumsum(self.hist_neg[::-1])[::-1]
         fn = int(self.hist_pos.sum()) - tp
@@ -141,7 +142,7 @@ class ChangeScorer:
         best = max(self.curve(), key=lambda r: (r["f1"], -abs(r["threshold"] - 0.5)))
         return best["threshold"], best["f1"]
 
-    def summary(self) -> dict[str, object]:
+    def summary(self) -> dict[str, Any]:
         """All figures as a JSON-ready dict (pixel scores at ``threshold``, curve, objects)."""
         area_km2 = self.pixels * self.gsd_m**2 / 1e6
         best_t, best_f1 = self.best_threshold()

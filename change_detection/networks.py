@@ -55,6 +55,7 @@ class InvertedResidual(nn.Module):
         self.residual = stride == 1 and c_in == c_out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """``(N, c_in, H, W)`` -> ``(N, c_out, H / stride, W / stride)``."""
         y = self.block(x)
         return x + y if self.residual else y
 
@@ -86,6 +87,7 @@ class TinyEncoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """Features of ``(N, 3, H, W)`` images at strides 2, 4, 8 and 16."""
         f1 = self.stage1(x)
         f2 = self.stage2(f1)
         f3 = self.stage3(f2)
@@ -103,6 +105,7 @@ class TemporalFusion(nn.Module):
         self.attention = SqueezeExcitation(c_out, max(c_out // 4, 8))
 
     def forward(self, fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+        """One fused ``(N, c_out, h, w)`` map from both epochs' features at one scale."""
         x = self.mix(torch.cat([fa, fb, (fa - fb).abs()], dim=1))
         return self.attention(x + self.local(x))
 
@@ -125,6 +128,7 @@ class TinySiam(nn.Module):
         )
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        """Change logits ``(N, 1, H, W)`` for ``(N, 3, H, W)`` before/after images."""
         n = before.shape[0]
         feats = self.encoder(torch.cat([before, after], dim=0))  # one pass for both epochs
         fused = [fuse(f[:n], f[n:]) for fuse, f in zip(self.fusions, feats, strict=True)]
@@ -211,6 +215,7 @@ class FCSiamDiff(nn.Module):
         )
 
     def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        """Change logits ``(N, 1, H, W)`` for ``(N, 3, H, W)`` before/after images."""
         n = before.shape[0]
         x = torch.cat([before, after], dim=0)  # one pass of the shared encoder for both epochs
         skips: list[torch.Tensor] = []

@@ -3,8 +3,8 @@
 From one real image (a background), :func:`synthetic_pair` makes a pair whose earlier image is
 the background and whose later image is the same background under a different illumination
 (global gain, gamma, colour cast, a soft brightness gradient, a sub-pixel shift), with, in most
-pairs, a few new roof-like polygons: rectangles and L-shapes of 4-30 m (in 30 % of the pairs also one
-factory or warehouse roof of 30-120 m), in the roof
+pairs, a few new roof-like polygons: rectangles and L-shapes of 4-30 m (in 30 % of the pairs also
+one factory or warehouse roof of 30-120 m), in the roof
 colours of Shanghai's suburbs (blue steel sheet, grey concrete, red tile, white), with a ridge
 line, texture noise and a cast shadow on the side away from a random sun azimuth. The mask marks
 the roofs only, not their shadows. A share of the pairs (``negative_share``) carries no roof:
@@ -143,7 +143,7 @@ def synthetic_pair(
 def write_dataset(
     out: Path, backgrounds: Sequence[np.ndarray], count: int, seed: int = 0, size: int = 256
 ) -> None:
-    """Write ``count`` synthetic pairs (``size`` px crops of ``backgrounds``) in the LEVIR layout."""
+    """Write ``count`` synthetic pairs (``size`` px crops of ``backgrounds``), LEVIR layout."""
     from PIL import Image
 
     rng = np.random.default_rng(seed)

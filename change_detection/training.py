@@ -147,6 +147,7 @@ def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def summary_line(s: dict[str, Any]) -> dict[str, Any]:
+    """The figures of a metrics summary rounded to 4 places, for a one-line log or report."""
     keys = ("threshold", "precision", "recall", "f1", "iou", "best_threshold", "best_f1")
     out = {k: round(float(s[k]), 4) for k in keys}
     obj = s["objects"]

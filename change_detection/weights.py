@@ -84,7 +84,7 @@ def save_weights(
     metadata: dict[str, Any],
     network_kwargs: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``net``'s parameters (float16) and ``metadata`` (plain JSON-like values) to ``path``."""
+    """Write ``net``'s parameters (float16) and ``metadata`` (JSON-like values) to ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {

@@ -1,1 +1,1 @@
-"""placeholder"""
+"""The system of record: embedded cluster, schema, inventory import/export, matching, workflow."""

@@ -126,7 +126,7 @@ def _random_points_in(poly: Polygon, n: int, rng: np.random.Generator) -> np.nda
     while len(out) < n:
         xs = rng.uniform(minx, maxx, n * 3)
         ys = rng.uniform(miny, maxy, n * 3)
-        for x, y in zip(xs, ys):
+        for x, y in zip(xs, ys, strict=True):
             if prepared.contains(shapely.Point(x, y)):
                 out.append((x, y))
                 if len(out) == n:
@@ -172,7 +172,7 @@ def generate(
     )
 
     village_rows: list[dict[str, object]] = []
-    for town_code, town_name, cell in zip(towns["code"], towns["name"], town_cells):
+    for town_code, cell in zip(towns["code"], town_cells, strict=True):
         n = int(rng.integers(*villages_per_town))
         seeds = _random_points_in(cell, n, rng)
         used: set[str] = set()

@@ -1,7 +1,7 @@
 """Dispatch packages (派单包): one folder per 街镇 with the suspects its team must verify on site.
 
-Each folder holds a GeoPackage (layer ``疑似违建``, polygons in the working CRS), an Excel sheet with
-Chinese headers and blank columns for the field result, and, when the run's two images are on
+Each folder holds a GeoPackage (layer ``疑似违建``, polygons in the working CRS), an Excel sheet
+with Chinese headers and blank columns for the field result, and, when the run's two images are on
 disk, a before and an after PNG chip of every suspect with its outline drawn (rasterio windowed
 reads: an orthophoto is never read whole). Detections outside every 街镇 go to ``unassigned``.
 """
@@ -74,7 +74,8 @@ def _suspects(conn: Connection, run_id: int, classes: Sequence[MatchClass]) -> g
         text(
             "SELECT d.seq, d.id AS detection_id, d.match_class, d.state, d.change_kind, "
             "d.street_town_code, s.name AS street_town, v.name AS village, "
-            "round(d.area_m2::numeric, 1)::float8 AS area_m2, round(d.score::numeric, 3)::float8 AS score, "
+            "round(d.area_m2::numeric, 1)::float8 AS area_m2, round(d.score::numeric, 3)::float8 "
+            "AS score, "
             "COALESCE(linked.case_number, matched.case_number) AS case_number, d.geom "
             "FROM detection d LEFT JOIN street_town s ON s.code = d.street_town_code "
             "LEFT JOIN village v ON v.code = d.village_code "
@@ -142,7 +143,7 @@ def write_dispatch_packages(
         group = group.copy()
         chips = [
             chipper.cut(geom, folder / "chips", int(det))
-            for geom, det in zip(group.geometry, group["detection_id"])
+            for geom, det in zip(group.geometry, group["detection_id"], strict=True)
         ]
         group["before_chip"] = [c[0] for c in chips]
         group["after_chip"] = [c[1] for c in chips]
@@ -176,7 +177,7 @@ class _Chipper:
         if all(p is not None and p.is_file() for p in paths):
             import rasterio
 
-            self.sources = [rasterio.open(p) for p in paths]  # type: ignore[arg-type]
+            self.sources = [rasterio.open(p) for p in paths]
 
     def close(self) -> None:
         for src in self.sources:
@@ -188,7 +189,7 @@ class _Chipper:
             return "", ""
         folder.mkdir(exist_ok=True)
         names = []
-        for label, src in zip(("before", "after"), self.sources):
+        for label, src in zip(("before", "after"), self.sources, strict=True):
             name = f"chips/{detection_id}_{label}.png"
             self._write(src, geom, folder.parent / name)
             names.append(name)

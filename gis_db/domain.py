@@ -15,7 +15,7 @@ class LabelledEnum(StrEnum):
 
     zh: str
 
-    def __new__(cls, value: str, zh: str = "") -> Self:
+    def __new__(cls, value: str, zh: str = "") -> Self:  # noqa: D102 (the class says it)
         obj = str.__new__(cls, value)
         obj._value_ = value
         obj.zh = zh
@@ -35,6 +35,7 @@ class LabelledEnum(StrEnum):
 
     @classmethod
     def codes(cls) -> list[str]:
+        """Every member's code (the stored value), in definition order."""
         return [m.value for m in cls]
 
 

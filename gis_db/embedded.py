@@ -58,7 +58,8 @@ def _check_postgis(bindir: Path) -> None:
     if not glob.glob(f"/usr/share/postgresql/{version}/extension/postgis.control"):
         raise SystemPackageMissingError(
             f"PostGIS is not installed for PostgreSQL {version}: run "
-            f"'apt-get install postgresql-{version}-postgis-3' (or ./test.sh as root, which does it)"
+            f"'apt-get install postgresql-{version}-postgis-3' (or ./test.sh as root, which does "
+            "it)"
         )
 
 
@@ -101,10 +102,12 @@ class EmbeddedCluster:
 
     @property
     def password(self) -> str:
+        """The generated password of the ``postgres`` role (kept in the cluster folder)."""
         return (self.root / "password").read_text().strip()
 
     @property
     def initialised(self) -> bool:
+        """Whether ``initdb`` has run and the password file exists."""
         return (self.pgdata / "PG_VERSION").is_file() and (self.root / "password").is_file()
 
     def url(self) -> str:
@@ -144,6 +147,7 @@ class EmbeddedCluster:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
     def status(self) -> ClusterStatus:
+        """Initialised, running, port and URL of the cluster, without starting it."""
         running = False
         if self.initialised:
             bindir = _pg_bindir()

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, create_engine, text
+from typing import Any
+
+import psycopg
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import OperationalError
 
 from gis_db.errors import DatabaseUnavailableError
@@ -15,7 +18,7 @@ def make_engine(url: str, **kwargs: object) -> Engine:
     """
     if url.startswith(("postgresql://", "postgres://")):
         url = "postgresql+psycopg://" + url.split("://", 1)[1]
-    engine = create_engine(url, pool_pre_ping=True, **kwargs)  # type: ignore[arg-type]
+    engine = create_engine(url, pool_pre_ping=True, **kwargs)
     try:
         with engine.connect() as conn:
             conn.execute(text("SELECT 1"))
@@ -26,3 +29,11 @@ def make_engine(url: str, **kwargs: object) -> Engine:
             "use the embedded cluster"
         ) from exc
     return engine
+
+
+def psycopg_connection(conn: Connection) -> psycopg.Connection[Any]:
+    """The psycopg 3 connection under an SQLAlchemy connection (for ``COPY``)."""
+    raw = conn.connection.driver_connection
+    if not isinstance(raw, psycopg.Connection):
+        raise TypeError(f"expected a psycopg 3 connection, got {type(raw).__name__}")
+    return raw

@@ -35,6 +35,7 @@ from pyproj import CRS
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
+from gis_db.engine import psycopg_connection
 from gis_db.errors import ConflictError, InvalidInputError
 from gis_db.schema import stored_crs
 
@@ -119,11 +120,6 @@ class ImportReport:
 # helpers
 
 
-def _raw(conn: Connection):  # type: ignore[no-untyped-def]
-    """The psycopg 3 connection under an SQLAlchemy connection (for COPY)."""
-    return conn.connection.driver_connection
-
-
 def _srid_and_check_crs(conn: Connection, frame: gpd.GeoDataFrame) -> int:
     stored = stored_crs(conn)
     if stored is None:
@@ -167,12 +163,12 @@ def _copy_frame(
     progress: Progress | None,
 ) -> None:
     """Stream ``frame`` plus ``geometry`` (as hex WKB in column ``geom``) into ``table``."""
-    columns = list(frame.columns) + ["geom"]
+    columns = [*frame.columns, "geom"]
     out = frame.copy()
     out["geom"] = shapely.to_wkb(shapely.force_2d(geometry.values), hex=True)
     total = len(out)
     sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
-    with _raw(conn).cursor() as cur, cur.copy(sql) as copy:
+    with psycopg_connection(conn).cursor() as cur, cur.copy(sql) as copy:
         for start in range(0, total, COPY_CHUNK_ROWS):
             buf = io.StringIO()
             out.iloc[start : start + COPY_CHUNK_ROWS].to_csv(

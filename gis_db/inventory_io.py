@@ -328,7 +328,8 @@ def _read_vector(path: Path, source: str, layer: str | None) -> RawTable:
         layers = [str(name) for name, _ in pyogrio.list_layers(target)]
         if layer is None and len(layers) > 1:
             raise InvalidInputError(
-                f"{source}: holds {len(layers)} layers ({', '.join(layers)}); choose one with --layer"
+                f"{source}: holds {len(layers)} layers ({', '.join(layers)}); choose one with "
+                "--layer"
             )
         if layer is not None and layer not in layers:
             raise InvalidInputError(
@@ -764,7 +765,9 @@ def _repair(
                 RowProblem(
                     row=int(i) + probs.first_row,
                     field=label,
-                    reason=f"invalid polygon ({reason}) repaired: area {before:.1f} → {after:.1f} m²",
+                    reason=(
+                        f"invalid polygon ({reason}) repaired: area {before:.1f} → {after:.1f} m²"
+                    ),
                     case_number=None if probs.numbers is None else probs.numbers.iat[i],
                 )
             )

@@ -90,8 +90,10 @@ def load_units(
 
 
 def summary_by_street_town(engine: Engine) -> pd.DataFrame:
-    """Per 街镇: number of cases, of priority cases, of cases in the database (库内), of open
-    cases, and total footprint area in m²; one row per 街镇 (including those with no case),
+    """Per 街镇: counts of cases (all, priority, 库内, open) and total footprint area in m².
+
+    Counts the cases, the priority cases, the cases in the database (库内) and the open
+    cases, and sums the footprint area in m²; one row per 街镇 (including those with no case),
     plus a row ``未落入街镇`` for cases outside every 街镇 when there are any.
     """
     measures = """

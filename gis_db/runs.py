@@ -29,6 +29,7 @@ from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine, text
 
 from gis_db.domain import ChangeKind, ScenePlatform
+from gis_db.engine import psycopg_connection
 from gis_db.errors import ConflictError, InvalidInputError, NotFoundError
 from gis_db.schema import stored_crs
 from gis_db.workflow import transaction
@@ -64,7 +65,8 @@ def _check_crs(conn: Connection, crs: Any, what: str) -> int:
     if crs is not None and not CRS.from_user_input(crs).equals(working):
         raise InvalidInputError(
             f"{what} is in {CRS.from_user_input(crs).to_string()} but the database stores "
-            f"{working.to_string()}: reproject it first (e.g. frame.to_crs({working.to_string()!r}))"
+            f"{working.to_string()}: reproject it first (e.g. "
+            f"frame.to_crs({working.to_string()!r}))"
         )
     return srid
 
@@ -261,7 +263,7 @@ def _prepare(frame: gpd.GeoDataFrame) -> tuple[list[tuple[Any, ...]], str]:
         raise InvalidInputError(f"row {int(np.argmin(areas))}: geometry has no area")
     wkbs = shapely.to_wkb(out_geoms)
     score_list = [None if np.isnan(v) else float(v) for v in scores]
-    rows = list(zip(seqs.tolist(), kinds, score_list, areas.tolist(), wkbs))
+    rows = list(zip(seqs.tolist(), kinds, score_list, areas.tolist(), wkbs, strict=True))
     digest = hashlib.sha256()
     digest.update(
         seqs.tobytes() + "|".join(kinds).encode() + np.nan_to_num(scores, nan=-1).tobytes()
@@ -313,10 +315,10 @@ def load_detections(
         replaced = conn.execute(
             text("DELETE FROM detection WHERE run_id = :r"), {"r": run_id}
         ).rowcount
-        raw = conn.connection.driver_connection
+        raw = psycopg_connection(conn)
         with (
             raw.cursor() as cur,
-            cur.copy(  # type: ignore[union-attr]
+            cur.copy(
                 "COPY detection (run_id, seq, change_kind, score, area_m2, geom) FROM STDIN"
             ) as copy,
         ):
@@ -380,7 +382,8 @@ def list_runs(bind: Engine | Connection) -> pd.DataFrame:
                 "count(*) FILTER (WHERE d.state = 'false_positive') AS false_positive, "
                 "r.matched_at FROM detection_run r "
                 "JOIN scene b ON b.id = r.before_scene_id JOIN scene a ON a.id = r.after_scene_id "
-                "LEFT JOIN detection d ON d.run_id = r.id GROUP BY r.id, b.acquired_at, a.acquired_at "
+                "LEFT JOIN detection d ON d.run_id = r.id GROUP BY r.id, b.acquired_at, "
+                "a.acquired_at "
                 "ORDER BY r.id DESC"
             ),
             conn,

@@ -99,6 +99,7 @@ def migration_attributes() -> dict[str, Any]:
 
 
 def current_revision(engine: Engine) -> str | None:
+    """The Alembic revision the database is at, or None before the first migration."""
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()
 

@@ -136,7 +136,8 @@ def _events(conn: Connection, col: str, t0: datetime, t1: datetime) -> pd.DataFr
     day = f"(%s AT TIME ZONE '{OFFICE_TZ}')::date"
     sql = f"""
     SELECT d.{col} AS unit, {day % "d.created_at"} AS day, 'new_suspects' AS measure, 1.0 AS value
-      FROM detection d WHERE d.match_class = 'new_suspect' AND d.created_at >= :t0 AND d.created_at < :t1
+      FROM detection d WHERE d.match_class = 'new_suspect'
+       AND d.created_at >= :t0 AND d.created_at < :t1
     UNION ALL
     SELECT d.{col}, {day % "h.at"}, CASE h.to_state WHEN 'confirmed' THEN 'confirmed'
                                      ELSE 'false_positives' END, 1.0
@@ -234,7 +235,7 @@ def unit_stats(
         if measure not in table_.columns:
             table_[measure] = 0
     out = table_.reset_index().rename(columns={"unit": "unit_code"})
-    names = dict(zip(units["unit_code"], units["unit_name"]))
+    names = dict(zip(units["unit_code"], units["unit_name"], strict=True))
     names["unassigned"] = "未落入辖区"
     out.insert(1, "unit_name", out["unit_code"].map(names))
     counts = [m for m in EVENT_MEASURES + STATE_MEASURES if m != "area_demolished_m2"]
@@ -243,7 +244,9 @@ def unit_stats(
     out["false_positive_rate"] = (out["false_positives"] / reviewed.where(reviewed > 0)).round(3)
     out["warning"] = [
         warning_colour(o, r, d, thresholds)
-        for o, r, d in zip(out["open_suspects"], out["rebounds"], out["overdue_reinspections"])
+        for o, r, d in zip(
+            out["open_suspects"], out["rebounds"], out["overdue_reinspections"], strict=True
+        )
     ]
     columns = [
         "unit_code",
@@ -270,8 +273,10 @@ def due_reinspections(
     within_days: int = 0,
     street_town: str | None = None,
 ) -> pd.DataFrame:
-    """Written-off cases whose re-inspection is overdue on ``as_of`` (default today), or due
-    within ``within_days`` after it, by 街镇 then due date. ``days_overdue`` < 0: not yet due.
+    """Written-off cases whose re-inspection is overdue, or due soon, by 街镇 then due date.
+
+    Overdue on ``as_of`` (default today), or due within ``within_days`` after it, by 街镇 then
+    due date. ``days_overdue`` < 0: not yet due.
     """
     as_of = as_of or office_today()
     with transaction(bind) as conn:
@@ -279,7 +284,8 @@ def due_reinspections(
             text(
                 "SELECT c.street_town_code, s.name AS street_town, v.name AS village, "
                 "c.id AS case_id, c.case_number, c.address, c.area_m2, c.written_off_at, "
-                "c.written_off_by, c.reinspection_due_on, (:d - c.reinspection_due_on) AS days_overdue "
+                "c.written_off_by, c.reinspection_due_on, (:d - c.reinspection_due_on) AS "
+                "days_overdue "
                 "FROM inventory_case c LEFT JOIN street_town s ON s.code = c.street_town_code "
                 "LEFT JOIN village v ON v.code = c.village_code "
                 "WHERE c.state = 'written_off' AND c.reinspection_due_on < CAST(:d AS date) + :w "

@@ -5,9 +5,10 @@ Two machines, each a table ``(state, action) -> Rule``:
 - detection (a detected change under review): ``new`` → ``confirmed`` (入库: creates a case, or
   attaches the detection as evidence to the case it matched) | ``false_positive`` | ``bad_imagery``;
   a reviewer's rejection can be reopened.
-- case: ``open`` → ``dispatched`` (to its 街镇) → ``verified`` (on site) → ``disposed`` (拆/转/缓/注记)
-  → ``write_off_requested`` → ``written_off`` (销项, by a second person, never the requester) →
-  re-inspection due within N days → ``reinspected_clean``, or ``rebound`` (reopens; dispatch again).
+- case: ``open`` → ``dispatched`` (to its 街镇) → ``verified`` (on site) → ``disposed``
+  (拆/转/缓/注记) → ``write_off_requested`` → ``written_off`` (销项, by a second person, never
+  the requester) → re-inspection due within N days → ``reinspected_clean``, or ``rebound``
+  (reopens; dispatch again).
 
 Every transition appends one history row (actor, role, time, from, to, comment, evidence) in the
 same transaction as the state change; history rows are never updated (a database trigger refuses).

@@ -208,7 +208,7 @@ class PairReader:
             self._vrts[epoch] = WarpedVRT(
                 src,
                 crs=self.pair.crs,
-                transform=self.pair.epoch_transform(epoch),  # type: ignore[arg-type]
+                transform=self.pair.epoch_transform(epoch),
                 width=self.pair.width,
                 height=self.pair.height,
                 resampling=Resampling[spec.resampling],
@@ -276,10 +276,14 @@ def match_bands(before: Scene, after: Scene) -> tuple[tuple[int, ...], tuple[int
         return before.bands, after.bands
     rgb = ("red", "green", "blue")
     if all(c in before.colorinterp for c in rgb) and all(c in after.colorinterp for c in rgb):
-        pick = lambda s: tuple(s.bands[s.colorinterp.index(c)] for c in rgb)
+
+        def pick(s: Scene) -> tuple[int, ...]:
+            return tuple(s.bands[s.colorinterp.index(c)] for c in rgb)
+
         return pick(before), pick(after)
     raise BandMismatchError(
-        f"{before.path} has {len(before.bands)} image bands and {after.path} has {len(after.bands)}, "
+        f"{before.path} has {len(before.bands)} image bands and {after.path} has "
+        f"{len(after.bands)}, "
         "and they are not both tagged red/green/blue: export both epochs with the same bands "
         "(e.g. `gdal_translate -b 1 -b 2 -b 3 IN OUT`)"
     )
@@ -356,7 +360,8 @@ def prepare_pair(
     common = fb.intersection(fa)
     if common.is_empty or common.area == 0:
         raise NoOverlapError(
-            f"{sb.path} and {sa.path} do not overlap (valid footprints in {crs.name} are disjoint): "
+            f"{sb.path} and {sa.path} do not overlap (valid footprints in {crs.name} are "
+            "disjoint): "
             "check that both cover the same area and that their CRS is declared correctly"
         )
     overlap = common.area / min(fb.area, fa.area)
@@ -384,7 +389,7 @@ def prepare_pair(
         transform=tuple(transform)[:6],
         width=width,
         height=height,
-        gsd_m=gsd_m,  # type: ignore[arg-type]
+        gsd_m=gsd_m,
         before=spec(sb, bands_b),
         after=spec(sa, bands_a),
         overlap_fraction=overlap,
@@ -405,8 +410,10 @@ def prepare_pair(
         est: ShiftEstimate = estimate_shift(samples)
         if not est.reliable:
             warnings.warn(
-                f"co-registration: only {est.tiles_used} of {est.tiles_tried} sample tiles have enough "
-                "valid data and texture (3 needed); no shift applied: check the shift by eye in QGIS",
+                f"co-registration: only {est.tiles_used} of {est.tiles_tried} sample tiles have "
+                "enough "
+                "valid data and texture (3 needed); no shift applied: check the shift by eye in "
+                "QGIS",
                 CoregistrationWarning,
                 stacklevel=2,
             )
@@ -415,7 +422,8 @@ def prepare_pair(
             if math.hypot(dx, dy) > max_shift_m:
                 raise ShiftTooLargeError(
                     f"the epochs are misregistered by {math.hypot(dx, dy):.2f} m (dx={dx:+.2f} m, "
-                    f"dy={dy:+.2f} m), more than the limit {max_shift_m:g} m: check the georeference "
+                    f"dy={dy:+.2f} m), more than the limit {max_shift_m:g} m: check the "
+                    "georeference "
                     "of the later image (control points) or raise ingest.max_shift_m "
                     "(WEIJIAN_INGEST__MAX_SHIFT_M)"
                 )

@@ -17,7 +17,7 @@ from skimage.registration import phase_cross_correlation
 
 #: Share of both-valid pixels a sample tile needs to take part.
 MIN_VALID_SHARE = 0.9
-#: Coefficient of variation (std / mean of the grey image) below which a tile is taken as textureless.
+#: Coefficient of variation (std / mean of the grey image) below which a tile is textureless.
 MIN_TEXTURE = 0.02
 #: At least this many tiles must agree for a shift to be trusted.
 MIN_TILES = 3

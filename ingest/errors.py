@@ -16,7 +16,7 @@ class CorruptRasterError(IngestError, OSError):
 
 
 class NotGeoreferencedError(IngestError, ValueError):
-    """The raster has no CRS or no geotransform (e.g. a plain PNG or a TIFF without GeoTIFF tags)."""
+    """The raster has no CRS or no geotransform (e.g. a plain PNG, a TIFF without GeoTIFF tags)."""
 
 
 class RotatedGridError(IngestError, ValueError):

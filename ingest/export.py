@@ -70,7 +70,9 @@ def write_pair_cogs(
     ]
     counts = np.zeros(3, dtype=np.int64)
     with rasterio.Env(**GDAL_ENV), PairReader(pair) as reader:
-        dsts = [rasterio.open(p, "w", **profile, dtype=dt) for p, dt in zip(tmp, dtypes)]
+        dsts = [
+            rasterio.open(p, "w", **profile, dtype=dt) for p, dt in zip(tmp, dtypes, strict=True)
+        ]
         try:
             for i, w in enumerate(windows):
                 report("write", i, len(windows))
@@ -90,7 +92,7 @@ def write_pair_cogs(
             for dst in dsts:
                 dst.close()
         paths = {}
-        for k, (name, src) in enumerate(zip(("before", "after"), tmp)):
+        for k, (name, src) in enumerate(zip(("before", "after"), tmp, strict=True)):
             report("cog", k, 2)
             final = out / f"{name}.tif"
             rasterio.shutil.copy(

@@ -33,7 +33,7 @@ def histogram_tables(
         return None
     q = np.linspace(0, 1, N_QUANTILES)
     tables: HistogramTables = []
-    for band_b, band_a in zip(before, after):
+    for band_b, band_a in zip(before, after, strict=True):
         qa, qb = np.quantile(band_a, q), np.quantile(band_b, q)
         qa_u, inv = np.unique(qa, return_inverse=True)
         qb_u = np.bincount(inv, weights=qb) / np.bincount(inv)

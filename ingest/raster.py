@@ -73,11 +73,13 @@ def projected_metres_crs(value: Any) -> CRS:
 
 def data_band_indexes(ds: DatasetReader) -> tuple[int, ...]:
     """1-based indexes of the image bands, i.e. every band except an alpha band."""
-    return tuple(i for i, ci in zip(ds.indexes, ds.colorinterp) if ci != ColorInterp.alpha)
+    return tuple(
+        i for i, ci in zip(ds.indexes, ds.colorinterp, strict=True) if ci != ColorInterp.alpha
+    )
 
 
 def resolve_source(path: str | Path) -> str:
-    """The absolute path rasterio should open; a folder of tiles becomes its mosaic VRT (rebuilt)."""
+    """The absolute path rasterio should open; a folder of tiles becomes its rebuilt mosaic VRT."""
     p = Path(path)
     if p.is_dir():
         return str(build_mosaic_vrt(p).resolve())
@@ -202,7 +204,10 @@ def build_mosaic_vrt(folder: str | Path, out: str | Path | None = None) -> Path:
         ):
             problem = f"pixel size {info['t'].a:g} differs from {ref['t'].a:g}"
         elif len(info["bands"]) != len(ref["bands"]) or info["dtype"] != ref["dtype"]:
-            problem = f"{len(info['bands'])} {info['dtype']} bands differ from {len(ref['bands'])} {ref['dtype']}"
+            problem = (
+                f"{len(info['bands'])} {info['dtype']} bands differ from "
+                f"{len(ref['bands'])} {ref['dtype']}"
+            )
         if problem:
             raise MosaicError(
                 f"tile {info['path'].name} cannot join the mosaic of {folder}: {problem}; "
@@ -243,7 +248,7 @@ def build_mosaic_vrt(folder: str | Path, out: str | Path | None = None) -> Path:
         "float64": "Float64",
     }[ref["dtype"]]
     bands = []
-    for n, (bidx, ci) in enumerate(zip(ref["bands"], ref["ci"]), start=1):
+    for n, (bidx, ci) in enumerate(zip(ref["bands"], ref["ci"], strict=True), start=1):
         nodata = f"<NoDataValue>{ref['nodata']}</NoDataValue>" if ref["nodata"] is not None else ""
         bands.append(
             f'<VRTRasterBand dataType="{gdal_dtype}" band="{n}">{nodata}'

@@ -1,4 +1,4 @@
-"""Describing one scene: footprint, ground sample distance, acquisition date-time, platform, checksum.
+"""Describing one scene: footprint, ground sample distance, acquisition time, platform, checksum.
 
 The footprint is the real imaged area (valid-data mask polygonised from a decimated read), not the
 bounding box. A STAC Item (pystac) can be written beside the file.
@@ -55,9 +55,10 @@ _FILENAME_DATE = re.compile(
 class Scene:
     """One georeferenced image and what we know about it.
 
-    ``bounds`` and ``footprint_wkt`` are in the scene's own CRS (``crs_wkt``); ``footprint_lonlat_wkt``
-    is in EPSG:4326 (lon, lat order). ``gsd_m`` is the ground size of a pixel in metres (mean of x
-    and y, measured geodesically at the image centre, so it is true for EPSG:4326 and 3857 too).
+    ``bounds`` and ``footprint_wkt`` are in the scene's own CRS (``crs_wkt``);
+    ``footprint_lonlat_wkt`` is in EPSG:4326 (lon, lat order). ``gsd_m`` is the ground size of a
+    pixel in metres (mean of x and y, measured geodesically at the image centre, so it is true for
+    EPSG:4326 and 3857 too).
     """
 
     path: str
@@ -288,7 +289,8 @@ def parse_datetime(text: str) -> datetime:
         value = datetime.fromisoformat(text)
     except ValueError as exc:
         raise InvalidDateError(
-            f"{text!r} is not a date-time: write it as ISO 8601, e.g. 2024-03-15 or 2024-03-15T10:20:00+08:00"
+            f"{text!r} is not a date-time: write it as ISO 8601, e.g. 2024-03-15 or "
+            "2024-03-15T10:20:00+08:00"
         ) from exc
     return value if value.tzinfo else value.replace(tzinfo=SHANGHAI)
 
@@ -410,8 +412,8 @@ def describe_scene(
             dtype=ds.dtypes[bands[0] - 1],
             nodata=ds.nodata,
             mask=mask_kind,
-            transform=tuple(ds.transform)[:6],  # type: ignore[arg-type]
-            bounds=tuple(ds.bounds),  # type: ignore[arg-type]
+            transform=tuple(ds.transform)[:6],
+            bounds=tuple(ds.bounds),
             footprint_wkt=footprint.wkt,
             footprint_lonlat_wkt=footprint_ll.wkt,
             valid_fraction=fraction,
@@ -420,7 +422,7 @@ def describe_scene(
             sensor=sensor,
             acquired=when,
             acquired_source=when_source,
-            tags=tags,  # type: ignore[arg-type]
+            tags=tags,
         )
 
 
@@ -432,7 +434,7 @@ def footprint_area_m2(scene: Scene) -> float:
 
 
 def stac_item(scene: Scene) -> Any:
-    """A pystac Item for the scene (projection, checksum and GSD as properties; the image as asset)."""
+    """A pystac Item for the scene (projection, checksum, GSD as properties; the image as asset)."""
     import pystac
 
     if scene.acquired is None:
@@ -468,7 +470,7 @@ def stac_item(scene: Scene) -> Any:
 
 
 def write_stac_item(scene: Scene, out: str | Path | None = None) -> Path:
-    """Write the scene's STAC Item as JSON beside the image (``NAME.stac.json``); return its path."""
+    """Write the scene's STAC Item beside the image (``NAME.stac.json``); return its path."""
     src = Path(scene.source)
     out = Path(out) if out else src.with_name(src.stem + ".stac.json")
     item = stac_item(scene)

@@ -1,1 +1,1 @@
-"""placeholder"""
+"""The review application (FastAPI + Folium): issue work is under way; nothing is public yet."""

@@ -53,7 +53,9 @@ class IngestSettings(_Section):
         0.2,
         ge=0,
         le=1,
-        description="refuse a pair whose valid overlap is below this share of the smaller footprint",
+        description=(
+            "refuse a pair whose valid overlap is below this share of the smaller footprint"
+        ),
     )
     max_shift_m: float = Field(
         5.0, gt=0, description="refuse co-registration shifts larger than this, m"
@@ -127,7 +129,9 @@ class Settings(BaseSettings):
     data_dir: Path = Field(default_factory=default_data_dir)
     working_crs: str = Field(
         "EPSG:4549",
-        description="projected CRS in metres for all stored geometry: an EPSG code or a PROJ/WKT string",
+        description=(
+            "projected CRS in metres for all stored geometry: an EPSG code or a PROJ/WKT string"
+        ),
     )
     district_name: str = "宝山区"
     user: str = Field(default_factory=lambda: os.environ.get("USER", "staff"))
@@ -172,6 +176,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Sources, highest first: arguments, ``WEIJIAN_`` environment, the TOML file if any."""
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config = config_file()
         if config is not None:

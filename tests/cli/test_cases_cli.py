@@ -1,4 +1,4 @@
-"""``weijian cases``, ``weijian runs``, ``weijian dispatch`` and ``weijian stats`` on a real database."""
+"""``weijian cases``, ``runs``, ``dispatch`` and ``stats`` on a real database."""
 
 from __future__ import annotations
 

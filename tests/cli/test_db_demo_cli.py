@@ -1,4 +1,4 @@
-"""``weijian db ...`` on a private embedded cluster and ``weijian demo`` end to end, as subprocesses."""
+"""``weijian db ...`` on a private embedded cluster, ``weijian demo`` end to end (subprocesses)."""
 
 from __future__ import annotations
 

@@ -115,7 +115,7 @@ def test_import_killed_mid_way_leaves_nothing(db_url: str, engine: Engine, tmp_p
     env = env_for(db_url, tmp_path)
     write_gpkg(make_cases(50_000, seed=13), tmp_path / "big.gpkg")
     proc = subprocess.Popen(
-        WEIJIAN + ["inventory", "import", str(tmp_path / "big.gpkg")],
+        [*WEIJIAN, "inventory", "import", str(tmp_path / "big.gpkg")],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

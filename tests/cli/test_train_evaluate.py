@@ -90,7 +90,7 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_full_dataset_command_shape(tmp_path: Path) -> None:
-    """The model card's LEVIR-CD command: train/ val/ test/ folders, split by --validation/--holdout."""
+    """The model card's LEVIR-CD command: train/ val/ test/ split by --validation/--holdout."""
     folders = [_folder(tmp_path / "LEVIR-CD" / part, n=2) for part in ("train", "val", "test")]
     out = tmp_path / "run"
     result = runner.invoke(

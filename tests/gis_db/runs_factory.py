@@ -58,7 +58,8 @@ def add_case(
         return int(
             conn.execute(
                 text(
-                    "INSERT INTO inventory_case (case_number, area_m2, state, street_town_code, geom) "
+                    "INSERT INTO inventory_case (case_number, area_m2, state, street_town_code, "
+                    "geom) "
                     "VALUES (:n, :a, :s, :st, ST_Multi(ST_GeomFromText(:g, 4549))) RETURNING id"
                 ),
                 {"n": number, "a": geom.area, "s": state, "st": street_town, "g": geom.wkt},

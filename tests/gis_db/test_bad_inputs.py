@@ -225,7 +225,8 @@ def snapshot(engine: Engine) -> tuple[int, int, int]:
         return tuple(
             conn.execute(
                 text(  # type: ignore[return-value]
-                    "SELECT (SELECT count(*) FROM inventory_case), (SELECT count(*) FROM case_history), "
+                    "SELECT (SELECT count(*) FROM inventory_case), (SELECT count(*) FROM "
+                    "case_history), "
                     "(SELECT sum(version) FROM inventory_case)"
                 )
             ).one()

@@ -1,5 +1,6 @@
-"""Two reviewers on the same case or detection at the same moment, through two real connections:
-exactly one succeeds, the other gets a ConflictError, and no update is lost.
+"""Two reviewers on the same case or detection at the same moment, through two real connections.
+
+Exactly one succeeds, the other gets a ConflictError, and no update is lost.
 """
 
 from __future__ import annotations

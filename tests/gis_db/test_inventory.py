@@ -33,7 +33,8 @@ def test_gpkg_import_creates_then_reimport_changes_nothing(engine: Engine, tmp_p
     with engine.connect() as conn:
         unassigned, area = conn.execute(
             text(
-                "SELECT count(*) FILTER (WHERE street_town_code IS NULL), sum(area_m2) FROM inventory_case"
+                "SELECT count(*) FILTER (WHERE street_town_code IS NULL), sum(area_m2) FROM "
+                "inventory_case"
             )
         ).one()
         action, comment = conn.execute(
@@ -62,7 +63,8 @@ def test_changed_rows_are_updated_with_history(engine: Engine) -> None:
     with engine.connect() as conn:
         rows = conn.execute(
             text(
-                "SELECT c.case_number, c.version, h.changes, h.actor, h.comment FROM case_history h "
+                "SELECT c.case_number, c.version, h.changes, h.actor, h.comment FROM case_history "
+                "h "
                 "JOIN inventory_case c ON c.id = h.case_id WHERE h.action = 'import_update' "
                 "ORDER BY c.case_number"
             )

@@ -144,7 +144,8 @@ def test_export_filters_and_round_trips_unchanged(
     with engine.connect() as conn:
         expected = conn.execute(
             text(
-                "SELECT count(*) FROM inventory_case c JOIN street_town s ON s.code = c.street_town_code "
+                "SELECT count(*) FROM inventory_case c JOIN street_town s ON s.code = "
+                "c.street_town_code "
                 "WHERE s.name = '测试02镇' AND c.priority_type = 'commercial'"
             )
         ).scalar_one()

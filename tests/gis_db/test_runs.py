@@ -134,7 +134,8 @@ def test_migration_0002_goes_down_and_up(empty_db_url: str) -> None:
         assert (
             conn.execute(
                 text(
-                    "SELECT count(*) FROM information_schema.columns WHERE table_name = 'inventory_case' "
+                    "SELECT count(*) FROM information_schema.columns WHERE table_name = "
+                    "'inventory_case' "
                     "AND column_name = 'written_off_by'"
                 )
             ).scalar_one()

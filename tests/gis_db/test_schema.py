@@ -23,7 +23,8 @@ def test_upgrade_and_downgrade_from_empty(empty_db_url: str) -> None:
         geom_types = dict(
             conn.execute(
                 text(
-                    "SELECT f_table_name, srid FROM geometry_columns WHERE f_table_name = 'inventory_case'"
+                    "SELECT f_table_name, srid FROM geometry_columns WHERE f_table_name = "
+                    "'inventory_case'"
                 )
             ).all()
         )

@@ -1,5 +1,7 @@
-"""The state machine of cases and detections: every legal and illegal transition, roles, the
-second-person rule for 销项, evidence, and the append-only record.
+"""The state machine of cases and detections.
+
+Every legal and illegal transition, roles, the second-person rule for 销项, evidence, and the
+append-only record.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def write_raster(
     tags: dict[str, str] | None = None,
     **profile: Any,
 ) -> Path:
-    """Write (bands, h, w) ``data`` as a tiled GeoTIFF, with optional nodata, internal mask or alpha."""
+    """Write (bands, h, w) ``data`` as a tiled GeoTIFF, optionally with nodata, mask or alpha."""
     path = Path(path)
     count = data.shape[0] + (alpha is not None)
     prof: dict[str, Any] = {
@@ -150,7 +150,7 @@ def resample_to(
     resampling: Resampling = Resampling.bilinear,
     **kw: Any,
 ) -> Path:
-    """Reproject the ground scene into ``crs`` at ``gsd_m`` (ground metres), shifted by ``offset_m``.
+    """Reproject the ground scene into ``crs`` at ``gsd_m`` (ground m), shifted by ``offset_m``.
 
     ``offset_m`` = (dx east, dy north): the ground content of the result appears displaced by this
     much, as if the image had a georeferencing error. ``size`` defaults to cover the same area.

@@ -1,4 +1,4 @@
-"""Aligning pairs: working grid, cross-CRS alignment, resampling, overlap and band checks, spec I/O."""
+"""Aligning pairs: working grid, cross-CRS alignment, resampling, overlap/band checks, spec I/O."""
 
 from __future__ import annotations
 

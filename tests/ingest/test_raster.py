@@ -147,7 +147,7 @@ def test_mosaic_refuses_mixed_crs(tmp_path: Path) -> None:
         crs="EPSG:32651",
         transform=data_gen.ground_transform(0.05, "EPSG:32651"),
     )
-    with pytest.raises(ingest.MosaicError, match="tile_9.tif.*CRS"):
+    with pytest.raises(ingest.MosaicError, match=r"tile_9\.tif.*CRS"):
         build_mosaic_vrt(tmp_path / "mixed")
 
 

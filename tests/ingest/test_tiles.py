@@ -70,7 +70,7 @@ def test_tasks_are_independent_and_picklable(triangle_pair: ingest.AlignedPair) 
     clones = [pickle.loads(pickle.dumps(t)) for t in tasks]
     assert clones == tasks and len(pickle.dumps(tasks[0])) < 50_000
     results = dask.compute(*[dask.delayed(TileTask.read)(t) for t in clones], scheduler="threads")
-    for task, tile in zip(tasks, results):
+    for task, tile in zip(tasks, results, strict=True):
         np.testing.assert_array_equal(tile.data, task.read().data)
 
 

@@ -15,11 +15,14 @@ ACTION is a code (dashes or underscores) or its Chinese label (派单, 查实, �
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
 
 app = typer.Typer(
     help="案件: 复查到期清单、案件记录、案件办理 (派单→查实→处置→申请销项→销项→复查)。",
@@ -28,7 +31,7 @@ app = typer.Typer(
 out = Console()
 
 
-def _engine():  # type: ignore[no-untyped-def]
+def _engine() -> Engine:
     from weijian.database import connect
 
     return connect()

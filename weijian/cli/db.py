@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from gis_db.embedded import EmbeddedCluster
 
 app = typer.Typer(
     help="数据库: 内置 PostGIS 集群的状态、启动、停止与连接串。", no_args_is_help=True
@@ -11,7 +16,7 @@ app = typer.Typer(
 out = Console()
 
 
-def _cluster():  # type: ignore[no-untyped-def]
+def _cluster() -> EmbeddedCluster:
     from gis_db.embedded import EmbeddedCluster
     from weijian.settings import get_settings
 

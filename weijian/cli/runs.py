@@ -11,7 +11,7 @@ weijian stats [--from 2026-06-01] [--to 2026-06-30] [--period month] [--by villa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, cast
 
 import typer
 from rich.console import Console
@@ -141,10 +141,20 @@ def stats(
     by: str = typer.Option("street_town", help="street_town (街镇) or village (居村)"),
     save: Annotated[Path | None, typer.Option("--out", help="also write .csv or .xlsx")] = None,
 ) -> None:
-    """按街镇 (或居村) 与周期统计: 新增疑似、确认、误报率、销项、拆除面积、反弹、逾期复查、颜色预警。"""
+    """按街镇 (或居村) 与周期统计。
+
+    新增疑似、确认、误报率、销项、拆除面积、反弹、逾期复查、颜色预警。
+    """
     import pandas as pd
 
-    from gis_db.stats import WarningThresholds, office_today, unit_stats, zh_columns
+    from gis_db.stats import (
+        Period,
+        UnitLevel,
+        WarningThresholds,
+        office_today,
+        unit_stats,
+        zh_columns,
+    )
     from weijian.settings import get_settings
 
     last = _parse_date(end) or office_today()
@@ -156,11 +166,11 @@ def stats(
             engine,
             first,
             last,
-            by=by,  # type: ignore[arg-type]
-            period=period,
+            by=cast(UnitLevel, by),  # unit_stats refuses other values in one line
+            period=cast(Period, period),
             thresholds=thresholds,
         )
-    )  # type: ignore[arg-type]
+    )
     engine.dispose()
     colours = {"绿色": "green", "黄色": "yellow", "红色": "red"}
     table = Table(title=f"{get_settings().district_name} {first} — {last}")

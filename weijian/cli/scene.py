@@ -1,4 +1,4 @@
-"""``weijian scene``: validate and describe orthophotos (卫片 / 无人机正射影像), write STAC Items."""
+"""``weijian scene``: validate and describe orthophotos (卫片 / 无人机正射影像), write STAC."""
 
 from __future__ import annotations
 

@@ -29,7 +29,10 @@ def train(
         int,
         typer.Option(
             min=1,
-            help="early stop after this many epochs without a better validation F1 (not before half the epochs)",
+            help=(
+                "early stop after this many epochs without a better validation F1 "
+                "(not before half the epochs)"
+            ),
         ),
     ] = 15,
     seed: Annotated[int, typer.Option()] = 0,
@@ -39,13 +42,19 @@ def train(
     holdout: Annotated[
         list[str] | None,
         typer.Option(
-            help="glob of pairs <folder>/<stem> kept out of training and validation, evaluated at the end (repeatable)"
+            help=(
+                "glob of pairs <folder>/<stem> kept out of training and validation, "
+                "evaluated at the end (repeatable)"
+            )
         ),
     ] = None,
     validation: Annotated[
         list[str] | None,
         typer.Option(
-            help="glob of validation pairs, e.g. 'val/*' (repeatable; default: a seeded --val-fraction of scenes)"
+            help=(
+                "glob of validation pairs, e.g. 'val/*' "
+                "(repeatable; default: a seeded --val-fraction of scenes)"
+            )
         ),
     ] = None,
     synthetic: Annotated[
@@ -53,7 +62,10 @@ def train(
         typer.Option(
             min=0,
             max=1,
-            help="share of samples that are synthetic roof pairs (0: none; 0.3 scored worse on our data)",
+            help=(
+                "share of samples that are synthetic roof pairs "
+                "(0: none; 0.3 scored worse on our data)"
+            ),
         ),
     ] = 0.0,
     gsd: Annotated[
