@@ -355,7 +355,7 @@ def describe_scene(
     src_path = Path(source)
     with open_raster(source) as ds:
         crs = parse_crs(ds.crs)
-        check_plausible_bounds(crs, tuple(ds.bounds), name=path)  # type: ignore[arg-type]
+        check_plausible_bounds(crs, tuple(ds.bounds), name=path)
         check_readable(ds, path)
         bands = data_band_indexes(ds)
         flags = ds.mask_flag_enums[0]
