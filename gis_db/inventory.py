@@ -103,6 +103,8 @@ class ImportReport:
     unchanged: int = 0
     rejected: list[RowProblem] = field(default_factory=list)
     repaired: list[RowProblem] = field(default_factory=list)
+    #: rows left out on purpose, not errors: total (合计) and blank rows of a spreadsheet
+    skipped: list[RowProblem] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     seconds: float = 0.0
     #: wall seconds per step, e.g. {"read": .., "validate": .., "load": ..}

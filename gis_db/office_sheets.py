@@ -216,7 +216,7 @@ def shape_table(
         )
     if skipped:
         totals = [s.row for s in skipped if s.reason.startswith("total")]
-        blanks = [s.row for s in skipped if not s.reason.startswith("total")]
+        blanks = [s.row for s in skipped if s.reason == "blank row skipped"] + list(trailing)
         said = []
         if totals:
             said.append(f"total (合计) row(s) {_ranges(totals)}")
@@ -282,8 +282,9 @@ def read_xlsx(
     import openpyxl
     from openpyxl.utils.exceptions import InvalidFileException
 
-    try:
-        wb = openpyxl.load_workbook(path, data_only=True)
+    try:  # a file object: openpyxl refuses a workbook by its name (an .xlsx renamed .csv)
+        with path.open("rb") as fh:
+            wb = openpyxl.load_workbook(io.BytesIO(fh.read()), data_only=True)
     except (zipfile.BadZipFile, OSError, KeyError, ValueError, InvalidFileException) as exc:
         raise InvalidInputError(
             f"{source}: not a readable Excel workbook ({str(exc)[:160]}); save it again as .xlsx"
@@ -311,7 +312,8 @@ def read_xlsx(
             merged.append((r0, r1, c0, c1))
     formulas: dict[tuple[int, int], str] = {}
     if _has_formulas(path):
-        wbf = openpyxl.load_workbook(path, data_only=False, read_only=True)
+        with path.open("rb") as fh:
+            wbf = openpyxl.load_workbook(io.BytesIO(fh.read()), data_only=False, read_only=True)
         try:
             for g, row in enumerate(wbf[ws.title].iter_rows(values_only=True)):
                 for k, v in enumerate(row):

@@ -233,10 +233,21 @@ def huge_cell_csv(folder: Path, megabytes: float = 20.0) -> OfficeFile:
 
 
 def beyond_excel_cell(folder: Path) -> OfficeFile:
-    """An .xlsx (written by a program) with a 40,000-character remark (row 2)."""
+    """An .xlsx (written by a program) with a 40,000-character remark (row 2).
+
+    openpyxl cuts strings at Excel's limit when it writes, so the long text is put into the
+    sheet's XML directly (what other programs write).
+    """
     headers, rows = ledger_rows()
-    rows[0][_col(headers, "备注")] = "备" * 40_000
+    rows[0][_col(headers, "备注")] = "LONG_CELL_PLACEHOLDER"
     path = write_sheet(folder / "long_cell.xlsx", [headers, *rows])
+    with zipfile.ZipFile(path) as zf:
+        parts = {name: zf.read(name) for name in zf.namelist()}
+    for name, data in parts.items():
+        parts[name] = data.replace(b"LONG_CELL_PLACEHOLDER", ("备" * 40_000).encode("utf-8"))
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in parts.items():
+            zf.writestr(name, data)
     return OfficeFile(path, "a cell longer than Excel's 32,767 characters (row 2)")
 
 

@@ -83,6 +83,10 @@ def _summary(report: ImportReport, title: str) -> None:
         )
     if len(report.repaired) > 10:
         out.print(f"... and {len(report.repaired) - 10} more repairs")
+    for p in report.skipped[:10]:
+        out.print(f"[cyan]跳过 skipped:[/] row {p.row}: {p.reason}", highlight=False)
+    if len(report.skipped) > 10:
+        out.print(f"... and {len(report.skipped) - 10} more skipped rows")
     for p in report.rejected[:10]:
         out.print(
             f"[red]拒绝 rejected:[/] row {p.row}, field {p.field}: {p.reason}", highlight=False
