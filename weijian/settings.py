@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -103,14 +103,29 @@ class WarningSettings(_Section):
 
 
 class WebSettings(_Section):
-    """The review application."""
+    """The review application (``weijian serve``)."""
 
     host: str = "127.0.0.1"
-    port: int = Field(8765, gt=0, lt=65536)
+    port: int = Field(8000, gt=0, lt=65536)
     language: Literal["zh", "en"] = "zh"
-    tianditu_key: str | None = Field(
-        None, description="天地图 tk; without one the maps use a blank base"
+    tk: str | None = Field(
+        None,
+        description="天地图 (Tianditu) browser key; without one the maps show the orthophotos only",
     )
+    secret_key: SecretStr | None = Field(
+        None,
+        min_length=32,
+        description="signs session cookies; unset: generated once into DATA_DIR/web/secret_key",
+    )
+    evidence_dir: Path | None = Field(
+        None, description="folder of uploaded site photos; unset: DATA_DIR/evidence"
+    )
+    max_upload_mb: float = Field(10.0, gt=0, description="largest accepted site photo, MB")
+    session_hours: float = Field(12.0, gt=0, description="a log-in lasts this many hours")
+    login_max_failures: int = Field(
+        5, gt=0, description="failed log-ins per user and client within 5 minutes before a pause"
+    )
+    secure_cookies: bool = Field(False, description="Secure session cookie (serve behind HTTPS)")
 
 
 class Settings(BaseSettings):

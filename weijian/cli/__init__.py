@@ -12,7 +12,7 @@ import sys
 import typer
 from rich.console import Console
 
-from weijian.cli import cases, db, demo, evaluate, inventory, pair, runs, scene, train
+from weijian.cli import cases, db, demo, evaluate, inventory, pair, runs, scene, train, web
 
 app = typer.Typer(
     name="weijian",
@@ -33,6 +33,9 @@ app.add_typer(runs.app, name="runs")
 app.add_typer(cases.app, name="cases")
 app.command("dispatch")(runs.dispatch)
 app.command("stats")(runs.stats)
+app.command("serve")(web.serve)
+app.add_typer(web.users_app, name="users")
+app.add_typer(web.map_app, name="map")
 
 err = Console(stderr=True)
 

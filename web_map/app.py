@@ -1,0 +1,707 @@
+"""The review application: FastAPI pages (Jinja2 + Folium) and the JSON/GeoJSON API.
+
+``create_app(engine, config)`` builds it. Every rule of the workflow is ``gis_db.workflow``'s:
+the routes add only who may call them (roles, the user's 街镇) and turn domain errors into HTTP
+statuses through the one table in :mod:`web_map.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import date, datetime
+from importlib.resources import files
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote
+
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from fastapi.templating import Jinja2Templates
+from pydantic import BaseModel, Field
+from sqlalchemy import Engine
+from starlette.middleware.sessions import SessionMiddleware
+
+from gis_db import stats, workflow
+from gis_db.domain import CaseState, DetectionState, Disposal, MatchClass
+from gis_db.errors import GisDbError, InvalidInputError
+from gis_db.workflow import CaseAction, DetectionAction, transaction
+from web_map import accounts, evidence, geo, labels, maps, queries, tiles
+from web_map.accounts import User
+from web_map.config import WebConfig
+from web_map.errors import (
+    AuthenticationRequiredError,
+    ForbiddenError,
+    WebMapError,
+    http_status,
+)
+from web_map.security import LoginLimiter, check_csrf, csrf_token
+
+log = logging.getLogger("web_map")
+PACKAGE = files("web_map")
+SESSION_COOKIE = "weijian_session"
+
+
+class ReviewBody(BaseModel):
+    """A review decision on a detection. ``version``: the version the reviewer saw."""
+
+    action: str
+    version: int
+    comment: str | None = Field(None, max_length=2000)
+
+
+class CaseActionBody(BaseModel):
+    """An action on a case. ``evidence``: ids of photos uploaded for this case, or references."""
+
+    action: str
+    version: int
+    comment: str | None = Field(None, max_length=2000)
+    disposal: str | None = None
+    evidence_file_ids: list[int] = Field(default_factory=list)
+    evidence_refs: list[str] = Field(default_factory=list)
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime | date):
+        return value.isoformat()
+    return str(value)
+
+
+def _json(data: Any, status: int = 200) -> Response:
+    body = json.dumps(data, ensure_ascii=False, default=_json_default)
+    return Response(body, status_code=status, media_type="application/json")
+
+
+def _geojson(text_: str) -> Response:
+    return Response(text_, media_type="application/geo+json")
+
+
+def _safe_next(value: str | None) -> str:
+    """A local path to go back to (never another site)."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+def current_user(request: Request) -> User | None:
+    """The logged-in, enabled account of this request's session, or None."""
+    uid = request.session.get("uid")
+    if uid is None:
+        return None
+    user = accounts.get_user_by_id(request.app.state.engine, int(uid))
+    if user is None or user.disabled or user.session_epoch != request.session.get("epoch"):
+        request.session.pop("uid", None)
+        return None
+    return user
+
+
+def require_user(request: Request) -> User:
+    """The logged-in account; AuthenticationRequiredError (401) when there is none."""
+    user = current_user(request)
+    if user is None:
+        raise AuthenticationRequiredError("log in first (POST /login)")
+    return user
+
+
+UserDep = Annotated[User, Depends(require_user)]
+
+
+def create_app(engine: Engine, config: WebConfig) -> FastAPI:
+    """The review application over ``engine`` (a migrated weijian database).
+
+    Args:
+        engine: SQLAlchemy engine of the PostGIS database (schema at head, with accounts).
+        config: secret key, evidence folder, Tianditu key and limits (:class:`WebConfig`).
+    """
+    app = FastAPI(
+        title="weijian 违建监测 review",
+        dependencies=[Depends(check_csrf)],
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=config.secret_key,
+        session_cookie=SESSION_COOKIE,
+        max_age=int(config.session_hours * 3600),
+        same_site="lax",
+        https_only=config.secure_cookies,
+    )
+    app.mount("/static", StaticFiles(directory=str(PACKAGE / "static")), name="static")
+    templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
+    limiter = LoginLimiter(config.login_max_failures, config.login_window_s)
+    evidence_dir = Path(config.evidence_dir)
+    app.state.engine = engine
+    app.state.config = config
+
+    # ---- who is asking --------------------------------------------------------------------
+
+    def lang_of(request: Request) -> str:
+        lang = request.session.get("lang") or config.language
+        return lang if lang in ("zh", "en") else "zh"
+
+    def can_case(user: User, action: CaseAction) -> None:
+        if action not in accounts.CASE_ACTIONS[user.role]:
+            raise ForbiddenError(
+                f"{user.role.zh} ({user.role.value}) may not {action.zh} ({action.value})"
+            )
+
+    def can_detection(user: User, action: DetectionAction) -> None:
+        if action not in accounts.DETECTION_ACTIONS[user.role]:
+            raise ForbiddenError(
+                f"{user.role.zh} ({user.role.value}) may not {action.zh} ({action.value})"
+            )
+
+    def parse_action(enum: type[CaseAction] | type[DetectionAction], value: str) -> Any:
+        try:
+            return enum.parse(value.replace("-", "_"))
+        except ValueError as exc:
+            raise InvalidInputError(str(exc)) from None
+
+    def render(
+        request: Request, name: str, user: User | None, status: int = 200, **ctx: Any
+    ) -> Response:
+        lang = lang_of(request)
+
+        def t(zh: str, en: str) -> str:
+            return zh if lang == "zh" else en
+
+        return templates.TemplateResponse(
+            request,
+            name,
+            {
+                "user": user,
+                "lang": lang,
+                "t": t,
+                "csrf": csrf_token(request),
+                "path": request.url.path + (("?" + request.url.query) if request.url.query else ""),
+                "L": labels.all_labels(lang),
+                "colours": labels.colours(),
+                **ctx,
+            },
+            status_code=status,
+        )
+
+    # ---- errors: one table ------------------------------------------------------------------
+
+    def _is_api(request: Request) -> bool:
+        return request.url.path.startswith(("/api/", "/tiles/", "/chips/", "/evidence/"))
+
+    async def domain_error(request: Request, exc: Exception) -> Response:
+        status = http_status(exc)
+        if status >= 500:
+            log.exception("request %s failed", request.url.path, exc_info=exc)
+        if _is_api(request):
+            return _json({"error": type(exc).__name__, "detail": str(exc)}, status)
+        if status == 401:
+            target = quote(
+                request.url.path + ("?" + request.url.query if request.url.query else "")
+            )
+            return RedirectResponse(f"/login?next={target}", status_code=303)
+        return render(
+            request,
+            "error.html",
+            current_user(request),
+            status=status,
+            message=str(exc),
+            status_code=status,
+        )
+
+    app.add_exception_handler(WebMapError, domain_error)
+    app.add_exception_handler(GisDbError, domain_error)
+
+    # ---- log-in -----------------------------------------------------------------------------
+
+    @app.get("/login", response_class=HTMLResponse)
+    def login_page(request: Request, next: str = "/") -> Response:
+        return render(request, "login.html", None, next=_safe_next(next), error=None)
+
+    @app.post("/login")
+    def login(
+        request: Request,
+        username: Annotated[str, Form()],
+        password: Annotated[str, Form()],
+        next: Annotated[str, Form()] = "/",
+    ) -> Response:
+        client = request.client.host if request.client else "?"
+        limiter.check(client, username)
+        user = accounts.authenticate(engine, username, password)
+        if user is None:
+            limiter.failed(client, username)
+            msg = "用户名或密码错误" if lang_of(request) == "zh" else "wrong user name or password"
+            return render(request, "login.html", None, status=401, next=_safe_next(next), error=msg)
+        limiter.succeeded(client, username)
+        chosen = request.session.get("lang")
+        request.session.clear()
+        request.session.update(uid=user.id, epoch=user.session_epoch)
+        if chosen:
+            request.session["lang"] = chosen
+        csrf_token(request)
+        return RedirectResponse(_safe_next(next), status_code=303)
+
+    @app.post("/logout")
+    def logout(request: Request) -> Response:
+        request.session.clear()
+        return RedirectResponse("/login", status_code=303)
+
+    @app.get("/lang")
+    def switch_language(request: Request, to: str = "zh", next: str = "/") -> Response:
+        request.session["lang"] = "en" if to == "en" else "zh"
+        return RedirectResponse(_safe_next(next), status_code=303)
+
+    # ---- pages ------------------------------------------------------------------------------
+
+    @app.get("/", response_class=HTMLResponse)
+    def home(request: Request, user: UserDep) -> Response:
+        with transaction(engine) as conn:
+            runs = queries.runs(conn, user.street_town)
+        return render(request, "home.html", user, runs=runs)
+
+    @app.get("/runs/{run_id}/map", response_class=HTMLResponse)
+    def map_page(request: Request, run_id: int, user: UserDep, view: str = "swipe") -> Response:
+        lang = lang_of(request)
+        with transaction(engine) as conn:
+            run = queries.run(conn, run_id)
+        rendered = maps.build_run_map(
+            run,
+            lang=lang,
+            view="dual" if view == "dual" else "swipe",
+            tianditu_key=config.tianditu_key,
+        )
+        nav = templates.get_template("_nav.html").render(
+            user=user,
+            lang=lang,
+            t=(lambda zh, en: zh if lang == "zh" else en),
+            csrf=csrf_token(request),
+            path=f"/runs/{run_id}/map?view={view}",
+        )
+        page_config = {
+            "runId": run_id,
+            "maps": rendered.map_names,
+            "layers": rendered.layers,
+            "view": view,
+            "csrf": csrf_token(request),
+            "lang": lang,
+            "labels": labels.all_labels(lang),
+            "colours": labels.colours(),
+            "streetTown": user.street_town,
+            "canReview": bool(accounts.DETECTION_ACTIONS[user.role]),
+        }
+        page = maps.insert(
+            rendered.html,
+            head=(
+                '<meta name="viewport" content="width=device-width, initial-scale=1">'
+                f"<title>{'比对批次' if lang == 'zh' else 'Run'} {run_id}</title>"
+                + maps.vendor_tags()
+                + '<link rel="stylesheet" href="/static/app.css">'
+            ),
+            body_start=nav + _map_toolbar(run_id, view, lang),
+            body_end=(
+                '<script src="/static/app.js"></script>'
+                f"<script>WJ.mapPage({maps._script_json(page_config)});</script>"
+            ),
+        )
+        return HTMLResponse(page)
+
+    def _map_toolbar(run_id: int, view: str, lang: str) -> str:
+        zh = lang == "zh"
+        swipe = "卷帘对比" if zh else "swipe"
+        dual = "双屏联动" if zh else "two maps"
+        review = "核查队列" if zh else "review queue"
+        return (
+            f'<div class="wj-toolbar"><a class="{"on" if view != "dual" else ""}" '
+            f'href="/runs/{run_id}/map?view=swipe">{swipe}</a>'
+            f'<a class="{"on" if view == "dual" else ""}" href="/runs/{run_id}/map?view=dual">'
+            f'{dual}</a><a href="/runs/{run_id}/review">{review}</a></div>'
+        )
+
+    @app.get("/runs/{run_id}/review", response_class=HTMLResponse)
+    def review_page(request: Request, run_id: int, user: UserDep) -> Response:
+        with transaction(engine) as conn:
+            run = queries.run(conn, run_id)
+            towns = conn.exec_driver_sql("SELECT code, name FROM street_town ORDER BY code").all()
+        return render(
+            request,
+            "review.html",
+            user,
+            run=run,
+            towns=[t for t in towns if user.street_town in (None, t.code)],
+            match_classes=list(MatchClass),
+            states=list(DetectionState),
+            can_review=bool(accounts.DETECTION_ACTIONS[user.role]),
+        )
+
+    @app.get("/cases", response_class=HTMLResponse)
+    def cases_page(
+        request: Request,
+        user: UserDep,
+        state: str | None = None,
+        q: str | None = None,
+        page: int = Query(1, ge=1),
+    ) -> Response:
+        with transaction(engine) as conn:
+            rows = queries.cases(
+                conn, user.street_town, state=state or None, q=q, limit=100, offset=(page - 1) * 100
+            )
+        return render(
+            request,
+            "cases.html",
+            user,
+            rows=rows,
+            state=state or "",
+            q=q or "",
+            page=page,
+            states=list(CaseState),
+        )
+
+    @app.get("/cases/{case_id}", response_class=HTMLResponse)
+    def case_page(
+        request: Request, case_id: int, user: UserDep, msg: str | None = None
+    ) -> Response:
+        with transaction(engine) as conn:
+            case = queries.case(conn, case_id, user.street_town)
+            hist = workflow.history(conn, case_id=case_id)
+            photos = queries.evidence_files(conn, case_id)
+        allowed = [
+            a
+            for a in workflow.allowed_case_actions(case["state"])
+            if a in accounts.CASE_ACTIONS[user.role]
+        ]
+        return render(
+            request,
+            "case.html",
+            user,
+            case=case,
+            history=hist,
+            photos=photos,
+            actions=allowed,
+            disposals=list(Disposal),
+            msg=msg,
+            CaseState=CaseState,
+            CaseAction=CaseAction,
+        )
+
+    @app.post("/cases/{case_id}/act")
+    async def case_act_form(
+        request: Request,
+        case_id: int,
+        user: UserDep,
+        action: Annotated[str, Form()],
+        version: Annotated[int, Form()],
+        comment: Annotated[str | None, Form()] = None,
+        disposal: Annotated[str | None, Form()] = None,
+        evidence_ref: Annotated[str | None, Form()] = None,
+        photos: Annotated[list[UploadFile] | None, File()] = None,
+    ) -> Response:
+        uploads: list[tuple[bytes, str | None, str | None]] = []
+        for photo in photos or []:
+            if photo.filename:
+                data = await photo.read(config.max_upload_bytes + 1)
+                uploads.append((data, photo.filename, photo.content_type))
+        refs = [evidence_ref.strip()] if evidence_ref and evidence_ref.strip() else []
+        result = act_on_case(
+            user, case_id, action, version, comment or None, disposal or None, [], refs, uploads
+        )
+        lang = lang_of(request)
+        done = ("已办理: " if lang == "zh" else "done: ") + result.to_state
+        return RedirectResponse(f"/cases/{case_id}?msg={quote(done)}", status_code=303)
+
+    @app.get("/due", response_class=HTMLResponse)
+    def due_page(request: Request, user: UserDep, within: int = Query(7, ge=0, le=365)) -> Response:
+        frame = stats.due_reinspections(engine, within_days=within, street_town=user.street_town)
+        rows = frame.to_dict("records")
+        return render(request, "due.html", user, rows=rows, within=within)
+
+    @app.get("/evidence/{file_id}")
+    def evidence_download(file_id: int, user: UserDep) -> Response:
+        with transaction(engine) as conn:
+            rec = queries.evidence_file(conn, file_id, user.street_town)
+        path = evidence.stored_path(evidence_dir, rec["stored_name"])
+        return FileResponse(
+            path, media_type=rec["content_type"], headers={"X-Content-SHA256": rec["sha256"]}
+        )
+
+    # ---- API --------------------------------------------------------------------------------
+
+    @app.get("/api/me")
+    def api_me(request: Request, user: UserDep) -> Response:
+        return _json(
+            {
+                "username": user.username,
+                "role": user.role.value,
+                "street_town": user.street_town,
+                "csrf_token": csrf_token(request),
+            }
+        )
+
+    @app.get("/api/runs")
+    def api_runs(user: UserDep) -> Response:
+        with transaction(engine) as conn:
+            return _json(queries.runs(conn, user.street_town))
+
+    @app.get("/api/runs/{run_id}/detections")
+    def api_detections(
+        run_id: int,
+        user: UserDep,
+        bbox: str | None = None,
+        match_class: Annotated[list[str] | None, Query(alias="class")] = None,
+        state: Annotated[list[str] | None, Query()] = None,
+        limit: int = Query(5000, ge=1),
+    ) -> Response:
+        box = geo.parse_bbox(bbox)
+        with transaction(engine) as conn:
+            queries.run(conn, run_id)
+            return _geojson(
+                geo.detections_geojson(
+                    conn,
+                    run_id,
+                    bbox=box,
+                    street_town=user.street_town,
+                    match_classes=match_class,
+                    states=state,
+                    limit=min(limit, config.max_features),
+                )
+            )
+
+    @app.get("/api/runs/{run_id}/queue")
+    def api_queue(
+        run_id: int,
+        user: UserDep,
+        match_class: Annotated[str | None, Query(alias="class")] = None,
+        state: str | None = "new",
+        street_town: str | None = None,
+        sort: str = "score",
+        limit: int = Query(200, ge=1, le=1000),
+        offset: int = Query(0, ge=0),
+    ) -> Response:
+        with transaction(engine) as conn:
+            queries.run(conn, run_id)
+            rows = queries.queue(
+                conn,
+                run_id,
+                user.street_town,
+                match_class=match_class,
+                state=state,
+                unit=street_town,
+                sort=sort,
+                limit=limit,
+                offset=offset,
+            )
+        return _json(rows)
+
+    @app.get("/api/detections/{detection_id}")
+    def api_detection(detection_id: int, user: UserDep) -> Response:
+        with transaction(engine) as conn:
+            row = queries.detection(conn, detection_id, user.street_town)
+            row["history"] = workflow.history(conn, detection_id=detection_id)
+        row["allowed_actions"] = [
+            a.value
+            for a in workflow.allowed_detection_actions(row["state"])
+            if a in accounts.DETECTION_ACTIONS[user.role]
+        ]
+        return _json(row)
+
+    @app.post("/api/detections/{detection_id}/review")
+    def api_review(detection_id: int, body: ReviewBody, user: UserDep) -> Response:
+        action = parse_action(DetectionAction, body.action)
+        can_detection(user, action)
+        assert user.workflow_role is not None
+        with transaction(engine) as conn:
+            queries.detection(conn, detection_id, user.street_town)  # 404 outside the 街镇
+            result = workflow.review_detection(
+                conn,
+                detection_id,
+                action,
+                actor=user.username,
+                role=user.workflow_role,
+                comment=body.comment,
+                expected_version=body.version,
+            )
+        return _json(result.__dict__)
+
+    @app.get("/api/cases")
+    def api_cases(
+        user: UserDep,
+        bbox: str | None = None,
+        state: Annotated[list[str] | None, Query()] = None,
+        limit: int = Query(5000, ge=1),
+    ) -> Response:
+        box = geo.parse_bbox(bbox)
+        with transaction(engine) as conn:
+            return _geojson(
+                geo.cases_geojson(
+                    conn,
+                    bbox=box,
+                    street_town=user.street_town,
+                    states=state,
+                    limit=min(limit, config.max_features),
+                )
+            )
+
+    @app.get("/api/cases/{case_id}")
+    def api_case(case_id: int, user: UserDep) -> Response:
+        with transaction(engine) as conn:
+            row = queries.case(conn, case_id, user.street_town)
+            row["evidence_files"] = queries.evidence_files(conn, case_id)
+        row["allowed_actions"] = [
+            a.value
+            for a in workflow.allowed_case_actions(row["state"])
+            if a in accounts.CASE_ACTIONS[user.role]
+        ]
+        return _json(row)
+
+    @app.get("/api/cases/{case_id}/history")
+    def api_case_history(case_id: int, user: UserDep) -> Response:
+        with transaction(engine) as conn:
+            queries.case(conn, case_id, user.street_town)
+            return _json(workflow.history(conn, case_id=case_id))
+
+    def act_on_case(
+        user: User,
+        case_id: int,
+        action_text: str,
+        version: int,
+        comment: str | None,
+        disposal: str | None,
+        file_ids: list[int],
+        refs: list[str],
+        uploads: list[tuple[bytes, str | None, str | None]],
+    ) -> workflow.TransitionResult:
+        action = parse_action(CaseAction, action_text)
+        can_case(user, action)
+        assert user.workflow_role is not None
+        with transaction(engine) as conn:
+            queries.case(conn, case_id, user.street_town)  # 404 outside the 街镇
+            items: list[workflow.Evidence] = list(refs)
+            for data, name, ctype in uploads:
+                items.append(
+                    evidence.store_photo(
+                        conn,
+                        evidence_dir,
+                        case_id=case_id,
+                        data=data,
+                        original_name=name,
+                        declared_type=ctype,
+                        uploaded_by=user.username,
+                        max_bytes=config.max_upload_bytes,
+                        accepted=config.photo_types,
+                    )
+                )
+            for fid in file_ids:
+                rec = queries.evidence_file(conn, fid, user.street_town)
+                if rec["case_id"] != case_id:
+                    raise InvalidInputError(f"photo {fid} belongs to another case")
+                items.append(
+                    {"evidence_file_id": fid, "sha256": rec["sha256"], "name": rec["original_name"]}
+                )
+            return workflow.transition_case(
+                conn,
+                case_id,
+                action,
+                actor=user.username,
+                role=user.workflow_role,
+                comment=comment,
+                evidence=items,
+                disposal=disposal,
+                expected_version=version,
+                actor_unit=user.street_town,
+                reinspection_days=config.reinspection_days,
+            )
+
+    @app.post("/api/cases/{case_id}/actions")
+    def api_case_action(case_id: int, body: CaseActionBody, user: UserDep) -> Response:
+        result = act_on_case(
+            user,
+            case_id,
+            body.action,
+            body.version,
+            body.comment,
+            body.disposal,
+            body.evidence_file_ids,
+            body.evidence_refs,
+            [],
+        )
+        return _json(result.__dict__)
+
+    @app.post("/api/cases/{case_id}/evidence")
+    async def api_upload(
+        case_id: int, user: UserDep, file: Annotated[UploadFile, File()]
+    ) -> Response:
+        if not accounts.CASE_ACTIONS[user.role]:
+            raise ForbiddenError("an analyst cannot attach evidence")
+        data = await file.read(config.max_upload_bytes + 1)
+        with transaction(engine) as conn:
+            queries.case(conn, case_id, user.street_town)
+            ref = evidence.store_photo(
+                conn,
+                evidence_dir,
+                case_id=case_id,
+                data=data,
+                original_name=file.filename,
+                declared_type=file.content_type,
+                uploaded_by=user.username,
+                max_bytes=config.max_upload_bytes,
+                accepted=config.photo_types,
+            )
+        return _json(ref, 201)
+
+    @app.get("/api/units")
+    def api_units(user: UserDep) -> Response:
+        today = stats.office_today()
+        frame = stats.unit_stats(engine, today.replace(day=1), today)
+        warnings = dict(zip(frame["unit_code"], frame["warning"], strict=True))
+        with transaction(engine) as conn:
+            return _geojson(geo.units_geojson(conn, warnings, street_town=user.street_town))
+
+    @app.get("/api/search")
+    def api_search(user: UserDep, q: str = Query("", max_length=200)) -> Response:
+        with transaction(engine) as conn:
+            return _json(queries.search(conn, q, user.street_town))
+
+    @app.get("/api/due")
+    def api_due(user: UserDep, within: int = Query(0, ge=0, le=365)) -> Response:
+        frame = stats.due_reinspections(engine, within_days=within, street_town=user.street_town)
+        return _json(frame.to_dict("records"))
+
+    # ---- imagery ----------------------------------------------------------------------------
+
+    @app.get("/tiles/{scene_id}/{z}/{x}/{y}.png")
+    def tile(scene_id: int, z: int, x: int, y: int, user: UserDep) -> Response:
+        with transaction(engine) as conn:
+            image = tiles.scene_image(conn, scene_id)
+        return Response(
+            tiles.render_tile(image, z, x, y),
+            media_type="image/png",
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
+
+    @app.get("/chips/{detection_id}/{which}.png")
+    def chip(detection_id: int, which: str, user: UserDep) -> Response:
+        if which not in ("before", "after"):
+            raise ForbiddenError("a chip is 'before' or 'after'")
+        with transaction(engine) as conn:
+            det = queries.detection(conn, detection_id, user.street_town)
+            scene = det["before_scene_id"] if which == "before" else det["after_scene_id"]
+            image = tiles.scene_image(conn, scene)
+            box = queries.detection_box_working(conn, detection_id, 15.0)
+            bounds_crs = queries.working_crs(conn)
+        return Response(
+            tiles.render_part(image, box, bounds_crs, max_size=256),
+            media_type="image/png",
+            headers={"Cache-Control": "private, max-age=3600"},
+        )
+
+    @app.middleware("http")
+    async def security_headers(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        return response
+
+    return app
