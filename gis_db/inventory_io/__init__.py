@@ -22,6 +22,14 @@ CRS with canonical columns and domain codes, plus the rows rejected and repaired
   repair is polygonal and changes the area by less than 1 %, otherwise rejected; footprints must
   lie within the district (the 街镇 already loaded, else a Shanghai bounding box).
 
+* **Files as offices send them** (issue 15; rules in docs/decisions/inventory-import.md):
+  spreadsheets are read cell by cell (header under title rows, total and blank rows skipped
+  and listed, merged cells carried), Excel error values, uncalculated formulas and over-long
+  cells refuse their row, case numbers are normalised (NFKC, zero-width, spaces) or refused
+  (scientific notation, lost digits, look-alikes of stored numbers), GCJ-02/BD-09 lon/lat is
+  converted to CGCS2000, shapefiles must come with their parts and may sit in a zipped folder.
+  An unexpected error while reading becomes one line naming the file, never a traceback.
+
 Without ``skip_invalid`` the first problem is raised as ``InvalidInputError`` and nothing is
 written; with it, the problem rows are left out and listed in a report file (CSV, UTF-8 with
 BOM so that Excel opens it).
@@ -29,7 +37,9 @@ BOM so that Excel opens it).
 The package, by concern (SQL only in ``importing`` and ``exporting``):
 
 * ``mapping``: canonical fields, header aliases and value spellings (``--mapping``);
-* ``readers``: GIS files, Excel and CSV as they are, and their text encodings;
+* ``readers``: GIS files, Excel and CSV as they are, and their text encodings, using
+  ``sheets`` (spreadsheets as laid out) and ``shapefiles`` (parts, zips);
+* ``cells`` and ``case_numbers``: what must not be stored, and case numbers as identities;
 * ``problems``: row problems numbered as the user sees the rows;
 * ``geometry``: CRS, polygons, extent and safe repair;
 * ``validation``: a whole file (attributes, keys, geometry) to a clean frame, and the report;

@@ -12,10 +12,12 @@ from pyproj import CRS, Transformer
 from pyproj.exceptions import CRSError
 
 from gis_db.errors import InvalidInputError
+from gis_db.gcj02 import offset_system, to_wgs84
 from gis_db.inventory import (
     RowProblem,
 )
-from gis_db.inventory_io.mapping import Kind, _header_crs
+from gis_db.inventory_io.cells import non_finite_vertices
+from gis_db.inventory_io.mapping import OFFSET_COLUMNS, Kind, _header_crs
 from gis_db.inventory_io.problems import _as_text, _label, _Problems
 from gis_db.inventory_io.readers import RawTable
 
@@ -26,9 +28,13 @@ SHANGHAI_LONLAT = (120.8, 30.6, 122.2, 31.9)
 
 #: Largest relative area change a geometry repair may make and still be accepted.
 MAX_REPAIR_AREA_CHANGE = 0.01
+#: Where offset (GCJ-02/BD-09) coordinates can lie: China, lon/lat degrees.
+CHINA_LONLAT = (72.0, 0.0, 138.0, 56.0)
 
 
-def _resolve_crs(source: str, declared: str | None, given: str | None) -> CRS:
+def _resolve_crs(
+    source: str, declared: str | None, given: str | None, hint: str | None = None
+) -> CRS:
     given_crs = None
     if given:
         try:
@@ -46,11 +52,11 @@ def _resolve_crs(source: str, declared: str | None, given: str | None) -> CRS:
     if declared:
         return CRS.from_user_input(declared)
     if given_crs is None:
+        why = hint or "no .prj, no SRS, no '(EPSG:…)' in the geometry header"
         raise InvalidInputError(
-            f"{source}, all rows, field geometry: the file has no CRS (no .prj, no SRS, no "
-            "'(EPSG:…)' in "
-            "the geometry header); give it with --crs, e.g. --crs EPSG:4490 (CGCS2000 lon/lat) "
-            "or --crs EPSG:4549"
+            f"{source}, all rows, field geometry: the file has no CRS ({why}); give it with "
+            "--crs, e.g. --crs EPSG:4490 (CGCS2000 lon/lat), --crs EPSG:4549, or --crs GCJ-02 "
+            "for points copied from 高德 maps"
         )
     return given_crs
 
@@ -70,12 +76,22 @@ def _geometry(
         header = cols["wkt"]
         text_ = _as_text(raw.frame[header])
         geoms = shapely.from_wkt(text_.to_numpy(), on_invalid="ignore")
-        unreadable = np.flatnonzero(text_.notna().to_numpy() & shapely.is_missing(geoms))
+        unreadable = [
+            int(i)
+            for i in np.flatnonzero(text_.notna().to_numpy() & shapely.is_missing(geoms))
+            if int(i) not in probs.positions()
+        ]
         probs.add(
             unreadable, header, "not valid WKT; write e.g. POLYGON((x y, …))", text_.to_numpy()
         )
         return geoms, _header_crs(header), None, header
-    if "lon" in cols and "lat" in cols:
+    lon_f, lat_f, implied = "lon", "lat", None
+    if not ("lon" in cols and "lat" in cols):
+        for system, (a, b) in OFFSET_COLUMNS.items():
+            if a in cols and b in cols:
+                lon_f, lat_f, implied = a, b, system
+                break
+    if lon_f in cols and lat_f in cols:
         if kind != "cases":
             raise InvalidInputError(
                 f"{raw.source}, header row, field geometry: 街镇/居村 boundaries need polygons: "
@@ -86,12 +102,13 @@ def _geometry(
                 f"{raw.source}, header row, field 面积 (area_m2): lon/lat rows need an area "
                 "column (m²) to draw a footprint; add one, or give a WKT column"
             )
-        lon = pd.to_numeric(raw.frame[cols["lon"]], errors="coerce").to_numpy(dtype=float)
-        lat = pd.to_numeric(raw.frame[cols["lat"]], errors="coerce").to_numpy(dtype=float)
+        lon = pd.to_numeric(raw.frame[cols[lon_f]], errors="coerce").to_numpy(dtype=float)
+        lat = pd.to_numeric(raw.frame[cols[lat_f]], errors="coerce").to_numpy(dtype=float)
         area = pd.to_numeric(raw.frame[cols["area_m2"]], errors="coerce").to_numpy(dtype=float)
-        for f, arr in (("lon", lon), ("lat", lat)):
+        known = probs.positions()
+        for f, arr in ((lon_f, lon), (lat_f, lat)):
             probs.add(
-                np.flatnonzero(~np.isfinite(arr)),
+                [int(i) for i in np.flatnonzero(~np.isfinite(arr)) if int(i) not in known],
                 cols[f],
                 "not a number",
                 raw.frame[cols[f]].to_numpy(),
@@ -105,7 +122,7 @@ def _geometry(
         ok = np.isfinite(lon) & np.isfinite(lat)
         geoms = np.asarray(shapely.points(np.where(ok, lon, 0), np.where(ok, lat, 0)), dtype=object)
         geoms[~ok] = None
-        declared = _header_crs(cols["lon"]) or _header_crs(cols["lat"])
+        declared = implied or _header_crs(cols[lon_f]) or _header_crs(cols[lat_f])
         return geoms, declared, np.sqrt(np.where(area > 0, area, np.nan)), "geometry"
     needed = "WKT column, or lon + lat + 面积 columns" if kind == "cases" else "WKT column"
     raise InvalidInputError(
@@ -173,12 +190,12 @@ def _repair(
             geoms[i] = fixed
             repaired.append(
                 RowProblem(
-                    row=int(i) + probs.first_row,
+                    row=probs.row(int(i)),
                     field=label,
                     reason=(
                         f"invalid polygon ({reason}) repaired: area {before:.1f} → {after:.1f} m²"
                     ),
-                    case_number=None if probs.numbers is None else probs.numbers.iat[i],
+                    case_number=probs.number(int(i)),
                 )
             )
         else:
@@ -204,11 +221,24 @@ def _validate_geometry(
     where: str,
     repaired: list[RowProblem],
     warnings: list[str],
-) -> tuple[np.ndarray, CRS]:
+) -> tuple[np.ndarray, CRS, str | None]:
+    """Footprints in the working CRS (rows with problems marked), the source CRS and its name.
+
+    The name is set when it is not just the CRS's (offset web-map coordinates converted).
+    """
     geoms, declared, sides, label = _geometry(raw, cols, probs, kind)
-    source_crs = _resolve_crs(raw.source, raw.crs or declared, crs)
+    source_crs, offset = _source_crs(raw, declared, crs)
     geoms = shapely.force_2d(np.asarray(geoms, dtype=object))
     missing = shapely.is_missing(geoms) | shapely.is_empty(geoms)
+    broken = non_finite_vertices(geoms)
+    probs.add(
+        list(broken),
+        label,
+        lambda i: (
+            f"vertex {broken[i]} has no coordinate (NaN or infinite): the drawing program left "
+            "a broken vertex; delete or redraw it and export the layer again"
+        ),
+    )
     # geometries that failed to parse were reported already
     already = np.zeros(len(geoms), dtype=bool)
     already[list(probs.positions())] = True
@@ -229,6 +259,17 @@ def _validate_geometry(
     )
     if sides is not None:
         ok &= np.isfinite(sides)
+    ok[list(broken)] = False
+    name = None
+    if offset is not None:
+        geoms = _from_offset(geoms, ok, offset, probs, label)
+        name = f"{offset} (web-map coordinates, converted to EPSG:4490 CGCS2000)"
+        warnings.append(
+            f"{int(ok.sum())} location(s) converted from {offset} ("
+            + ("高德/腾讯" if offset == "GCJ-02" else "百度")
+            + " web-map coordinates) to CGCS2000 (EPSG:4490); the method and its accuracy "
+            "(< 1 m) are in docs/decisions (inventory import)"
+        )
     if not source_crs.equals(working):
         geoms = np.asarray(gpd.GeoSeries(geoms, crs=source_crs).to_crs(working).to_numpy())
     if sides is not None:
@@ -247,7 +288,57 @@ def _validate_geometry(
     ok = _repair(geoms, ok, probs, label, repaired)
     zero = np.flatnonzero(ok & ~(shapely.area(geoms) > 0))
     probs.add(zero, label, "footprint has zero area; redraw it")
-    return geoms, source_crs
+    return geoms, source_crs, name
+
+
+def _source_crs(raw: RawTable, declared: str | None, given: str | None) -> tuple[CRS, str | None]:
+    """The CRS of the file's coordinates, and ``"GCJ-02"``/``"BD-09"`` when they are offset."""
+    stated = raw.crs or declared
+    stated_offset, given_offset = offset_system(stated), offset_system(given)
+    if stated_offset is None and given_offset is None:
+        return _resolve_crs(raw.source, stated, given, raw.crs_hint), None
+    if stated_offset and given and given_offset != stated_offset:
+        raise InvalidInputError(
+            f"{raw.source}, all rows, field geometry: the columns say {stated_offset} but --crs "
+            f"says {given}; drop --crs (the conversion from {stated_offset} to CGCS2000 is "
+            "automatic) or correct the column header"
+        )
+    if given_offset and stated and not stated_offset:
+        raise InvalidInputError(
+            f"{raw.source}, all rows, field geometry: the file declares {stated} but --crs says "
+            f"{given_offset}; drop --crs or fix the file's CRS"
+        )
+    return CRS.from_epsg(4490), stated_offset or given_offset
+
+
+def _from_offset(
+    geoms: np.ndarray, ok: np.ndarray, system: str, probs: _Problems, label: str
+) -> np.ndarray:
+    """Every vertex converted from GCJ-02/BD-09 lon/lat to CGCS2000 (:mod:`gis_db.gcj02`).
+
+    Rows whose coordinates are not lon/lat degrees in China are marked (and left as they are).
+    """
+    coords, index = shapely.get_coordinates(geoms, return_index=True)
+    if not len(coords):
+        return geoms
+    x0, y0, x1, y1 = CHINA_LONLAT
+    with np.errstate(invalid="ignore"):
+        inside = (
+            (coords[:, 0] >= x0)
+            & (coords[:, 0] <= x1)
+            & (coords[:, 1] >= y0)
+            & (coords[:, 1] <= y1)
+        )
+    bad = sorted({int(i) for i in index[~inside] if ok[i]})
+    probs.add(
+        bad,
+        label,
+        f"{system} coordinates are longitude/latitude degrees in China; these are not: check "
+        "the columns and --crs",
+    )
+    ok[bad] = False
+    lon, lat = to_wgs84(system, coords[:, 0], coords[:, 1])
+    return np.asarray(shapely.set_coordinates(geoms.copy(), np.column_stack([lon, lat])))
 
 
 def shanghai_extent(working_crs: str) -> tuple[float, float, float, float]:

@@ -51,6 +51,12 @@ def _working_crs(engine: Engine) -> str:
     return stored[0]
 
 
+def _stored_case_numbers(engine: Engine) -> list[str]:
+    """Every case number in the database (for refusing look-alikes of them)."""
+    with engine.connect() as conn:
+        return list(conn.execute(text("SELECT case_number FROM inventory_case")).scalars())
+
+
 def import_cases_file(
     engine: Engine,
     path: str | Path,
@@ -84,6 +90,7 @@ def import_cases_file(
         skip_invalid=skip_invalid,
         extent=extent,
         extent_name=where,
+        existing_numbers=_stored_case_numbers(engine),
     )
     if progress:
         progress("read", 1, 1)
@@ -97,6 +104,7 @@ def import_cases_file(
         progress=progress,
     )
     report.rejected, report.repaired = result.rejected, result.repaired
+    report.skipped = result.skipped
     report.warnings = result.warnings + report.warnings
     report.source_crs = result.source_crs
     report.timings = {
@@ -104,10 +112,11 @@ def import_cases_file(
         "validate": result.seconds_validate,
         "load": time.perf_counter() - started - result.seconds_read - result.seconds_validate,
     }
-    if skip_invalid and (report.rejected or report.repaired):
+    listed = report.rejected or report.repaired or report.skipped
+    if (skip_invalid or report_path) and listed:
         target = Path(report_path) if report_path else Path(str(path) + ".report.csv")
-        write_problem_report(target, report.rejected, report.repaired)
-        report.warnings.append(f"rejected and repaired rows listed in {target}")
+        write_problem_report(target, report.rejected, report.repaired, report.skipped)
+        report.warnings.append(f"rejected, repaired and skipped rows listed in {target}")
     report.seconds = time.perf_counter() - started
     return report
 

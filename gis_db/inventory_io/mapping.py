@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import re
 import tomllib
-from collections.abc import Iterable
+import unicodedata
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib.resources import files
 from pathlib import Path
@@ -18,6 +19,7 @@ from pyproj.exceptions import CRSError
 
 from gis_db import domain
 from gis_db.errors import InvalidInputError
+from gis_db.gcj02 import offset_system
 
 Kind = Literal["cases", "street_town", "village"]
 
@@ -30,6 +32,8 @@ ENUM_FIELDS: dict[str, type[domain.LabelledEnum]] = {
     "source": domain.DiscoverySource,
 }
 TEXT_FIELDS = ("address", "owner", "remark")
+#: lon/lat columns that the mapping names as offset web-map coordinates, per system
+OFFSET_COLUMNS = {"GCJ-02": ("lon_gcj02", "lat_gcj02"), "BD-09": ("lon_bd09", "lat_bd09")}
 REQUIRED: dict[str, tuple[str, ...]] = {
     "cases": ("case_number",),
     "street_town": ("code", "name"),
@@ -44,19 +48,28 @@ class FieldMapping:
     fields: dict[str, list[str]]
     values: dict[str, dict[str, Any]] = field(default_factory=dict)
     ignore: list[str] = field(default_factory=list)
+    #: longest text per field, characters (``[cases.max_length]``)
+    max_length: dict[str, int] = field(default_factory=dict)
 
 
 def _norm_header(text_: object) -> str:
-    """Header compared ignoring case, spaces, ``_``/``-`` and a trailing ``(...)``."""
-    s = re.sub(r"[（(][^()（）]*[)）]\s*$", "", str(text_).strip())
+    """Header compared ignoring width (NFKC), case, spaces, ``_``/``-`` and a trailing ``(...)``."""
+    s = unicodedata.normalize("NFKC", str(text_)).strip()
+    s = re.sub(r"[（(][^()（）]*[)）]\s*$", "", s)
     return re.sub(r"[\s_\-]+", "", s).lower()
 
 
 def _header_crs(header: str) -> str | None:
-    """The CRS a header declares in a trailing ``(...)``, e.g. ``WKT (EPSG:4549)``."""
+    """The CRS a header declares in a trailing ``(...)``, e.g. ``WKT (EPSG:4549)``.
+
+    ``"GCJ-02"`` or ``"BD-09"`` for the offset web-map systems (``经度(GCJ-02)``, ``(百度)``).
+    """
     m = re.search(r"[（(]([^()（）]*)[)）]\s*$", str(header))
     if not m:
         return None
+    offset = offset_system(m.group(1))
+    if offset:
+        return offset
     try:
         return CRS.from_user_input(m.group(1).strip()).to_string()
     except CRSError:
@@ -89,10 +102,17 @@ def load_mapping(kind: Kind, path: str | Path | None = None) -> FieldMapping:
         shipped.get("fields", {}).get("ignore", [])
     )
     values: dict[str, dict[str, Any]] = {}
+    max_length: dict[str, int] = {}
     for doc in (shipped, user):
         for f, m in doc.get("values", {}).items():
             values.setdefault(f, {}).update({str(k).strip().lower(): v for k, v in m.items()})
-    return FieldMapping(fields_, values, ignore)
+        for f, n in doc.get("max_length", {}).items():
+            if not isinstance(n, int) or isinstance(n, bool) or n < 1:
+                raise InvalidInputError(
+                    f"{path}: [{kind}.max_length] {f} = {n!r}: give a whole number of characters"
+                )
+            max_length[f] = n
+    return FieldMapping(fields_, values, ignore, max_length)
 
 
 def _truncated_match(key: str, lookup: dict[str, str]) -> str | None:
@@ -138,3 +158,17 @@ def map_headers(
             "a --mapping file or remove it"
         )
     return found, unknown
+
+
+def header_predicate(fmap: FieldMapping, kind: Kind) -> Callable[[list[str]], bool]:
+    """Whether a sheet row is the header: it holds the required column and another known one."""
+    lookup: dict[str, str] = {}
+    for canonical, aliases in fmap.fields.items():
+        for alias in [canonical, *aliases]:
+            lookup.setdefault(_norm_header(alias), canonical)
+
+    def is_header(cells: list[str]) -> bool:
+        found = {lookup[k] for k in (_norm_header(c) for c in cells if c) if k in lookup}
+        return REQUIRED[kind][0] in found and len(found) >= 2
+
+    return is_header

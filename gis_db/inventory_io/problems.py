@@ -17,12 +17,23 @@ from gis_db.inventory_io.mapping import _norm_header
 class _Problems:
     """Row problems collected during validation, keyed by frame position."""
 
-    def __init__(self, source: str, first_row: int, numbers: pd.Series | None) -> None:
+    def __init__(self, source: str, rows: np.ndarray, numbers: pd.Series | None) -> None:
         self.source = source
-        self.first_row = first_row
+        #: the row number the user sees for each frame position
+        self.rows = rows
+        #: case numbers (or codes) by frame position, named in the report; set when known
         self.numbers = numbers
         self.items: list[tuple[int, RowProblem]] = []
-        self.bad = np.zeros(0, dtype=bool)
+        self._seen: set[tuple[int, str | None]] = set()
+
+    def row(self, i: int) -> int:
+        """The row number the user sees for frame position ``i``."""
+        return int(self.rows[i])
+
+    def number(self, i: int) -> str | None:
+        """The case number (or code) of frame position ``i``, if known."""
+        n = None if self.numbers is None else self.numbers.iat[i]
+        return None if n is None or n is pd.NA else str(n)
 
     def add(
         self,
@@ -31,28 +42,37 @@ class _Problems:
         reason: str | Callable[[int], str],
         values: pd.Series | np.ndarray | None = None,
     ) -> None:
+        """Record ``reason`` for each frame position; one problem per row and field (the first)."""
         for i in positions:
             i = int(i)
+            if (i, field_) in self._seen:
+                continue
+            self._seen.add((i, field_))
             value = None if values is None else values[i]
-            number = None if self.numbers is None else self.numbers.iat[i]
             self.items.append(
                 (
                     i,
                     RowProblem(
-                        row=i + self.first_row,
+                        row=self.row(i),
                         field=field_,
                         reason=reason(i) if callable(reason) else reason,
                         value=None if value is None or value is pd.NA else str(value)[:80],
-                        case_number=None if number is None or number is pd.NA else str(number),
                     ),
                 )
             )
 
     def positions(self) -> set[int]:
+        """Frame positions with at least one problem."""
         return {i for i, _ in self.items}
 
     def sorted(self) -> list[RowProblem]:
-        return [p for _, p in sorted(self.items, key=lambda t: (t[0], t[1].field or ""))]
+        """The problems by row, then field; each with its case number when known."""
+        out = []
+        for i, p in sorted(self.items, key=lambda t: (t[0], t[1].field or "")):
+            if p.case_number is None:
+                p.case_number = self.number(i)
+            out.append(p)
+        return out
 
     def raise_first(self) -> None:
         if not self.items:

@@ -1,15 +1,18 @@
 """Reading inventory files as they are: GIS files, Excel and CSV, and their text encodings.
 
 A Shapefile's ``.dbf`` and a CSV are tried as UTF-8, then the encoding the ``.cpg`` names, then
-GBK (GB18030); text that none decodes is refused with the row and field named.
+GBK (GB18030); text that none decodes is refused with the row and field named, and a CSV that
+mixes UTF-8 and GBK rows is refused naming them. Spreadsheets are shaped as offices lay them
+out (title rows, total and blank rows, merged cells: :mod:`.sheets`); shapefiles must come with
+their parts, and zips may hold them in a folder (:mod:`.shapefiles`).
 """
 
 from __future__ import annotations
 
 import csv
-import io
-import zipfile
-from collections.abc import Iterable
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -18,6 +21,9 @@ import numpy as np
 import pandas as pd
 
 from gis_db.errors import InvalidInputError
+from gis_db.inventory import RowProblem
+from gis_db.inventory_io.shapefiles import check_parts, no_prj_hint, unzip_vector
+from gis_db.inventory_io.sheets import Sheet, decode_csv, read_csv, read_xlsx, sniff_format
 
 VECTOR_SUFFIXES = {".gpkg", ".shp", ".geojson", ".json", ".zip"}
 TABLE_SUFFIXES = {".xlsx", ".xlsm", ".csv", ".txt"}
@@ -34,6 +40,21 @@ class RawTable:
     #: the row number the user sees for the first data row (1 for GIS files, 2 for sheets)
     first_row: int
     warnings: list[str] = field(default_factory=list)
+    #: the row number the user sees for each row of ``frame`` (sheets: header and title rows,
+    #: total and blank rows left out); None: ``first_row`` onwards without gaps
+    rows: np.ndarray | None = None
+    #: spreadsheets: merged cells over rows, formulas without values, rows skipped on purpose
+    merged: list[tuple[str, int, int]] = field(default_factory=list)
+    formulas: list[tuple[str, int, str]] = field(default_factory=list)
+    skipped: list[RowProblem] = field(default_factory=list)
+    #: said when the file has no CRS (e.g. a shapefile's missing .prj)
+    crs_hint: str | None = None
+
+    def row_numbers(self) -> np.ndarray:
+        """The row number the user sees, for every row of ``frame``."""
+        if self.rows is not None:
+            return self.rows
+        return np.arange(len(self.frame)) + self.first_row
 
 
 def _decode_candidates(declared: str | None) -> list[str]:
@@ -141,10 +162,23 @@ def _column_of(frame: pd.DataFrame, row: int | None, value: str) -> str:
 
 
 def _read_vector(path: Path, source: str, layer: str | None) -> RawTable:
+    if path.suffix.lower() == ".zip":
+        with tempfile.TemporaryDirectory(prefix="weijian-unzip-") as tmp:
+            inner, used_layer, chosen = unzip_vector(path, source, layer, Path(tmp))
+            raw = _read_vector_file(inner, source, None if used_layer else layer)
+            if raw.crs_hint:
+                raw.crs_hint = f"{Path(chosen).stem}.prj (its CRS) is missing next to {chosen}"
+            return raw
+    if path.suffix.lower() == ".shp":
+        check_parts(path, source)
+    return _read_vector_file(path, source, layer)
+
+
+def _read_vector_file(path: Path, source: str, layer: str | None) -> RawTable:
     import pyogrio
     from pyogrio.errors import DataLayerError, DataSourceError
 
-    target = f"/vsizip/{path}" if path.suffix.lower() == ".zip" else str(path)
+    target = str(path)
     kind = {".gpkg": "GeoPackage", ".shp": "Shapefile"}.get(path.suffix.lower(), "GIS file")
     try:
         layers = [str(name) for name, _ in pyogrio.list_layers(target)]
@@ -157,8 +191,12 @@ def _read_vector(path: Path, source: str, layer: str | None) -> RawTable:
             raise InvalidInputError(
                 f"{source}: no layer {layer!r}; it holds: {', '.join(layers) or 'none'}"
             )
-        is_shp = path.suffix.lower() in (".shp", ".zip")
-        frame = pyogrio.read_dataframe(target, layer=layer, encoding="latin1" if is_shp else None)
+        is_shp = path.suffix.lower() == ".shp"
+        with warnings.catch_warnings():  # a NaN vertex is reported per row by validation
+            warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
+            frame = pyogrio.read_dataframe(
+                target, layer=layer, encoding="latin1" if is_shp else None
+            )
     except (DataSourceError, DataLayerError) as exc:
         raise InvalidInputError(
             f"{source}: not a readable {kind} (truncated or corrupt: "
@@ -173,6 +211,7 @@ def _read_vector(path: Path, source: str, layer: str | None) -> RawTable:
         crs = None
     raw = RawTable(source, frame, geometry, crs, first_row=1)
     if is_shp:
+        raw.crs_hint = no_prj_hint(path)
         cpg = path.with_suffix(".cpg")
         declared = cpg.read_text(errors="replace").strip() if cpg.is_file() else None
         _decode_shapefile_text(raw, declared)
@@ -184,11 +223,10 @@ def _decode_csv(data: bytes, source: str) -> str:
         data = data[3:]
     elif data[:2] in (b"\xff\xfe", b"\xfe\xff"):
         return data.decode("utf-16")
-    for codec in ("utf-8", "gb18030"):
-        try:
-            return data.decode(codec)
-        except UnicodeDecodeError:
-            continue
+    try:
+        return decode_csv(data, source)  # UTF-8, GBK, or refused when rows mix the two
+    except UnicodeDecodeError:
+        pass
     lines = data.split(b"\n")
     header_codec = next(c for c in ("utf-8", "gb18030", "latin-1") if _decodes(lines[0], [c]))
     headers = next(csv.reader([lines[0].decode(header_codec)]))
@@ -205,30 +243,61 @@ def _decode_csv(data: bytes, source: str) -> str:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
-def _read_table(path: Path, source: str, layer: str | None) -> RawTable:
+def _read_table(
+    path: Path, source: str, layer: str | None, is_header: Callable[[list[str]], bool]
+) -> RawTable:
+    """A spreadsheet or CSV shaped as the office laid it out (:mod:`.sheets`)."""
     suffix = path.suffix.lower()
+    magic = sniff_format(path)
+    notes: list[str] = []
+    if magic == "xls":
+        raise InvalidInputError(
+            f"{source}: is an old Excel 97-2003 workbook (.xls); open it in Excel or WPS and "
+            "save it as .xlsx (Excel 工作簿)"
+        )
+    if suffix in (".csv", ".txt") and magic == "xlsx":
+        notes.append(
+            f"{source} is an Excel workbook (.xlsx) under a {suffix} name; read as Excel "
+            "(rename it to .xlsx)"
+        )
+        suffix = ".xlsx"
+    sheet: Sheet
     if suffix in (".csv", ".txt"):
-        content = _decode_csv(path.read_bytes(), source)
-        first = content.split("\n", 1)[0]
-        sep = "\t" if "\t" in first and "," not in first else ","
         try:
-            frame = pd.read_csv(io.StringIO(content), sep=sep, dtype=str, keep_default_na=False)
-        except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+            sheet = read_csv(_decode_csv(path.read_bytes(), source), is_header)
+        except csv.Error as exc:
             raise InvalidInputError(f"{source}: not a readable CSV file ({exc})") from exc
     else:
-        try:
-            frame = pd.read_excel(path, sheet_name=layer if layer else 0, dtype=object)
-        except (zipfile.BadZipFile, OSError, KeyError, ValueError) as exc:
-            raise InvalidInputError(
-                f"{source}: not a readable Excel workbook ({exc}); save it again as .xlsx"
-                + ("" if layer is None else " or check --layer (the sheet name)")
-            ) from exc
-    frame.columns = [str(c).strip() for c in frame.columns]
-    return RawTable(source, frame, None, None, first_row=2)
+        sheet = read_xlsx(path, source, layer, is_header)
+    return RawTable(
+        source,
+        sheet.frame,
+        None,
+        None,
+        first_row=sheet.header_row + 1,
+        warnings=notes + sheet.warnings,
+        rows=sheet.rows,
+        merged=sheet.merged,
+        formulas=sheet.formulas,
+        skipped=[RowProblem(row=s.row, field=None, reason=s.reason) for s in sheet.skipped],
+    )
 
 
-def read_table(path: str | Path, *, layer: str | None = None) -> RawTable:
-    """Read any supported file as it is: original headers, raw values, geometry if any."""
+def _any_row(cells: list[str]) -> bool:
+    return any(cells)
+
+
+def read_table(
+    path: str | Path,
+    *,
+    layer: str | None = None,
+    is_header: Callable[[list[str]], bool] = _any_row,
+) -> RawTable:
+    """Read any supported file as it is: original headers, raw values, geometry if any.
+
+    ``is_header``: for spreadsheets, whether a row's cell texts are the header row (default:
+    the first non-blank row); title rows above it, and total and blank rows, are skipped.
+    """
     path = Path(path)
     source = path.name
     if not path.exists():
@@ -243,7 +312,7 @@ def read_table(path: str | Path, *, layer: str | None = None) -> RawTable:
     raw = (
         _read_vector(path, source, layer)
         if suffix in VECTOR_SUFFIXES
-        else _read_table(path, source, layer)
+        else _read_table(path, source, layer, is_header)
     )
     if raw.frame.empty:
         raise InvalidInputError(

@@ -5,8 +5,9 @@ from __future__ import annotations
 import csv
 import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+import zipfile
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 import geopandas as gpd
 import numpy as np
 import pandas as pd
+import shapely
 from pyproj import CRS
 
 from gis_db import domain
@@ -23,6 +25,9 @@ from gis_db.inventory import (
     RowProblem,
     UnitLevel,
 )
+from gis_db.inventory_io.case_numbers import DEFAULT_MAX_LENGTH as CASE_NUMBER_MAX
+from gis_db.inventory_io.case_numbers import check_case_numbers, lookalikes
+from gis_db.inventory_io.cells import blank_refused, check_cells
 from gis_db.inventory_io.geometry import _crs_name, _validate_geometry, shanghai_extent
 from gis_db.inventory_io.mapping import (
     ENUM_FIELDS,
@@ -30,6 +35,7 @@ from gis_db.inventory_io.mapping import (
     TEXT_FIELDS,
     FieldMapping,
     Kind,
+    header_predicate,
     load_mapping,
     map_headers,
 )
@@ -155,6 +161,8 @@ class ReadResult:
     source_crs: str
     seconds_read: float = 0.0
     seconds_validate: float = 0.0
+    #: rows left out on purpose (total and blank rows of a sheet), not errors
+    skipped: list[RowProblem] = field(default_factory=list)
 
 
 def _read(
@@ -170,11 +178,12 @@ def _read(
     extent: tuple[float, float, float, float] | None,
     extent_name: str,
     today: date | None,
+    existing_numbers: Iterable[str] | None = None,
 ) -> ReadResult:
     t0 = time.perf_counter()
-    raw = read_table(path, layer=layer)
-    t1 = time.perf_counter()
     fmap = load_mapping(kind, mapping)
+    raw = read_table(path, layer=layer, is_header=header_predicate(fmap, kind))
+    t1 = time.perf_counter()
     found, unknown = map_headers(raw.source, raw.frame.columns, fmap, strict=strict)
     cols = {f: h for h, f in found.items()}
     for f in REQUIRED[kind]:
@@ -192,11 +201,30 @@ def _read(
             "(add them to a --mapping file to import them)"
         )
     key = "case_number" if kind == "cases" else "code"
-    numbers = _as_text(raw.frame[cols[key]])
-    probs = _Problems(raw.source, raw.first_row, numbers)
+    row_numbers = raw.row_numbers()
+    probs = _Problems(raw.source, row_numbers, None)
     key_label = _label(cols[key], key)
+    # cells that must not be stored (Excel errors, formulas without values, over-long text,
+    # merged identity cells) refuse their row and are blanked, so no later step echoes them
+    refused = check_cells(
+        raw.frame,
+        cols,
+        _label,
+        probs,
+        rows=row_numbers,
+        max_length=fmap.max_length,
+        formulas=raw.formulas,
+        merged=raw.merged,
+    )
+    clean = raw.frame.copy()
+    for f, header in cols.items():
+        clean[header] = blank_refused(clean[header], refused, f)
+    raw.frame = clean
+    numbers = _key_values(clean[cols[key]], kind, fmap, probs, key_label, warnings)
+    probs.numbers = numbers
+    refused_keys = {p for p, f in refused if f == key}
     probs.add(
-        np.flatnonzero(numbers.isna().to_numpy()),
+        [int(i) for i in np.flatnonzero(numbers.isna().to_numpy()) if int(i) not in refused_keys],
         key_label,
         f"{'case number' if kind == 'cases' else 'code'} is missing; every row needs one",
     )
@@ -208,24 +236,27 @@ def _read(
             key_label,
             lambda i: (
                 f"{numbers.iat[i]!r} occurs more than once (rows "
-                + ", ".join(str(j + raw.first_row) for j in list(rows_of[numbers.iat[i]])[:5])
+                + ", ".join(str(row_numbers[j]) for j in list(rows_of[numbers.iat[i]])[:5])
                 + "); each must be unique in one file"
             ),
         )
+    if kind == "cases":
+        for pos, reason in lookalikes(numbers, existing_numbers or (), row_numbers.tolist()):
+            probs.add([pos], key_label, reason)
     working = CRS.from_user_input(working_crs)
     repaired: list[RowProblem] = []
     if kind == "cases":
-        attrs = _validate_attributes(cols, raw.frame, fmap, probs, today or date.today())
+        attrs = _validate_attributes(cols, clean, fmap, probs, today or date.today())
     else:
-        attrs = pd.DataFrame({"name": _as_text(raw.frame[cols["name"]])})
+        attrs = pd.DataFrame({"name": _as_text(clean[cols["name"]])})
         probs.add(
             np.flatnonzero(attrs["name"].isna().to_numpy()),
             _label(cols["name"], "name"),
             "name is missing",
         )
         if "street_town_code" in cols:
-            attrs["street_town_code"] = _as_text(raw.frame[cols["street_town_code"]])
-    geoms, source_crs = _validate_geometry(
+            attrs["street_town_code"] = _as_text(clean[cols["street_town_code"]])
+    geoms, source_crs, source_name = _validate_geometry(
         raw,
         cols,
         probs,
@@ -243,7 +274,7 @@ def _read(
     keep = np.array([i not in bad for i in range(len(raw.frame))], dtype=bool)
     attrs.insert(0, key, numbers)
     frame = gpd.GeoDataFrame(attrs[keep].reset_index(drop=True), geometry=geoms[keep], crs=working)
-    rows = (np.flatnonzero(keep) + raw.first_row).tolist()
+    rows = [int(r) for r in row_numbers[keep]]
     t2 = time.perf_counter()
     return ReadResult(
         frame,
@@ -251,10 +282,38 @@ def _read(
         probs.sorted(),
         repaired,
         warnings,
-        _crs_name(source_crs),
+        source_name or _crs_name(source_crs),
         seconds_read=t1 - t0,
         seconds_validate=t2 - t1,
+        skipped=raw.skipped,
     )
+
+
+def _key_values(
+    cells: pd.Series,
+    kind: Kind,
+    fmap: FieldMapping,
+    probs: _Problems,
+    label: str,
+    warnings: list[str],
+) -> pd.Series:
+    """Case numbers after the identity rules (:mod:`.case_numbers`); unit codes as text."""
+    if kind != "cases":
+        return _as_text(cells)
+    checked = check_case_numbers(cells, fmap.max_length.get("case_number", CASE_NUMBER_MAX))
+    for pos, reason in checked.problems:
+        probs.add([pos], label, reason, cells.to_numpy())
+    if checked.normalised:
+        shown = ", ".join(
+            f"row {probs.row(p)} {w!r} → {checked.values.iat[p]!r}"
+            for p, w in checked.normalised[:5]
+        )
+        more = len(checked.normalised) - 5
+        warnings.append(
+            f"{len(checked.normalised)} case number(s) normalised (full-width or zero-width "
+            f"characters, spaces): {shown}" + (f" and {more} more" if more > 0 else "")
+        )
+    return checked.values
 
 
 def read_cases(
@@ -269,27 +328,58 @@ def read_cases(
     extent: tuple[float, float, float, float] | None = None,
     extent_name: str = "Shanghai",
     today: date | None = None,
+    existing_numbers: Iterable[str] | None = None,
 ) -> ReadResult:
-    """Read and validate an inventory file (see the module docstring for the rules).
+    """Read and validate an inventory file (see the package docstring for the rules).
 
-    ``working_crs``: the CRS of the result (metres). ``crs``: CRS of a file that declares none.
+    ``working_crs``: the CRS of the result (metres). ``crs``: CRS of a file that declares none,
+    or ``GCJ-02`` / ``BD-09`` for web-map lon/lat (converted to CGCS2000).
     ``extent``: (minx, miny, maxx, maxy) in the working CRS that every footprint must lie in
-    (default: Shanghai). Raises ``InvalidInputError`` on the first problem unless
-    ``skip_invalid``, in which case the problem rows are left out and listed in ``rejected``.
+    (default: Shanghai). ``existing_numbers``: the case numbers already stored, for refusing
+    look-alikes. Raises ``InvalidInputError`` on the first problem unless ``skip_invalid``, in
+    which case the problem rows are left out and listed in ``rejected``.
     """
-    return _read(
+    return _guarded(
         path,
-        "cases",
-        working_crs=working_crs,
-        crs=crs,
-        mapping=mapping,
-        layer=layer,
-        strict=strict,
-        skip_invalid=skip_invalid,
-        extent=extent,
-        extent_name=extent_name,
-        today=today,
+        lambda: _read(
+            path,
+            "cases",
+            working_crs=working_crs,
+            crs=crs,
+            mapping=mapping,
+            layer=layer,
+            strict=strict,
+            skip_invalid=skip_invalid,
+            extent=extent,
+            extent_name=extent_name,
+            today=today,
+            existing_numbers=existing_numbers,
+        ),
     )
+
+
+def _guarded(path: str | Path, read: Callable[[], ReadResult]) -> ReadResult:
+    """Run ``read``; an unexpected error becomes one line naming the file, never a traceback."""
+    try:
+        return read()
+    except InvalidInputError:
+        raise
+    except (
+        ValueError,
+        TypeError,
+        KeyError,
+        IndexError,
+        OSError,
+        UnicodeError,
+        csv.Error,
+        zipfile.BadZipFile,
+        shapely.errors.ShapelyError,
+    ) as exc:
+        raise InvalidInputError(
+            f"{Path(path).name}: cannot be read ({type(exc).__name__}: {str(exc)[:200]}); "
+            "nothing was imported. Export the file again from the program that made it; if "
+            "that does not help, send it to the developers (the import's checks missed a case)"
+        ) from exc
 
 
 def read_units(
@@ -303,25 +393,31 @@ def read_units(
     strict: bool = False,
 ) -> ReadResult:
     """Read and validate a 街镇 or 居村 boundary file (columns code, name[, street_town_code])."""
-    return _read(
+    return _guarded(
         path,
-        level,
-        working_crs=working_crs,
-        crs=crs,
-        mapping=mapping,
-        layer=layer,
-        strict=strict,
-        skip_invalid=False,
-        extent=None,
-        extent_name="Shanghai",
-        today=None,
+        lambda: _read(
+            path,
+            level,
+            working_crs=working_crs,
+            crs=crs,
+            mapping=mapping,
+            layer=layer,
+            strict=strict,
+            skip_invalid=False,
+            extent=None,
+            extent_name="Shanghai",
+            today=None,
+        ),
     )
 
 
 def write_problem_report(
-    path: str | Path, rejected: list[RowProblem], repaired: list[RowProblem]
+    path: str | Path,
+    rejected: list[RowProblem],
+    repaired: list[RowProblem],
+    skipped: Sequence[RowProblem] = (),
 ) -> Path:
-    """CSV of rejected and repaired rows (UTF-8 with BOM, so that Excel shows the Chinese)."""
+    """CSV of rejected, repaired and skipped rows (UTF-8 with BOM, so that Excel shows Chinese)."""
     path = Path(path)
     with path.open("w", encoding="utf-8-sig", newline="") as fh:
         w = csv.writer(fh)
@@ -335,7 +431,11 @@ def write_problem_report(
                 "原因 reason",
             ]
         )
-        for outcome, items in (("拒绝 rejected", rejected), ("修复 repaired", repaired)):
+        for outcome, items in (
+            ("拒绝 rejected", rejected),
+            ("修复 repaired", repaired),
+            ("跳过 skipped", skipped),
+        ):
             for p in items:
                 w.writerow(
                     [

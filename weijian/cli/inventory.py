@@ -22,11 +22,14 @@ STEPS = {
     "copy": "写入暂存 COPY to staging",
     "assign": "面积与街镇归属 area + 街镇/居村",
 }
-CRS_HELP = "CRS of a file that declares none, e.g. EPSG:4490 (CGCS2000 lon/lat) or EPSG:4549"
+CRS_HELP = (
+    "CRS of a file that declares none, e.g. EPSG:4490 (CGCS2000 lon/lat) or EPSG:4549; "
+    "GCJ-02 (高德/腾讯) or BD-09 (百度) lon/lat are converted to CGCS2000"
+)
 MAPPING_HELP = (
     "TOML header/value mapping added to the built-in one (see gis_db/mappings/inventory.toml)"
 )
-LAYER_HELP = "layer of a GeoPackage, or sheet of an Excel workbook"
+LAYER_HELP = "layer of a GeoPackage, sheet of an Excel workbook, or shapefile in a zip"
 
 
 @contextmanager

@@ -7,10 +7,17 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from gis_db.case_numbers import check_case_numbers, lookalikes, loose_key, normalise
 from gis_db.errors import InvalidInputError
-from gis_db.office_sheets import Sheet, decode_csv, is_total_row, read_csv, read_xlsx, sniff_format
-from gis_db.shapefiles import unzip_vector
+from gis_db.inventory_io.case_numbers import check_case_numbers, lookalikes, loose_key, normalise
+from gis_db.inventory_io.shapefiles import unzip_vector
+from gis_db.inventory_io.sheets import (
+    Sheet,
+    decode_csv,
+    is_total_row,
+    read_csv,
+    read_xlsx,
+    sniff_format,
+)
 from tests.gis_db.office_files import GENERATORS, base_cases
 
 

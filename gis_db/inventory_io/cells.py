@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import shapely
 
-from gis_db.office_sheets import EXCEL_CELL_LIMIT, EXCEL_ERRORS
+from gis_db.inventory_io.sheets import EXCEL_CELL_LIMIT, EXCEL_ERRORS
 
 #: Longest value of a field the mapping file gives no maximum for (categories, dates ...).
 DEFAULT_MAX_LENGTH = 200
