@@ -194,7 +194,8 @@ class TrainingSamples(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor,
     Sample ``i`` of epoch ``e`` is a pure function of ``(seed, e, i)``: call :meth:`set_epoch`
     before each epoch. Each sample: a pair drawn with probability proportional to its pixels
     (or, with probability ``synthetic_fraction``, a synthetic pair made from a training
-    background), a random window of ``crop`` x ``crop`` pixels at a random scale in 0.75-1.33,
+    background), a random window of ``crop`` x ``crop`` pixels at a random scale in ``scale_range``
+    (log-uniform; 0.75-1.33 by default, 0.6-2 imitates 0.3-1 m imagery of a 0.5 m model),
     then jointly for both epochs and the mask: horizontal/vertical flips and a 90-degree rotation
     (torchvision.transforms.v2), then independently per epoch: brightness, contrast, saturation
     and hue jitter and Gaussian noise, so lighting differences are not learned as change.
@@ -209,8 +210,14 @@ class TrainingSamples(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor,
         length: int,
         seed: int = 0,
         synthetic_fraction: float = 0.0,
+        scale_range: tuple[float, float] = (0.75, 1.33),
     ) -> None:
+        if not 0 < scale_range[0] <= scale_range[1]:
+            raise DatasetError(
+                f"scale range {scale_range} must be two positive numbers, the smaller first"
+            )
         self.pairs = list(pairs)
+        self.scale_range = scale_range
         self.crop = crop
         self.length = length
         self.seed = seed
@@ -230,7 +237,8 @@ class TrainingSamples(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor,
 
     def _window(self, pair: Pair, rng: np.random.Generator) -> tuple[np.ndarray, ...]:
         h, w = pair.label.shape
-        size = round(self.crop * math.exp(rng.uniform(math.log(0.75), math.log(1.33))))
+        low, high = (math.log(v) for v in self.scale_range)
+        size = round(self.crop * math.exp(rng.uniform(low, high)))
         size = min(size, h, w)
         r, c = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
         sl = np.s_[r : r + size, c : c + size]

@@ -15,25 +15,35 @@ def evaluate_pairs(
     model: ChangeModel,
     pairs: Sequence[Pair],
     threshold: float | None = None,
-    gsd_m: float = 0.5,
+    gsd_m: float | None = None,
     min_area_m2: float = 0.0,
     per_pair: bool = False,
+    tta: bool = False,
+    resample: bool = True,
 ) -> dict[str, Any]:
     """Score ``model`` on whole pairs (each predicted in one piece).
 
     ``threshold``: change-probability cut (default: the model's stored best threshold);
-    ``gsd_m``: metres per pixel of the data (for false positives per km² and ``min_area_m2``,
-    the smallest predicted object counted, m²). Returns :meth:`ChangeScorer.summary` plus the
-    pair names, and with ``per_pair`` each pair's pixel F1/IoU and object recall.
+    ``gsd_m``: metres per pixel of the data (default: the model's GSD). Pairs at another GSD
+    are resampled to the model's GSD for prediction and the probability back to the labels'
+    grid, so they are scored as the detection step sees them; false positives per km² and
+    ``min_area_m2`` (the smallest predicted object counted, m²) are in ground units.
+    ``resample=False`` feeds the pixels as they are (for measuring what resampling is worth).
+    ``tta``: flip/rotation test-time augmentation (see :func:`predict_proba`). Returns
+    :meth:`ChangeScorer.summary` plus the pair names, and with ``per_pair`` each pair's pixel
+    F1/IoU and object recall.
     """
     cut = model.threshold if threshold is None else threshold
-    total = ChangeScorer(cut, gsd_m, min_area_m2)
+    gsd = model.gsd_m if gsd_m is None else gsd_m
+    total = ChangeScorer(cut, gsd, min_area_m2)
     rows: list[dict[str, Any]] = []
     for pair in pairs:
-        proba = predict_proba(model, pair.before, pair.after)
+        proba = predict_proba(
+            model, pair.before, pair.after, tta=tta, gsd_m=gsd if resample else None
+        )
         total.add(proba, pair.label)
         if per_pair:
-            one = ChangeScorer(cut, gsd_m, min_area_m2)
+            one = ChangeScorer(cut, gsd, min_area_m2)
             one.add(proba, pair.label)
             s = one.summary()
             rows.append(
@@ -46,6 +56,9 @@ def evaluate_pairs(
             )
     summary = total.summary()
     summary["pairs"] = [p.name for p in pairs]
+    summary["model_gsd_m"] = model.gsd_m
+    summary["resampled"] = resample and abs(gsd / model.gsd_m - 1) > 0.01
+    summary["tta"] = tta
     if per_pair:
         summary["per_pair"] = rows
     return summary

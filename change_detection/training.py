@@ -67,6 +67,8 @@ class TrainConfig:
     validation: list[str] = field(default_factory=list)  #: glob patterns of validation pairs
     synthetic_fraction: float = 0.0  #: share of samples that are synthetic pairs (see model card)
     gsd_m: float = 0.5  #: ground sample distance of the data, m/px
+    scale_min: float = 0.75  #: smallest random zoom of a training window (multi-scale training)
+    scale_max: float = 1.33  #: largest (2.0: a 0.5 m model also sees 1 m-like windows)
     min_area_m2: float = 10.0  #: smallest predicted object counted in object metrics, m²
     device: str = "auto"
     threads: int | None = None  #: torch CPU threads (default: all cores)
@@ -209,7 +211,12 @@ def train(
     ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(config.ema_decay), use_buffers=True)
     model = ChangeModel(config.network, ema.module, {"mean": mean, "std": std}, device)
     samples = TrainingSamples(
-        train_p, config.crop, config.samples_per_epoch, config.seed, config.synthetic_fraction
+        train_p,
+        config.crop,
+        config.samples_per_epoch,
+        config.seed,
+        config.synthetic_fraction,
+        (config.scale_min, config.scale_max),
     )
     # augmentation runs in worker processes (one torch thread each: small tensor operations are
     # much slower when they share the training threads)

@@ -134,3 +134,25 @@ def test_bad_folder_is_one_clear_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", str(tmp_path / "only_a"), "--weights", "tinysiam"])
     assert isinstance(result.exception, DatasetError)  # main() prints it as one line, exit 1
     assert "lacks B/, label/" in str(result.exception)
+
+
+def test_evaluate_at_another_gsd_with_tta(tmp_path: Path) -> None:
+    """--gsd resamples to the model's GSD and reports densities per km² of ground; --tta runs."""
+    data = _folder(tmp_path / "pairs", n=1, size=64)
+    figures = {}
+    for name, extra in (("plain", []), ("fine", ["--gsd", "0.25", "--tta"])):
+        report = tmp_path / f"{name}.json"
+        result = runner.invoke(
+            app,
+            ["evaluate", str(data), "--weights", "tinysiam", "--device", "cpu"]
+            + extra
+            + ["--json", str(report)],
+        )
+        assert result.exit_code == 0, result.output
+        figures[name] = json.loads(report.read_text())
+    plain, fine = figures["plain"], figures["fine"]
+    assert not plain["resampled"] and not plain["tta"] and plain["objects"]["gsd_m"] == 0.5
+    assert fine["resampled"] and fine["tta"] and fine["objects"]["gsd_m"] == 0.25
+    assert "resampled 0.25 -> 0.5 m/px" in result.output
+    # the same 64 x 64 pixels cover a quarter of the ground at 0.25 m/px
+    assert fine["objects"]["area_km2"] * 4 == pytest.approx(plain["objects"]["area_km2"])

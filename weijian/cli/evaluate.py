@@ -27,8 +27,16 @@ def evaluate(
         ),
     ] = None,
     gsd: Annotated[
-        float, typer.Option(min=0, help="ground sample distance of the data, m/px")
-    ] = 0.5,
+        float | None,
+        typer.Option(
+            min=0.01,
+            help="ground sample distance of the data, m/px; pairs at another GSD than the "
+            "model's are resampled to it before scoring (default: the model's GSD)",
+        ),
+    ] = None,
+    tta: Annotated[
+        bool, typer.Option(help="average over the 8 flips/rotations of each pair (8x slower)")
+    ] = False,
     only: Annotated[
         list[str] | None,
         typer.Option(help="glob of pairs <folder>/<stem> to evaluate (repeatable; default all)"),
@@ -58,12 +66,18 @@ def evaluate(
     model = load_model(weights or settings.weights or settings.network, device or settings.device)
     pairs = [load_pair(f) for f in track(drop_contained_crops(files), description="loading")]
     cut = threshold if threshold is not None else settings.threshold
-    result = evaluate_pairs(model, pairs, cut, gsd, settings.min_area_m2, per_pair=True)
+    result = evaluate_pairs(model, pairs, cut, gsd, settings.min_area_m2, per_pair=True, tta=tta)
     result["weights"] = str(weights or settings.weights or settings.network)
     result["network"] = model.network
 
     console = Console()
-    table = Table(title=f"{model.network}: {len(pairs)} pairs, threshold {result['threshold']:.2f}")
+    data_gsd = result["objects"]["gsd_m"]
+    scale = (f", resampled {data_gsd:g} -> {model.gsd_m:g} m/px" if result["resampled"] else "") + (
+        ", TTA x8" if tta else ""
+    )
+    table = Table(
+        title=f"{model.network}: {len(pairs)} pairs, threshold {result['threshold']:.2f}{scale}"
+    )
     for col in ("figure", "value"):
         table.add_column(col)
     obj = result["objects"]
@@ -77,7 +91,7 @@ def evaluate(
         ("objects (true)", obj["true_objects"]),
         ("object recall (IoU>=0.5)", obj["recall"]),
         ("object precision", obj["precision"]),
-        (f"false-positive objects per km² (GSD {gsd} m)", obj["false_positives_per_km2"]),
+        (f"false-positive objects per km² (GSD {data_gsd:g} m)", obj["false_positives_per_km2"]),
         ("  of which touch no change, per km²", obj["spurious_per_km2"]),
     ]
     for name, value in rows:

@@ -71,6 +71,13 @@ def train(
     gsd: Annotated[
         float, typer.Option(min=0, help="ground sample distance of the data, m/px")
     ] = 0.5,
+    scale_min: Annotated[
+        float, typer.Option(min=0.1, help="smallest random zoom of a training window")
+    ] = 0.75,
+    scale_max: Annotated[
+        float,
+        typer.Option(min=0.1, help="largest random zoom (2: 1 m-like windows for a 0.5 m model)"),
+    ] = 1.33,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda or auto (default: settings)")
     ] = None,
@@ -114,6 +121,8 @@ def train(
         validation=list(validation or []),
         synthetic_fraction=synthetic,
         gsd_m=gsd,
+        scale_min=scale_min,
+        scale_max=scale_max,
         min_area_m2=settings.min_area_m2,
         device=device or settings.device,
         threads=threads,
