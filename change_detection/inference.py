@@ -112,7 +112,7 @@ def resample(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def model_grid_size(shape: tuple[int, int], gsd_m: float, model_gsd_m: float) -> tuple[int, int]:
-    """Size in pixels of an ``shape`` (rows, cols) image at ``gsd_m`` once resampled to ``model_gsd_m``."""
+    """Size (rows, cols) of a ``shape`` image at ``gsd_m`` m/px resampled to ``model_gsd_m``."""
     factor = gsd_m / model_gsd_m
     return max(1, round(shape[0] * factor)), max(1, round(shape[1] * factor))
 

@@ -54,9 +54,7 @@ def main() -> None:
     folders = [args.data / f for f in ("levir_256", "levir_1024", "dsifn_256")]
     files = drop_contained_crops([f for f in find_pairs(folders) if matches(f.name, HELDOUT)])
     pairs = [load_pair(f) for f in files]
-    print(
-        "| weights | data GSD m | resampled to model GSD | pixel F1 | object recall | FP objects /km² |"
-    )
+    print("| weights | data GSD m | resampled | pixel F1 | object recall | FP objects /km² |")
     print("| --- | --- | --- | --- | --- | --- |")
     for weights in args.weights:
         model = load_model(weights, device="cpu")
