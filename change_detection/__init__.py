@@ -7,9 +7,13 @@ Used alone from Python::
     proba = predict_proba(model, before, after)   # (H, W) float32 in 0..1
     changed = proba >= model.threshold
 
+    result = detect_pair("pair_dir/", model, "out/")   # a whole aligned orthophoto pair
+    result.polygons                                     # GeoDataFrame, working CRS
+
 This package imports nothing of weijian's other packages; its functions take plain arguments.
 """
 
+from change_detection.detect import DetectResult, detect_pair
 from change_detection.errors import ChangeDetectionError
 from change_detection.inference import predict_proba
 from change_detection.networks import NETWORKS, build_network
@@ -19,7 +23,9 @@ __all__ = [
     "NETWORKS",
     "ChangeDetectionError",
     "ChangeModel",
+    "DetectResult",
     "build_network",
+    "detect_pair",
     "load_model",
     "predict_proba",
 ]

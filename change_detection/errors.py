@@ -36,3 +36,27 @@ class DeviceError(ChangeDetectionError, RuntimeError):
 
 class InputError(ChangeDetectionError, ValueError):
     """Image arrays given to inference have the wrong shape, dtype or do not match each other."""
+
+
+class PairInputError(ChangeDetectionError, ValueError):
+    """An aligned pair (``pair.json`` or its source images) is missing, damaged or unusable."""
+
+
+class OutputExistsError(ChangeDetectionError, FileExistsError):
+    """The output folder holds another pair's or another run's results."""
+
+
+class IncompleteOutputError(ChangeDetectionError, ValueError):
+    """A detection output folder is incomplete (the run was interrupted): run it again."""
+
+
+class SchedulerError(ChangeDetectionError, ConnectionError):
+    """The Dask scheduler cannot be reached, or the cluster failed."""
+
+
+class OutOfSpaceError(ChangeDetectionError, OSError):
+    """The disk filled up while writing outputs; partial files were removed."""
+
+
+class EngineError(ChangeDetectionError, RuntimeError):
+    """The requested inference engine (e.g. onnxruntime) is not available or failed."""

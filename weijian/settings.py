@@ -77,6 +77,23 @@ class DetectionSettings(_Section):
         None, ge=0, le=1, description="default: the best-F1 threshold stored in the weights"
     )
     min_area_m2: float = Field(10.0, ge=0, description="drop change polygons smaller than this, m²")
+    tile_px: int = Field(512, ge=32, description="side of the inference tiles, working-grid px")
+    overlap_px: int = Field(
+        64, ge=0, description="overlap of neighbouring tiles (blended), working-grid px"
+    )
+    batch_size: int = Field(4, gt=0, description="tiles per network call")
+    workers: int = Field(
+        1, gt=0, description="local worker processes (1: in the calling process; >1: Dask)"
+    )
+    scheduler: str | None = Field(
+        None, description="tcp://HOST:PORT of a dask.distributed scheduler; unset: local"
+    )
+    scheduler_timeout_s: float = Field(10.0, gt=0, description="give up reaching it after, s")
+    engine: Literal["torch", "onnxruntime"] = "torch"
+    opening_px: int = Field(1, ge=0, description="morphological opening radius, px")
+    closing_px: int = Field(2, ge=0, description="morphological closing radius, px")
+    max_hole_m2: float = Field(100.0, ge=0, description="fill holes smaller than this, m²")
+    regularize: bool = Field(True, description="square off building-like outlines")
 
 
 class MatchingSettings(_Section):

@@ -1,0 +1,382 @@
+"""Change polygons from a change-probability raster: pure functions on arrays.
+
+The steps, each a function that can be tuned or evaluated alone:
+
+1. :func:`binary_mask`: ``proba >= threshold`` where the pixel is valid (nodata never becomes a
+   change);
+2. :func:`clean_mask`: morphological opening (removes specks and one-pixel bridges) then closing
+   (closes small gaps), with disk structuring elements of ``opening_px`` / ``closing_px`` radius,
+   then masked by validity again;
+3. :func:`label_pieces`: connected components (4-connectivity) with their statistics (pixel count,
+   sum and max of the probability, sum of the brightness cue), polygonised in *pixel* coordinates
+   so pieces cut by block borders can be merged exactly (:func:`merge_pieces`);
+4. :func:`finish_polygons`: to map coordinates, holes below ``max_hole_m2`` filled, outline
+   regularised (:func:`regularize`), clipped to the valid footprint, polygons below
+   ``min_area_m2`` dropped, attributes ``score_mean``, ``score_max``, ``area_m2`` and
+   ``change_kind`` (:func:`change_kind`).
+
+:func:`polygons_from_proba` runs all of them on one in-memory array; the orthophoto pipeline
+(:mod:`change_detection.detect`) runs steps 1-3 block by block with a halo of
+:func:`halo_px` pixels and merges pieces across blocks, which gives the same polygons.
+
+Outline regularisation (building-like shapes squared off): a polygon that fills at least
+``rectangularity`` of its minimum rotated rectangle becomes that rectangle, shrunk about its
+centroid to the polygon's area (so areas are kept); other shapes are simplified with
+Douglas-Peucker at ``simplify_px`` pixels, which removes the pixel staircase but keeps L- and
+U-shapes. The brightness cue is the change in excess-green index ``(2G - R - B) / (R + G + B)``
+from the earlier to the later epoch: a structure built on vegetation lowers it (``appeared``), one
+demolished back to green raises it (``disappeared``); small changes say ``unknown``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import numpy as np
+import shapely
+from affine import Affine
+from rasterio import features
+from scipy import ndimage
+from shapely import affinity
+from shapely.geometry import MultiPolygon, Polygon, shape
+from shapely.geometry.base import BaseGeometry
+
+#: Brightness-cue (excess-green change) magnitude above which a change kind is named.
+CUE_THRESHOLD = 0.08
+#: Attributes of every change polygon, in order.
+COLUMNS = ("score_mean", "score_max", "area_m2", "change_kind", "n_px")
+
+
+@dataclass(frozen=True)
+class VectorizeParams:
+    """Post-processing parameters: probability cut, morphology (px), areas (m²), outlines."""
+
+    threshold: float = 0.5
+    min_area_m2: float = 10.0
+    opening_px: int = 1
+    closing_px: int = 2
+    max_hole_m2: float = 100.0
+    regularize: bool = True
+    rectangularity: float = 0.8
+    simplify_px: float = 1.0
+    cue_threshold: float = CUE_THRESHOLD
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain values for ``detect.json`` and the run key."""
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+    def with_(self, **changes: Any) -> VectorizeParams:
+        """A copy with ``changes`` applied (``None`` values are ignored)."""
+        return replace(self, **{k: v for k, v in changes.items() if v is not None})
+
+
+def halo_px(params: VectorizeParams) -> int:
+    """Pixels of context a block needs on each side so that morphology matches a whole array."""
+    return 2 * (params.opening_px + params.closing_px) + 2
+
+
+def disk(radius: int) -> np.ndarray:
+    """Boolean disk structuring element of ``radius`` px (a single pixel for 0)."""
+    r = max(int(radius), 0)
+    yy, xx = np.mgrid[-r : r + 1, -r : r + 1]
+    return np.asarray(xx * xx + yy * yy <= r * r + r)  # +r: rounder small disks
+
+
+def binary_mask(proba: np.ndarray, threshold: float, valid: np.ndarray | None = None) -> np.ndarray:
+    """Bool mask of changed pixels: ``proba >= threshold``, finite, and valid (if given)."""
+    mask = np.isfinite(proba) & (proba >= threshold)
+    return mask & valid if valid is not None else mask
+
+
+def clean_mask(
+    mask: np.ndarray, opening_px: int, closing_px: int, valid: np.ndarray | None = None
+) -> np.ndarray:
+    """Opening then closing with disks of the given radii (px); never outside ``valid``.
+
+    The array is padded by edge replication first, so objects at the array border are not eroded.
+    """
+    pad = opening_px + closing_px + 1
+    work = np.pad(mask, pad, mode="edge")
+    if opening_px > 0:
+        work = ndimage.binary_opening(work, structure=disk(opening_px))
+    if closing_px > 0:
+        work = ndimage.binary_closing(work, structure=disk(closing_px))
+    out = work[pad:-pad, pad:-pad]
+    return out & valid if valid is not None else out
+
+
+@dataclass
+class Piece:
+    """A connected changed region (or the part of one inside a block).
+
+    ``geom`` is in *grid pixel* coordinates (x = column, y = row, of the whole grid); ``open`` is
+    True when the piece touches a block border beyond which the grid continues.
+    """
+
+    geom: BaseGeometry
+    n_px: int
+    score_sum: float
+    score_max: float
+    cue_sum: float
+    open: bool = False
+
+
+def label_pieces(
+    mask: np.ndarray,
+    proba: np.ndarray,
+    cue: np.ndarray | None = None,
+    *,
+    offset: tuple[int, int] = (0, 0),
+    interior_edges: tuple[bool, bool, bool, bool] = (False, False, False, False),
+) -> list[Piece]:
+    """Connected components (4-connectivity) of ``mask`` as pixel-coordinate polygons with stats.
+
+    ``offset`` = (col, row) of ``mask[0, 0]`` on the grid. ``interior_edges`` = (top, bottom, left,
+    right): which array borders are block borders inside the grid (pieces touching them are
+    ``open`` and get merged with their neighbours by :func:`merge_pieces`).
+    """
+    labels, n = ndimage.label(mask, structure=[[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+    if n == 0:
+        return []
+    idx = np.arange(1, n + 1)
+    p = np.where(np.isfinite(proba), proba, 0.0).astype(np.float64)
+    counts = ndimage.sum_labels(np.ones_like(p), labels, idx)
+    sums = ndimage.sum_labels(p, labels, idx)
+    maxes = ndimage.maximum(p, labels, idx)
+    cues = (
+        ndimage.sum_labels(np.nan_to_num(cue.astype(np.float64)), labels, idx)
+        if cue is not None
+        else np.zeros(n)
+    )
+    top, bottom, left, right = interior_edges
+    touching: set[int] = set()
+    for flag, line in (
+        (top, labels[0]),
+        (bottom, labels[-1]),
+        (left, labels[:, 0]),
+        (right, labels[:, -1]),
+    ):
+        if flag:
+            touching.update(int(v) for v in np.unique(line) if v)
+    col0, row0 = offset
+    transform = Affine.translation(col0, row0)
+    pieces: list[Piece] = []
+    for geom, value in features.shapes(
+        labels.astype(np.int32), mask=labels > 0, connectivity=4, transform=transform
+    ):
+        k = int(value) - 1
+        pieces.append(
+            Piece(
+                geom=shape(geom),
+                n_px=int(counts[k]),
+                score_sum=float(sums[k]),
+                score_max=float(maxes[k]),
+                cue_sum=float(cues[k]),
+                open=(k + 1) in touching,
+            )
+        )
+    return pieces
+
+
+def merge_pieces(pieces: Sequence[Piece]) -> list[Piece]:
+    """Join open pieces that share a border segment (exact: pixel coordinates are integers)."""
+    closed = [p for p in pieces if not p.open]
+    opened = [p for p in pieces if p.open]
+    if len(opened) < 2:
+        return closed + [replace(p, open=False) for p in opened]
+    geoms = [p.geom for p in opened]
+    tree = shapely.STRtree(geoms)
+    parent = list(range(len(opened)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    left_idx, right_idx = tree.query(geoms, predicate="intersects")
+    for i, j in zip(left_idx.tolist(), right_idx.tolist(), strict=True):
+        if i < j and geoms[i].intersection(geoms[j]).length > 0:
+            parent[find(i)] = find(j)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(opened)):
+        groups.setdefault(find(i), []).append(i)
+    merged = []
+    for members in groups.values():
+        parts = [opened[i] for i in members]
+        geom = parts[0].geom if len(parts) == 1 else shapely.union_all([q.geom for q in parts])
+        merged.append(
+            Piece(
+                geom=geom,
+                n_px=sum(q.n_px for q in parts),
+                score_sum=sum(q.score_sum for q in parts),
+                score_max=max(q.score_max for q in parts),
+                cue_sum=sum(q.cue_sum for q in parts),
+                open=False,
+            )
+        )
+    return closed + merged
+
+
+def fill_holes(geom: BaseGeometry, max_hole_m2: float) -> BaseGeometry:
+    """``geom`` with interior rings smaller than ``max_hole_m2`` (map units²) removed."""
+    polys = list(geom.geoms) if isinstance(geom, MultiPolygon) else [geom]
+    out = [
+        Polygon(p.exterior, [r for r in p.interiors if Polygon(r).area >= max_hole_m2])
+        for p in polys
+        if isinstance(p, Polygon)
+    ]
+    return out[0] if len(out) == 1 else MultiPolygon(out)
+
+
+def regularize(
+    geom: BaseGeometry, gsd_m: float, rectangularity: float = 0.8, simplify_px: float = 1.0
+) -> BaseGeometry:
+    """Square off building-like outlines (see the module docstring for the method)."""
+    if geom.is_empty or geom.area <= 0:
+        return geom
+    if isinstance(geom, Polygon) and not geom.interiors:
+        rect = geom.minimum_rotated_rectangle
+        if rect.area > 0 and geom.area / rect.area >= rectangularity:
+            s = math.sqrt(geom.area / rect.area)
+            c = rect.centroid
+            return affinity.scale(rect, s, s, origin=(c.x, c.y))
+    out = geom.simplify(simplify_px * gsd_m, preserve_topology=True)
+    return out if out.is_valid and not out.is_empty else shapely.make_valid(geom)
+
+
+def change_kind(cue_mean: float, threshold: float = CUE_THRESHOLD) -> str:
+    """``appeared`` / ``disappeared`` from the mean excess-green change, else ``unknown``."""
+    if not math.isfinite(cue_mean):
+        return "unknown"
+    if cue_mean <= -threshold:
+        return "appeared"
+    if cue_mean >= threshold:
+        return "disappeared"
+    return "unknown"
+
+
+def excess_green_change(before: np.ndarray, after: np.ndarray) -> np.ndarray:
+    """Per-pixel change of ``(2G - R - B) / (R + G + B)`` from ``before`` to ``after`` (C, H, W)."""
+
+    def exg(img: np.ndarray) -> np.ndarray:
+        r, g, b = (img[i].astype(np.float32) for i in range(3))
+        return (2 * g - r - b) / np.maximum(r + g + b, 1e-3)
+
+    return exg(after) - exg(before)
+
+
+def finish_polygons(
+    pieces: Iterable[Piece],
+    transform: Affine,
+    params: VectorizeParams,
+    *,
+    footprint: BaseGeometry | None = None,
+) -> list[dict[str, Any]]:
+    """Map-coordinate change polygons with attributes, from merged pixel-coordinate pieces.
+
+    ``transform``: the whole grid's affine (pixels -> map units, metres). Returns records with
+    ``geometry`` and the :data:`COLUMNS`, largest first. Polygons are clipped to ``footprint``.
+    """
+    gsd = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
+    coeffs = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
+    records = []
+    for piece in pieces:
+        # canonical pixel outline (no collinear vertices, fixed start) so that a polygon merged
+        # from blocks simplifies exactly like the same polygon found whole
+        outline = shapely.normalize(shapely.simplify(piece.geom, 0))
+        geom = affinity.affine_transform(outline, coeffs)
+        geom = fill_holes(geom, params.max_hole_m2)
+        if params.regularize:
+            geom = regularize(geom, gsd, params.rectangularity, params.simplify_px)
+        if footprint is not None:
+            geom = geom.intersection(footprint)
+        geom = _polygonal(geom)
+        if geom is None or geom.area < params.min_area_m2 or geom.area <= 0:
+            continue
+        cue_mean = piece.cue_sum / piece.n_px if piece.n_px else float("nan")
+        records.append(
+            {
+                "geometry": geom,
+                "score_mean": piece.score_sum / piece.n_px,
+                "score_max": piece.score_max,
+                "area_m2": float(geom.area),
+                "change_kind": change_kind(cue_mean, params.cue_threshold),
+                "n_px": piece.n_px,
+            }
+        )
+    records.sort(key=lambda r: (-r["area_m2"], r["geometry"].centroid.x, r["geometry"].centroid.y))
+    return records
+
+
+def _polygonal(geom: BaseGeometry) -> BaseGeometry | None:
+    if geom.is_empty:
+        return None
+    if not geom.is_valid:
+        geom = shapely.make_valid(geom)
+    polys = [p for p in shapely.get_parts(geom) if isinstance(p, Polygon) and p.area > 0]
+    if not polys:
+        return None
+    return polys[0] if len(polys) == 1 else MultiPolygon(polys)
+
+
+def block_pieces(
+    proba: np.ndarray,
+    valid: np.ndarray,
+    cue: np.ndarray | None,
+    params: VectorizeParams,
+    *,
+    core: tuple[slice, slice],
+    offset: tuple[int, int],
+    interior_edges: tuple[bool, bool, bool, bool],
+) -> list[Piece]:
+    """Steps 1-3 on one block read with a halo; pieces of the ``core`` part only.
+
+    ``proba``/``valid``/``cue`` cover the block plus halo; ``core`` selects the block inside them;
+    ``offset`` = grid (col, row) of the core's first pixel.
+    """
+    mask = clean_mask(
+        binary_mask(proba, params.threshold, valid), params.opening_px, params.closing_px, valid
+    )
+    rs, cs = core
+    return label_pieces(
+        mask[rs, cs],
+        proba[rs, cs],
+        None if cue is None else cue[rs, cs],
+        offset=offset,
+        interior_edges=interior_edges,
+    )
+
+
+def polygons_from_proba(
+    proba: np.ndarray,
+    transform: Affine,
+    params: VectorizeParams | None = None,
+    *,
+    valid: np.ndarray | None = None,
+    cue: np.ndarray | None = None,
+    footprint: BaseGeometry | None = None,
+) -> list[dict[str, Any]]:
+    """Change polygons of one in-memory probability array (H, W), float in 0..1.
+
+    ``transform`` maps pixels to map coordinates (metres, north-up); ``valid`` (H, W) bool marks
+    data pixels (default: finite ``proba``); ``cue`` (H, W) the excess-green change for
+    ``change_kind`` (default: all ``unknown``). Returns records (``geometry`` + :data:`COLUMNS`).
+    """
+    params = params or VectorizeParams()
+    proba = np.asarray(proba, dtype=np.float32)
+    if valid is None:
+        valid = np.isfinite(proba)
+    pieces = block_pieces(
+        proba,
+        valid,
+        cue,
+        params,
+        core=(slice(None), slice(None)),
+        offset=(0, 0),
+        interior_edges=(False, False, False, False),
+    )
+    return finish_polygons(pieces, transform, params, footprint=footprint)

@@ -1,0 +1,261 @@
+"""Whole-pair detection: seams, georeferencing, resolution, outputs, re-runs and bad inputs."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import geopandas as gpd
+import numpy as np
+import pytest
+import rasterio
+from PIL import Image
+
+import ingest
+from change_detection import detect_pair, load_model, predict_proba
+from change_detection.detect import PROBA_NAME, SCALE, DetectResult, read_meta
+from change_detection.errors import (
+    InputError,
+    OutputExistsError,
+    PairInputError,
+    SchedulerError,
+)
+from tests.change_detection import detect_data as dd
+from tests.change_detection.conftest import REAL_PAIRS
+from tests.conftest import skip_or_fail
+from tests.ingest import data_gen
+
+
+@pytest.fixture(scope="module")
+def roof(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[float, ...], str]:
+    """A 400 px pair warped into EPSG:32651 with one new 30 x 20 m roof; aligned to EPSG:4549."""
+    return dd.roof_pair(tmp_path_factory.mktemp("roof"), size=400)
+
+
+@pytest.fixture(scope="module")
+def roof_result(
+    roof: tuple[Path, tuple[float, ...], str], tmp_path_factory: pytest.TempPathFactory
+) -> DetectResult:
+    pair_dir, _, _ = roof
+    out = tmp_path_factory.mktemp("roof_out")
+    return detect_pair(pair_dir, dd.diff_model(), out, tile_px=128, overlap_px=16, progress=False)
+
+
+def test_synthetic_roof_found_within_one_pixel_in_every_crs(
+    roof: tuple[Path, tuple[float, ...], str], roof_result: DetectResult
+) -> None:
+    _, box, crs = roof
+    truth = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)  # in EPSG:32651
+    frame = roof_result.polygons
+    assert len(frame) == 1 and frame.crs.to_epsg() == 4549
+    c = frame.geometry.iloc[0].centroid
+    x, y = dd.to_crs(c.x, c.y, "EPSG:4549", crs)
+    assert np.hypot(x - truth[0], y - truth[1]) < 0.5  # 1 px at 0.5 m
+    assert frame.area_m2.iloc[0] == pytest.approx(600, rel=0.05)
+    # the GeoJSON in EPSG:4326
+    exported = gpd.read_file(roof_result.geojson_path)
+    assert exported.crs.to_epsg() == 4326
+    lon, lat = exported.geometry.iloc[0].centroid.coords[0]
+    x, y = dd.to_crs(lon, lat, "EPSG:4326", crs)
+    assert np.hypot(x - truth[0], y - truth[1]) < 0.5
+    # the GeoPackage in the working CRS
+    gpkg = gpd.read_file(roof_result.gpkg_path)
+    assert gpkg.crs.to_epsg() == 4549 and len(gpkg) == 1
+    for column in ("score_mean", "score_max", "area_m2", "change_kind", "tile_id", "run_id"):
+        assert column in gpkg.columns
+    assert gpkg.score_max.iloc[0] >= gpkg.score_mean.iloc[0] > 0.9
+
+
+def test_probability_cog_on_the_working_grid_with_nodata_and_overviews(
+    roof: tuple[Path, tuple[float, ...], str], roof_result: DetectResult
+) -> None:
+    pair = ingest.AlignedPair.load(roof[0] / "pair.json")
+    with rasterio.open(roof_result.proba_path) as src:
+        assert src.crs.to_epsg() == 4549
+        assert tuple(src.transform)[:6] == pytest.approx(pair.transform)
+        assert (src.width, src.height) == (pair.width, pair.height)
+        assert src.nodata == 255 and src.dtypes[0] == "uint8"
+        assert src.overviews(1)  # built for QGIS
+        assert src.profile.get("tiled")
+        data = src.read(1)
+    # the corners of the grid lie outside the warped footprint: nodata there, never a polygon
+    assert (data == 255).any()
+    assert (data[data != 255] <= SCALE).all()
+    meta = roof_result.meta
+    assert meta["status"] == "complete" and meta["network_gsd_m"] == 0.5
+    assert set(meta["timings_s"]) >= {"open", "infer_blend", "cog", "vectorize", "write", "total"}
+    assert meta["counts"]["polygons"] == 1 and meta["weights_checksum"]
+    assert json.loads(roof_result.meta_path.read_text())["status"] == "complete"
+
+
+def test_building_across_a_tile_seam_is_one_polygon(tmp_path: Path) -> None:
+    # tiles of 128 px overlapping by 16: a seam region spans columns 112-128; the roof crosses it
+    pair_dir, _, _ = dd.roof_pair(tmp_path, size=300, crs="EPSG:4549", roof_m=(50, 30, 70, 45))
+    result = detect_pair(
+        pair_dir, dd.diff_model(), tmp_path / "out", tile_px=128, overlap_px=16, progress=False
+    )
+    assert len(result.polygons) == 1
+    assert result.polygons.area_m2.iloc[0] == pytest.approx(20 * 15, rel=0.06)
+
+
+def test_pair_at_another_gsd_is_run_at_the_networks_gsd(tmp_path: Path) -> None:
+    pair_dir, box, crs = dd.roof_pair(
+        tmp_path, size=300, working_gsd_m=1.0, roof_m=(40, 30, 80, 60)
+    )
+    result = detect_pair(
+        pair_dir, dd.diff_model(), tmp_path / "out", tile_px=64, overlap_px=8, progress=False
+    )
+    meta = result.meta
+    assert meta["pair_gsd_m"] == 1.0 and meta["network_gsd_m"] == 0.5
+    assert meta["resampled_for_network"] is True
+    with rasterio.open(result.proba_path) as src:
+        assert src.transform.a == 1.0  # the output stays on the pair's grid
+    assert len(result.polygons) == 1
+    c = result.polygons.geometry.iloc[0].centroid
+    x, y = dd.to_crs(c.x, c.y, "EPSG:4549", crs)
+    assert np.hypot(x - (box[0] + box[2]) / 2, y - (box[1] + box[3]) / 2) < 1.0
+
+
+@pytest.mark.slow
+def test_mosaic_equals_whole_image_inference_away_from_the_edges(tmp_path: Path) -> None:
+    """A 1024 px real pair in 512 px tiles (the default size) against one whole-image pass.
+
+    The network has global context (squeeze-excitation), so a tile never equals the whole image
+    exactly; the blended mosaic must agree closely everywhere, seams included.
+    """
+    if not (REAL_PAIRS / "levir_1024" / "A").is_dir():
+        skip_or_fail(f"the real change pairs are missing at {REAL_PAIRS}")
+    name = "test_7"
+    a, b, _ = data_gen.real_pair_geotiffs(tmp_path, name=name, folder="levir_1024")
+    pair = ingest.prepare_pair(
+        a, b, working_crs="EPSG:4549", gsd_m=0.5, coregister=False, histogram_match=False
+    )
+    model = load_model()
+    result = detect_pair(pair, model, tmp_path / "out", tile_px=512, overlap_px=64, progress=False)
+    with rasterio.open(result.proba_path) as src:
+        mosaic = src.read(1).astype(np.float32) / SCALE
+    whole = predict_proba(
+        model,
+        np.asarray(Image.open(REAL_PAIRS / "levir_1024" / "A" / f"{name}.png"))[..., :3],
+        np.asarray(Image.open(REAL_PAIRS / "levir_1024" / "B" / f"{name}.png"))[..., :3],
+    )
+    inner = (slice(32, -32), slice(32, -32))
+    diff = np.abs(mosaic[inner] - whole[inner])
+    assert diff.mean() < 0.01, diff.mean()
+    assert np.percentile(diff, 99) < 0.1, np.percentile(diff, 99)
+    seam = np.abs(mosaic[:, 448:512] - whole[:, 448:512])[32:-32]  # the tiles' overlap
+    assert seam.mean() < 2 * diff.mean() + 0.005, (seam.mean(), diff.mean())
+    changed_t, changed_w = mosaic >= model.threshold, whole >= model.threshold
+    iou = (changed_t & changed_w).sum() / (changed_t | changed_w).sum()
+    assert iou > 0.9, iou
+
+
+def test_rerun_identical_changes_nothing_and_other_params_are_refused(
+    roof: tuple[Path, tuple[float, ...], str], roof_result: DetectResult
+) -> None:
+    again = detect_pair(
+        roof[0], dd.diff_model(), roof_result.out_dir, tile_px=128, overlap_px=16, progress=False
+    )
+    assert again.meta["finished_at"] == roof_result.meta["finished_at"]
+    assert again.polygons.geometry.iloc[0].equals(roof_result.polygons.geometry.iloc[0])
+    with pytest.raises(OutputExistsError, match="overwrite"):
+        detect_pair(
+            roof[0],
+            dd.diff_model(),
+            roof_result.out_dir,
+            tile_px=128,
+            overlap_px=16,
+            threshold=0.9,
+            progress=False,
+        )
+
+
+def test_output_folder_of_another_pair_refused_unless_overwrite(
+    roof_result: DetectResult, tmp_path: Path
+) -> None:
+    other, _, _ = dd.roof_pair(tmp_path, size=200, crs="EPSG:4549", roof_m=(10, 10, 30, 30))
+    out = tmp_path / "shared_out"
+    shutil.copytree(roof_result.out_dir, out)
+    with pytest.raises(OutputExistsError, match="another pair"):
+        detect_pair(other, dd.diff_model(), out, tile_px=128, overlap_px=16, progress=False)
+    result = detect_pair(
+        other, dd.diff_model(), out, tile_px=128, overlap_px=16, overwrite=True, progress=False
+    )
+    assert json.dumps(read_meta(out)["pair"]) == json.dumps(result.meta["pair"])
+
+
+def test_missing_and_corrupt_pair_json(tmp_path: Path) -> None:
+    with pytest.raises(PairInputError, match="weijian pair prepare"):
+        detect_pair(tmp_path / "nowhere", dd.diff_model(), tmp_path / "o", progress=False)
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "pair.json").write_text('{"crs": "EPSG:4549", "tra')
+    with pytest.raises(PairInputError, match=r"pair\.json"):
+        detect_pair(tmp_path / "bad", dd.diff_model(), tmp_path / "o", progress=False)
+    assert not (tmp_path / "o").exists()
+
+
+def test_missing_source_image(roof: tuple[Path, tuple[float, ...], str], tmp_path: Path) -> None:
+    spec = json.loads((roof[0] / "pair.json").read_text())
+    spec["after"]["source"] = str(tmp_path / "gone_20240601.tif")
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "pair.json").write_text(json.dumps(spec))
+    with pytest.raises(PairInputError, match=r"gone_20240601\.tif"):
+        detect_pair(tmp_path / "p", dd.diff_model(), tmp_path / "o", progress=False)
+
+
+def test_weights_for_another_number_of_bands(tmp_path: Path) -> None:
+    ground = data_gen.write_raster(
+        tmp_path / "g_20230601.tif",
+        data_gen.texture(128, 128, bands=5),
+        crs="EPSG:4549",
+        transform=data_gen.ground_transform(0.5),
+    )
+    later = data_gen.write_raster(
+        tmp_path / "g_20240601.tif",
+        data_gen.texture(128, 128, seed=2, bands=5),
+        crs="EPSG:4549",
+        transform=data_gen.ground_transform(0.5),
+    )
+    pair = ingest.prepare_pair(ground, later, coregister=False)
+    with pytest.raises(InputError, match="5 bands"):
+        detect_pair(pair, dd.diff_model(), tmp_path / "o", progress=False)
+
+
+def test_pair_without_common_valid_area(
+    roof: tuple[Path, tuple[float, ...], str], tmp_path: Path
+) -> None:
+    from dataclasses import replace
+
+    from shapely.geometry import box
+
+    pair = ingest.AlignedPair.load(roof[0] / "pair.json")
+    far = replace(pair, footprint_wkt=box(0, 0, 10, 10).wkt)  # nowhere near the grid
+    with pytest.raises(PairInputError, match="no common valid area"):
+        detect_pair(far, dd.diff_model(), tmp_path / "o", progress=False)
+
+
+def test_unreachable_scheduler_named_within_the_timeout(
+    roof: tuple[Path, tuple[float, ...], str], tmp_path: Path
+) -> None:
+    import socket
+    import time
+
+    with socket.socket() as s:  # a free port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    with pytest.raises(SchedulerError, match=address):
+        detect_pair(
+            roof[0],
+            dd.diff_model(),
+            tmp_path / "o",
+            scheduler=address,
+            scheduler_timeout_s=2,
+            progress=False,
+        )
+    assert time.perf_counter() - t0 < 30
+    meta = read_meta(tmp_path / "o")
+    assert meta is None or meta["status"] == "incomplete"
+    assert not (tmp_path / "o" / PROBA_NAME).exists()

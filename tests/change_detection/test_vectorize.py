@@ -1,0 +1,120 @@
+"""Polygon post-processing on arrays: blocks merge exactly, outlines, holes, change kind."""
+
+from __future__ import annotations
+
+import numpy as np
+import shapely
+from affine import Affine
+from scipy import ndimage
+from shapely.geometry import Polygon, box
+
+from change_detection.vectorize import (
+    VectorizeParams,
+    block_pieces,
+    change_kind,
+    fill_holes,
+    finish_polygons,
+    halo_px,
+    merge_pieces,
+    polygons_from_proba,
+    regularize,
+)
+
+T = Affine(0.5, 0, 600_000, 0, -0.5, 3_400_000)
+
+
+def _blobs(size: int = 300, seed: int = 1) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.standard_normal((size, size)), 6)
+    return (1 / (1 + np.exp(-field / field.std() * 3))).astype(np.float32)
+
+
+def test_blocks_with_halo_give_the_same_polygons_as_the_whole_array() -> None:
+    proba = _blobs()
+    params = VectorizeParams(threshold=0.6, min_area_m2=1.0, max_hole_m2=5.0)
+    whole = polygons_from_proba(proba, T, params)
+    halo, block, n = halo_px(params), 128, proba.shape[0]
+    pieces = []
+    for r0 in range(0, n, block):
+        for c0 in range(0, n, block):
+            r1, c1 = min(r0 + block, n), min(c0 + block, n)
+            R0, C0, R1, C1 = (
+                max(0, r0 - halo),
+                max(0, c0 - halo),
+                min(n, r1 + halo),
+                min(n, c1 + halo),
+            )
+            sub = proba[R0:R1, C0:C1]
+            pieces += block_pieces(
+                sub,
+                np.ones_like(sub, bool),
+                None,
+                params,
+                core=(slice(r0 - R0, r1 - R0), slice(c0 - C0, c1 - C0)),
+                offset=(c0, r0),
+                interior_edges=(r0 > 0, r1 < n, c0 > 0, c1 < n),
+            )
+    blocked = finish_polygons(merge_pieces(pieces), T, params)
+    assert len(whole) > 10
+    assert len(blocked) == len(whole)
+    key = lambda r: (r["n_px"], r["score_mean"])  # noqa: E731
+    for a, b in zip(sorted(whole, key=key), sorted(blocked, key=key), strict=True):
+        assert a["n_px"] == b["n_px"]
+        assert abs(a["score_mean"] - b["score_mean"]) < 1e-9
+        assert a["geometry"].symmetric_difference(b["geometry"]).area < 1e-6
+
+
+def test_nodata_never_becomes_a_polygon() -> None:
+    proba = np.zeros((100, 100), np.float32)
+    proba[20:60, 20:60] = 0.9
+    proba[:, 40:] = np.nan  # nodata: half of the square
+    out = polygons_from_proba(proba, T, VectorizeParams(threshold=0.5, min_area_m2=0))
+    assert len(out) == 1
+    minx = T.c + 40 * 0.5
+    assert out[0]["geometry"].bounds[2] <= minx + 1e-6
+
+
+def test_speck_removed_and_minimum_area_in_square_metres() -> None:
+    proba = np.zeros((100, 100), np.float32)
+    proba[10, 10] = 1.0  # one pixel: opened away
+    proba[50:56, 50:56] = 1.0  # 36 px = 9 m²
+    proba[20:40, 60:90] = 1.0  # 600 px = 150 m²
+    params = VectorizeParams(threshold=0.5, min_area_m2=10.0, regularize=False)
+    out = polygons_from_proba(proba, T, params)
+    assert [round(r["area_m2"]) for r in out] == [150]
+    assert out[0]["score_mean"] == 1.0 and out[0]["score_max"] == 1.0
+
+
+def test_regularize_squares_a_ragged_rectangle_and_keeps_its_area() -> None:
+    rng = np.random.default_rng(0)
+    mask = np.zeros((80, 80), bool)
+    mask[20:50, 10:60] = True
+    mask[20, 10:60] = rng.random(50) > 0.5  # ragged top edge
+    poly = polygons_from_proba(
+        mask.astype(np.float32), Affine.identity(), VectorizeParams(min_area_m2=0, opening_px=0)
+    )[0]["geometry"]
+    assert len(poly.exterior.coords) == 5  # four corners
+    assert abs(poly.area - mask.sum()) / mask.sum() < 0.01
+
+
+def test_regularize_keeps_an_l_shape() -> None:
+    ell = shapely.union_all([box(0, 0, 40, 10), box(0, 0, 10, 30)])
+    out = regularize(ell, gsd_m=0.5)
+    assert out.symmetric_difference(ell).area < 1.0
+    assert len(out.exterior.coords) == 7
+
+
+def test_small_holes_filled_large_holes_kept() -> None:
+    outer = [(0, 0), (50, 0), (50, 50), (0, 50)]
+    small = [(10, 10), (12, 10), (12, 12), (10, 12)]
+    large = [(20, 20), (40, 20), (40, 40), (20, 40)]
+    poly = Polygon(outer, [small, large])
+    filled = fill_holes(poly, max_hole_m2=100.0)
+    assert len(filled.interiors) == 1 and Polygon(filled.interiors[0]).area == 400
+
+
+def test_change_kind_from_the_excess_green_cue() -> None:
+    assert change_kind(-0.3) == "appeared"
+    assert change_kind(0.3) == "disappeared"
+    assert change_kind(0.01) == "unknown"
+    assert change_kind(float("nan")) == "unknown"
