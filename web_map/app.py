@@ -15,6 +15,7 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -42,6 +43,7 @@ from web_map.security import LoginLimiter, check_csrf, csrf_token
 log = logging.getLogger("web_map")
 PACKAGE = files("web_map")
 SESSION_COOKIE = "weijian_session"
+OFFICE_ZONE = ZoneInfo(workflow.OFFICE_TZ)
 
 
 class ReviewBody(BaseModel):
@@ -76,6 +78,15 @@ def _json(data: Any, status: int = 200) -> Response:
 
 def _geojson(text_: str) -> Response:
     return Response(text_, media_type="application/geo+json")
+
+
+def _local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A moment as the office's (Shanghai) wall-clock time; empty for None."""
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(OFFICE_ZONE)
+    return value.strftime(fmt)
 
 
 def _safe_next(value: str | None) -> str:
@@ -132,6 +143,7 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=str(PACKAGE / "static")), name="static")
     templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
+    templates.env.filters["local"] = _local_time
     limiter = LoginLimiter(config.login_max_failures, config.login_window_s)
     evidence_dir = Path(config.evidence_dir)
     app.state.engine = engine
@@ -294,6 +306,7 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             rendered.html,
             head=(
                 '<meta name="viewport" content="width=device-width, initial-scale=1">'
+                '<link rel="icon" href="data:,">'
                 f"<title>{'比对批次' if lang == 'zh' else 'Run'} {run_id}</title>"
                 + maps.vendor_tags()
                 + '<link rel="stylesheet" href="/static/app.css">'
@@ -406,7 +419,8 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             user, case_id, action, version, comment or None, disposal or None, [], refs, uploads
         )
         lang = lang_of(request)
-        done = ("已办理: " if lang == "zh" else "done: ") + result.to_state
+        state = labels.label(CaseState(result.to_state), lang)
+        done = ("已办理, 现为: " if lang == "zh" else "done, now: ") + state
         return RedirectResponse(f"/cases/{case_id}?msg={quote(done)}", status_code=303)
 
     @app.get("/due", response_class=HTMLResponse)

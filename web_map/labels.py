@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
-from gis_db.domain import CaseState, DetectionState, Disposal, LabelledEnum, MatchClass
+from gis_db.domain import (
+    CaseState,
+    ChangeKind,
+    DetectionState,
+    Disposal,
+    LabelledEnum,
+    MatchClass,
+    Role,
+)
+from gis_db.workflow import CaseAction, DetectionAction
 
 MATCH_COLOURS: dict[str, str] = {
     MatchClass.NEW_SUSPECT.value: "#e31a1c",
@@ -56,6 +65,16 @@ def all_labels(lang: str) -> dict[str, dict[str, str]]:
         "detection_state": enum_labels(DetectionState, lang),
         "case_state": enum_labels(CaseState, lang),
         "disposal": enum_labels(Disposal, lang),
+        "change_kind": enum_labels(ChangeKind, lang),
+        "role": enum_labels(Role, lang),
+        "case_action": {
+            **enum_labels(CaseAction, lang),
+            "create": "建档" if lang == "zh" else "created",
+            "attach_evidence": "补充佐证" if lang == "zh" else "evidence attached",
+            "import_create": "导入新增" if lang == "zh" else "imported",
+            "import_update": "导入更新" if lang == "zh" else "import update",
+        },
+        "detection_action": enum_labels(DetectionAction, lang),
         "warning": WARNING_ZH if lang == "zh" else {k: k for k in WARNING_ZH},
     }
 

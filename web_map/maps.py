@@ -176,12 +176,13 @@ def inline_assets(
 def insert(page: str, *, head: str = "", body_start: str = "", body_end: str = "") -> str:
     """``page`` with extra HTML inserted.
 
-    ``head`` goes at the end of <head>, ``body_start`` after <body>, ``body_end`` before </body>.
+    ``head`` goes at the end of <head>, ``body_start`` after <body>, ``body_end`` after Folium's
+    script (before </html>).
     """
     page = page.replace("</head>", head + "</head>", 1)
     page = re.sub(r"<body>", lambda _: "<body>" + body_start, page, count=1)
-    idx = page.rfind("</body>")
-    return page[:idx] + body_end + page[idx:]
+    idx = page.rfind("</html>")  # Folium's own script follows </body>: run after it
+    return page[:idx] + body_end + page[idx:] if idx >= 0 else page + body_end
 
 
 def _script_json(value: Any) -> str:

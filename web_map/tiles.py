@@ -8,11 +8,14 @@ from its overview and cached, so adjacent tiles match.
 
 from __future__ import annotations
 
+import functools
+import io
 import threading
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 from rio_tiler.errors import RioTilerError, TileOutsideBounds
 from rio_tiler.io import Reader
 from sqlalchemy import Connection, text
@@ -72,6 +75,14 @@ def _png(reader: Reader, image: object, key: str) -> bytes:
     return image.render(img_format="PNG")
 
 
+@functools.cache
+def empty_tile() -> bytes:
+    """A transparent 256 px PNG: the answer for a tile outside the scene (no console noise)."""
+    buf = io.BytesIO()
+    Image.new("RGBA", (TILE_SIZE, TILE_SIZE), (0, 0, 0, 0)).save(buf, "PNG")
+    return buf.getvalue()
+
+
 def render_tile(image: SceneImage, z: int, x: int, y: int) -> bytes:
     """A 256 px Web Mercator tile (PNG, transparent outside the image) of the scene."""
     if not (0 <= z <= 24 and 0 <= x < 2**z and 0 <= y < 2**z):
@@ -79,13 +90,11 @@ def render_tile(image: SceneImage, z: int, x: int, y: int) -> bytes:
     try:
         with Reader(str(image.path)) as reader:
             if not reader.tile_exists(x, y, z):
-                raise ImageryUnavailableError(f"tile {z}/{x}/{y} is outside scene {image.scene_id}")
+                return empty_tile()
             tile = reader.tile(x, y, z, tilesize=TILE_SIZE, indexes=_indexes(reader))
             return _png(reader, tile, str(image.path))
     except TileOutsideBounds:
-        raise ImageryUnavailableError(
-            f"tile {z}/{x}/{y} is outside scene {image.scene_id}"
-        ) from None
+        return empty_tile()
     except (RioTilerError, OSError) as exc:
         raise ImageryUnavailableError(f"scene {image.scene_id} cannot be read: {exc}") from None
 

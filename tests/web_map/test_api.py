@@ -12,6 +12,7 @@ from sqlalchemy import text
 
 from gis_db.errors import ConflictError, IllegalTransitionError, NotFoundError
 from tests.web_map.conftest import PASSWORD, SECRET, District, login
+from web_map import tiles
 from web_map.errors import (
     AuthenticationRequiredError,
     CsrfError,
@@ -349,7 +350,9 @@ def test_tiles_and_chips(app_client: TestClient, district: District) -> None:
     t = morecantile.tms.get("WebMercatorQuad").tile(lon, lat, 16)
     tile = app_client.get(f"/tiles/{scene}/{t.z}/{t.x}/{t.y}.png")
     assert tile.status_code == 200 and tile.content.startswith(b"\x89PNG")
-    assert app_client.get(f"/tiles/{scene}/3/0/0.png").status_code == 404  # outside the scene
+    outside = app_client.get(f"/tiles/{scene}/3/0/0.png")  # far outside the scene: transparent
+    assert outside.status_code == 200 and outside.content == tiles.empty_tile()
+    assert app_client.get(f"/tiles/{scene}/3/9/0.png").status_code == 404  # no such tile
     assert app_client.get("/tiles/9999/16/1/1.png").status_code == 404
     for evil in (
         "/tiles/..%2F..%2Fetc%2Fpasswd/1/1/1.png",
