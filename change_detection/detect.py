@@ -394,9 +394,17 @@ class Plan:
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
+    import io
+
+    buf = io.BytesIO()
+    np.save(buf, array)
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array)
+    try:
+        with open(tmp, "wb") as fh:  # a plain write: a full disk raises OSError(ENOSPC)
+            fh.write(buf.getbuffer())
+    except OSError:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
 
 
@@ -623,7 +631,10 @@ def _is_out_of_space(exc: BaseException) -> bool:
     if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
         return True
     text = str(exc).lower()
-    return "no space left" in text or "file too large" in text or "disk full" in text
+    short_write = "requested and" in text and "written" in text
+    return short_write or any(
+        m in text for m in ("no space left", "file too large", "disk full", "quota exceeded")
+    )
 
 
 def _progress_bar(total: int, px_total: int) -> tuple[ProgressCallback, Callable[[], None]]:

@@ -3,7 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import geopandas as gpd
@@ -25,6 +32,8 @@ from tests.change_detection import detect_data as dd
 from tests.change_detection.conftest import REAL_PAIRS
 from tests.conftest import skip_or_fail
 from tests.ingest import data_gen
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -259,3 +268,169 @@ def test_unreachable_scheduler_named_within_the_timeout(
     meta = read_meta(tmp_path / "o")
     assert meta is None or meta["status"] == "incomplete"
     assert not (tmp_path / "o" / PROBA_NAME).exists()
+
+
+def _cli(*args: str, cwd: Path, **env: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, "-c", "from weijian.cli import main; main()", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=cwd,
+        env={
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "WEIJIAN_CONFIG": "",
+            "PYTHONPATH": str(REPO),
+            "HOME": str(cwd),
+            **env,
+        },
+    )
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_without_recomputing_and_ends_identical(tmp_path: Path) -> None:
+    pair_dir, _, _ = dd.roof_pair(tmp_path, size=640, crs="EPSG:4549")
+    args = ("detect", str(pair_dir), "--no-db", "--no-progress", "--tile-px", "128")
+    env = {"WEIJIAN_DETECTION__BATCH_SIZE": "1", "WEIJIAN_DETECTION__OVERLAP_PX": "16"}
+    out = tmp_path / "killed"
+    proc = _cli(*args, "--out", str(out), cwd=tmp_path, **env)
+    work = out / ".detect-work"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and proc.poll() is None:
+        done = len(list(work.glob("tiles/*.npy"))) + len(list(work.glob("band_*.tif")))
+        if done >= 8:
+            break
+        time.sleep(0.05)
+    assert proc.poll() is None, "the run ended before it could be killed: make the pair larger"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert read_meta(out)["status"] == "incomplete"
+    assert not (out / PROBA_NAME).exists()
+    resumed = _cli(*args, "--out", str(out), cwd=tmp_path, **env)
+    assert resumed.wait(timeout=600) == 0, resumed.stderr.read() if resumed.stderr else ""
+    full = _cli(*args, "--out", str(tmp_path / "full"), cwd=tmp_path, **env)
+    assert full.wait(timeout=600) == 0
+    meta = read_meta(out)
+    assert meta["status"] == "complete" and not work.exists()
+    assert meta["counts"]["tiles_resumed"] >= 4
+    assert meta["counts"]["tiles_computed"] < meta["counts"]["tiles"]
+    with rasterio.open(out / PROBA_NAME) as a, rasterio.open(tmp_path / "full" / PROBA_NAME) as b:
+        assert np.array_equal(a.read(1), b.read(1))
+    left = gpd.read_file(out / "changes.gpkg")
+    right = gpd.read_file(tmp_path / "full" / "changes.gpkg")
+    assert len(left) == len(right) >= 1
+    assert all(g.equals_exact(h, 1e-9) for g, h in zip(left.geometry, right.geometry, strict=True))
+
+
+@pytest.fixture()
+def dask_cluster(tmp_path: Path) -> Iterator[str]:
+    """A real dask.distributed scheduler and two single-thread worker processes on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    bin_dir = Path(sys.executable).parent
+    scheduler = subprocess.Popen(
+        [
+            str(bin_dir / "dask"),
+            "scheduler",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-dashboard",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    workers = subprocess.Popen(
+        [
+            str(bin_dir / "dask"),
+            "worker",
+            address,
+            "--nworkers",
+            "2",
+            "--nthreads",
+            "1",
+            "--no-dashboard",
+            "--host",
+            "127.0.0.1",
+        ],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        from distributed import Client
+
+        with Client(address, timeout=120) as client:
+            client.wait_for_workers(2, timeout=180)
+        yield address
+    finally:
+        for proc in (workers, scheduler):
+            proc.terminate()
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+@pytest.mark.slow
+def test_dask_cluster_output_equals_single_process_output(
+    dask_cluster: str, tmp_path: Path
+) -> None:
+    pair_dir, _, _ = dd.roof_pair(tmp_path, size=320, crs="EPSG:4549")
+    model = load_model()
+    kw = {"tile_px": 128, "overlap_px": 16, "batch_size": 2, "progress": False}
+    single = detect_pair(pair_dir, model, tmp_path / "single", **kw)
+    spread = detect_pair(pair_dir, model, tmp_path / "dask", scheduler=dask_cluster, **kw)
+    assert spread.meta["counts"]["tiles_computed"] == single.meta["counts"]["tiles"] >= 9
+    with rasterio.open(single.proba_path) as a, rasterio.open(spread.proba_path) as b:
+        x, y = a.read(1).astype(int), b.read(1).astype(int)
+    assert np.abs(x - y).max() <= 1  # thread count may change the last float bit
+    assert (x == y).mean() > 0.999
+    assert len(single.polygons) == len(spread.polygons)
+    assert np.allclose(single.polygons.area_m2, spread.polygons.area_m2, rtol=0.02)
+
+
+def test_out_of_disk_space_leaves_nothing_marked_complete(tmp_path: Path) -> None:
+    """A real write failure: the child process may not write files over 40 kB (EFBIG)."""
+    import resource
+
+    pair_dir, _, _ = dd.roof_pair(tmp_path, size=256, crs="EPSG:4549")
+
+    def small_files() -> None:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (40_000, 40_000))
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+
+    out = tmp_path / "out"
+    args = ["detect", str(pair_dir), "--out", str(out), "--no-db", "--no-progress"]
+    done = subprocess.run(
+        [sys.executable, "-c", "from weijian.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "WEIJIAN_CONFIG": "",
+            "PYTHONPATH": str(REPO),
+            "HOME": str(tmp_path),
+            "WEIJIAN_DETECTION__TILE_PX": "128",
+            "WEIJIAN_DETECTION__OVERLAP_PX": "16",
+        },
+        preexec_fn=small_files,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 1, done.stderr
+    assert "out of disk space" in done.stderr and "Traceback" not in done.stderr
+    meta = read_meta(out)
+    assert meta is None or meta["status"] == "incomplete"
+    assert not (out / PROBA_NAME).exists() and not (out / "changes.gpkg").exists()
+    assert not list(out.glob(".detect-work/**/*.tmp*"))
+    result = detect_pair(pair_dir, load_model(), out, tile_px=128, overlap_px=16, progress=False)
+    assert result.meta["status"] == "complete"
