@@ -419,6 +419,7 @@ def test_out_of_disk_space_leaves_nothing_marked_complete(tmp_path: Path) -> Non
             "WEIJIAN_CONFIG": "",
             "PYTHONPATH": str(REPO),
             "HOME": str(tmp_path),
+            "PYTHONDONTWRITEBYTECODE": "1",  # no truncated .pyc under the file-size limit
             "WEIJIAN_DETECTION__TILE_PX": "128",
             "WEIJIAN_DETECTION__OVERLAP_PX": "16",
         },
