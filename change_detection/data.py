@@ -115,7 +115,15 @@ def load_pair(files: PairFiles) -> Pair:
     """Read one pair into memory and check that the three images have one size."""
     before, after = _read_rgb(files.before), _read_rgb(files.after)
     with Image.open(files.label) as im:
-        label = np.asarray(im.convert("L")) > 0
+        grey = np.asarray(im.convert("L"))
+    values = np.unique(grey)
+    if len(values) > 2 or (len(values) == 2 and values[0] != 0):
+        shown = ", ".join(str(v) for v in values[:6]) + (" ..." if len(values) > 6 else "")
+        raise DatasetError(
+            f"label of pair {files.name} is not binary (values {shown}): a label must be 0 for "
+            "no change and one other value (255 or 1) for change"
+        )
+    label = grey > 0
     if not before.shape[:2] == after.shape[:2] == label.shape:
         raise DatasetError(
             f"pair {files.name}: sizes differ (A {before.shape[:2]}, B {after.shape[:2]}, "

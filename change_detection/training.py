@@ -40,6 +40,7 @@ from change_detection.data import (
     load_pair,
     split_pairs,
 )
+from change_detection.errors import WeightsError
 from change_detection.evaluation import evaluate_pairs
 from change_detection.networks import build_network, count_gmacs, count_parameters
 from change_detection.weights import ChangeModel, resolve_device, save_weights
@@ -72,6 +73,7 @@ class TrainConfig:
     min_area_m2: float = 10.0  #: smallest predicted object counted in object metrics, m²
     device: str = "auto"
     threads: int | None = None  #: torch CPU threads (default: all cores)
+    init_weights: str | None = None  #: fine-tune: start from this weights file (its mean/std)
 
 
 @dataclass
@@ -165,9 +167,13 @@ def train(
     config: TrainConfig,
     resume: bool = False,
     on_progress: Callable[[dict[str, Any]], None] | None = None,
+    extra_metadata: dict[str, Any] | None = None,
 ) -> TrainResult:
     """Train ``config.network`` on LEVIR-layout ``data`` folders into ``out`` (see module doc).
 
+    With ``config.init_weights`` the network starts from those weights and keeps their input
+    normalisation (fine-tuning); they must be of ``config.network``. ``extra_metadata`` (e.g.
+    the lineage of a fine-tuning) is stored in the weights file's metadata.
     ``on_progress`` is called after every step with ``epoch``, ``step``, ``steps``, ``loss``
     and, after an epoch, its validation ``val_f1``.
     """
@@ -186,8 +192,20 @@ def train(
     )
     train_p = [load_pair(f) for f in train_f]
     val_p = [load_pair(f) for f in val_f]
-    mean, std = channel_stats(train_p)
     net = build_network(config.network).to(device)
+    if config.init_weights:
+        from change_detection.weights import load_model
+
+        parent = load_model(config.init_weights, "cpu")
+        if parent.network != config.network:
+            raise WeightsError(
+                f"{config.init_weights} holds a {parent.network} model, not {config.network}: "
+                f"fine-tune with --network {parent.network}"
+            )
+        net.load_state_dict(parent.net.state_dict())
+        mean, std = parent.mean, parent.std
+    else:
+        mean, std = channel_stats(train_p)
     meta_base: dict[str, Any] = {
         "network": config.network,
         "mean": mean,
@@ -205,6 +223,7 @@ def train(
         },
         "config": asdict(config),
         "code_version": code_version(),
+        **(extra_metadata or {}),
     }
     # an exponential moving average of the weights (and batch-norm buffers) is what gets
     # validated and saved: with tiny data single-epoch weights vary a lot from epoch to epoch

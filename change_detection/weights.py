@@ -121,14 +121,26 @@ def shipped_weights(network: str = DEFAULT_NETWORK) -> Path:
 
 
 def load_model(
-    name_or_path: str | Path | None = None, device: str | torch.device = "auto"
+    name_or_path: str | Path | None = None,
+    device: str | torch.device = "auto",
+    registry: Path | str | None = None,
 ) -> ChangeModel:
     """Load a network for inference.
 
-    ``name_or_path``: ``None`` (the shipped default network, ``tinysiam``), a registry name
-    (its shipped weights), or the path of a weights file. Float16 parameters become float32.
+    ``name_or_path``: ``None`` (the current model of ``registry`` when it has one, else the
+    shipped default network, ``tinysiam``), a network name (its shipped weights), or the path
+    of a weights file. ``registry``: a model registry folder (see
+    :mod:`change_detection.registry`; its file's checksum is checked). Float16 parameters
+    become float32.
     """
-    if name_or_path is None:
+    current = None
+    if name_or_path is None and registry is not None:
+        from change_detection.registry import Registry
+
+        current = Registry(registry).current_path()
+    if current is not None:
+        path = current
+    elif name_or_path is None:
         path = shipped_weights()
     elif isinstance(name_or_path, str) and name_or_path in NETWORKS:
         path = shipped_weights(name_or_path)

@@ -94,6 +94,14 @@ class DetectionSettings(_Section):
     closing_px: int = Field(2, ge=0, description="morphological closing radius, px")
     max_hole_m2: float = Field(100.0, ge=0, description="fill holes smaller than this, m²")
     regularize: bool = Field(True, description="square off building-like outlines")
+    evaluation_data: list[Path] = Field(
+        default_factory=list,
+        description="LEVIR-layout folders of the fixed evaluation set of `weijian model promote`",
+    )
+    evaluation_only: list[str] = Field(
+        default_factory=list,
+        description="glob patterns <folder>/<stem> of the evaluation pairs (default: all)",
+    )
 
 
 class MatchingSettings(_Section):

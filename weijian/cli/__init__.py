@@ -12,7 +12,20 @@ import sys
 import typer
 from rich.console import Console
 
-from weijian.cli import cases, db, demo, detect, evaluate, inventory, pair, runs, scene, train, web
+from weijian.cli import (
+    cases,
+    db,
+    demo,
+    detect,
+    evaluate,
+    inventory,
+    model,
+    pair,
+    runs,
+    scene,
+    train,
+    web,
+)
 
 app = typer.Typer(
     name="weijian",
@@ -30,6 +43,8 @@ app.command("demo")(demo.demo)
 app.command("train")(train.train)
 app.command("evaluate")(evaluate.evaluate)
 app.command("detect")(detect.detect)
+app.add_typer(model.app, name="model")
+
 app.add_typer(runs.app, name="runs")
 app.add_typer(cases.app, name="cases")
 app.command("dispatch")(runs.dispatch)

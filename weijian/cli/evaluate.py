@@ -63,11 +63,14 @@ def evaluate(
 
     settings = get_settings().detection
     files = [f for f in find_pairs(data) if not only or matches(f.name, only)]
-    model = load_model(weights or settings.weights or settings.network, device or settings.device)
+    from weijian.learning import default_weights
+
+    chosen = weights or default_weights(get_settings())
+    model = load_model(chosen, device or settings.device)
     pairs = [load_pair(f) for f in track(drop_contained_crops(files), description="loading")]
     cut = threshold if threshold is not None else settings.threshold
     result = evaluate_pairs(model, pairs, cut, gsd, settings.min_area_m2, per_pair=True, tta=tta)
-    result["weights"] = str(weights or settings.weights or settings.network)
+    result["weights"] = str(chosen)
     result["network"] = model.network
 
     console = Console()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,12 +12,13 @@ NetworkName = typer.Option(help="network: tinysiam (ours, light) or fc_siam_diff
 
 
 def train(
-    data: Annotated[
-        list[Path], typer.Argument(help="folders with A/, B/, label/ (LEVIR-CD layout)")
-    ],
     out: Annotated[
         Path, typer.Option("--out", help="output folder: model.pt, best.pt, last.pt, history.jsonl")
     ],
+    data: Annotated[
+        list[Path] | None,
+        typer.Argument(help="folders with A/, B/, label/ (LEVIR-CD layout)"),
+    ] = None,
     network: Annotated[str | None, NetworkName] = None,
     epochs: Annotated[int, typer.Option(min=1)] = 60,
     samples_per_epoch: Annotated[int, typer.Option(min=1, help="augmented crops per epoch")] = 256,
@@ -85,6 +87,18 @@ def train(
         int | None, typer.Option(min=1, help="torch CPU threads (default: all cores)")
     ] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pt")] = False,
+    from_reviews: Annotated[
+        bool,
+        typer.Option(
+            "--from-reviews",
+            help="fine-tune the current model on the office's reviewed detections and decided "
+            "cases (chips cut from the registered COGs); the result is registered, not promoted",
+        ),
+    ] = False,
+    run_ids: Annotated[
+        list[int] | None,
+        typer.Option("--runs", help="with --from-reviews: only these run ids (repeatable)"),
+    ] = None,
 ) -> None:
     """训练变化检测网络 (LEVIR-CD 目录结构: A/ B/ label/)。
 
@@ -106,6 +120,15 @@ def train(
     from change_detection.training import train as run_training
     from weijian.settings import get_settings
 
+    if from_reviews:
+        if data:
+            raise typer.BadParameter("give either data folders or --from-reviews, not both")
+        _from_reviews(out, run_ids, epochs, samples_per_epoch, lr, seed, device, threads)
+        return
+    if run_ids:
+        raise typer.BadParameter("--runs only goes with --from-reviews")
+    if not data:
+        raise typer.BadParameter("give data folders (LEVIR layout) or --from-reviews")
     settings = get_settings().detection
     config = TrainConfig(
         network=network or settings.network,
@@ -162,3 +185,49 @@ def train(
         from change_detection.training import summary_line
 
         console.print("held-out: " + json.dumps(summary_line(result.heldout)))
+
+
+def _from_reviews(
+    out: Path,
+    run_ids: list[int] | None,
+    epochs: int,
+    samples_per_epoch: int,
+    lr: float,
+    seed: int,
+    device: str | None,
+    threads: int | None,
+) -> None:
+    from rich.console import Console
+
+    from weijian.database import connect
+    from weijian.learning import fine_tune_from_reviews
+    from weijian.settings import get_settings
+
+    settings = get_settings()
+    console = Console()
+    # a fine-tuning takes fewer, gentler steps than training from scratch: the command's
+    # defaults (60 epochs at 3e-3) are for that, so they are capped here
+    result = fine_tune_from_reviews(
+        settings,
+        connect(settings),
+        out,
+        run_ids,
+        epochs=min(epochs, 8) if epochs == 60 else epochs,
+        samples_per_epoch=min(samples_per_epoch, 128),
+        lr=5e-4 if lr == 3e-3 else lr,
+        seed=seed,
+        device=device or "cpu",
+        threads=threads,
+    )
+    chips = result.chips
+    console.print(
+        f"chips from run(s) {', '.join(map(str, chips.runs))}: {len(chips.confirmed)} confirmed, "
+        f"{len(chips.false_positive)} false positives, {len(chips.cases)} cases"
+        + (f", {len(chips.skipped)} skipped (no imagery on both sides)" if chips.skipped else "")
+    )
+    if result.validation:
+        console.print("validation on held-back chips: " + json.dumps(result.validation))
+    console.print(
+        f"registered model {result.version} (fine-tuned from {result.parent}); it is not in use "
+        f"until `weijian model promote {result.version}` passes the evaluation gate"
+    )

@@ -1,0 +1,75 @@
+"""The model registry: add, promote only when not worse, refuse other networks, roll back."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from change_detection import build_network, load_model
+from change_detection.data import find_pairs, load_pair, matches
+from change_detection.errors import WeightsError
+from change_detection.registry import PromotionRefused, Registry, RegistryError
+from change_detection.weights import save_weights, shipped_weights
+
+
+@pytest.fixture(scope="module")
+def eval_pairs(real_pairs: Path) -> list:
+    """Two held-out real pairs (the fixed evaluation set of these tests)."""
+    files = find_pairs([real_pairs / "levir_256"])
+    chosen = ["levir_256/test_55_*", "levir_256/test_121_*"]
+    return [load_pair(f) for f in files if matches(f.name, chosen)]
+
+
+def test_gate_promotes_equal_refuses_worse_and_rolls_back(tmp_path: Path, eval_pairs: list) -> None:
+    registry = Registry(tmp_path / "models")
+    assert registry.current is None and registry.versions() == []
+    assert (
+        load_model(registry=registry.root, device="cpu").metadata
+        == load_model(device="cpu").metadata
+    )
+
+    same = registry.add(shipped_weights("tinysiam"), source="copy of the shipped weights")
+    promotion = registry.promote(same, eval_pairs, actor="alice")
+    assert promotion.margin == 0 and registry.current == "v1"
+    assert registry.history[-1]["action"] == "promote" and registry.history[-1]["by"] == "alice"
+
+    # an untrained network with the same metadata: clearly worse, refused, nothing changes
+    torch.manual_seed(0)
+    meta = load_model("tinysiam", "cpu").metadata
+    save_weights(tmp_path / "untrained.pt", build_network("tinysiam"), "tinysiam", meta)
+    worse = registry.add(tmp_path / "untrained.pt", source="untrained")
+    with pytest.raises(PromotionRefused, match=r"v2 was not promoted: pixel F1 .* \(-0\.\d+\)"):
+        registry.promote(worse, eval_pairs)
+    assert registry.current == "v1"
+    assert len(registry.entry(worse)["evaluations"]) == 1  # the refusal's figures are kept
+
+    other = registry.add(shipped_weights("fc_siam_diff"))
+    with pytest.raises(PromotionRefused, match="is a fc_siam_diff model but the current model"):
+        registry.promote(other, eval_pairs)
+
+    # the registry's current model is what load_model() uses by default
+    assert (
+        load_model(registry=registry.root, device="cpu").metadata
+        == load_model(registry.weights_path("v1"), "cpu").metadata
+    )
+    assert registry.rollback("bob") == ("v1", "shipped") and registry.current is None
+    with pytest.raises(RegistryError, match="no promoted model to roll back"):
+        registry.rollback()
+
+
+def test_damaged_or_foreign_files(tmp_path: Path, eval_pairs: list) -> None:
+    registry = Registry(tmp_path / "models")
+    (tmp_path / "notes.pt").write_bytes(b"not weights")
+    with pytest.raises(WeightsError):
+        registry.add(tmp_path / "notes.pt")
+    assert registry.versions() == []  # nothing half-added
+    version = registry.add(shipped_weights("tinysiam"))
+    path = registry.weights_path(version)
+    path.write_bytes(path.read_bytes()[:-10] + b"0123456789")
+    with pytest.raises(RegistryError, match="SHA-256"):
+        registry.promote(version, eval_pairs)
+    with pytest.raises(RegistryError, match="'v9' is not in the registry"):
+        registry.entry("v9")
+    assert registry.current is None

@@ -1,0 +1,218 @@
+"""Learning from reviews on a real PostGIS: chips from decisions, fine-tuning, the registry gate."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+import shapely
+from PIL import Image
+from rasterio.features import shapes
+from sqlalchemy import Engine, text
+from typer.testing import CliRunner
+
+from change_detection import load_model
+from change_detection.registry import Registry
+from gis_db import runs
+from gis_db.errors import InvalidInputError, NotFoundError
+from gis_db.matching import match_run
+from gis_db.reviews import decided_cases, reviewed_detections
+from gis_db.workflow import review_detection
+from tests.gis_db.runs_factory import AFTER, BEFORE, CRS, add_case, frame
+from tests.ingest.data_gen import CHANGE_PAIRS, real_pair_geotiffs
+from weijian.cli import app
+from weijian.settings import get_settings
+
+runner = CliRunner()
+PAIR = "test_7_0256_0512"  # a real LEVIR-CD crop with several new buildings
+
+
+@pytest.fixture()
+def env(db_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Settings on the test database with a fresh data folder (the registry lives there)."""
+    if not (CHANGE_PAIRS / "levir_256" / "A" / f"{PAIR}.png").is_file():
+        pytest.fail(f"the real change pairs are missing at {CHANGE_PAIRS}")
+    monkeypatch.setenv("WEIJIAN_DATABASE_URL", db_url)
+    monkeypatch.setenv("WEIJIAN_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("WEIJIAN_USER", "tester")
+    get_settings.cache_clear()
+    yield tmp_path
+    get_settings.cache_clear()
+
+
+def _reviewed_run(
+    engine: Engine, folder: Path, review: bool = True
+) -> tuple[int, dict[str, list[int]]]:
+    """A run over a real pair as COGs: its label's buildings plus two false alarms, reviewed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    before, after, label = real_pair_geotiffs(folder, PAIR, "levir_256")
+    with rasterio.open(label) as src:
+        mask = src.read(1) > 0
+        transform, bounds = src.transform, src.bounds
+    footprint = shapely.box(*bounds)
+    buildings = [
+        shapely.geometry.shape(g)
+        for g, v in shapes(mask.astype(np.uint8), mask=mask, transform=transform)
+        if v and shapely.geometry.shape(g).area >= 20
+    ]
+    x0, y0 = bounds.left, bounds.bottom
+    alarms = [
+        shapely.box(x0 + 10, y0 + 10, x0 + 22, y0 + 20),
+        shapely.box(x0 + 100, y0 + 8, x0 + 110, y0 + 18),
+    ]
+    alarms = [a for a in alarms if not any(a.intersects(b) for b in buildings)]
+    ids = {}
+    for tag, path, when in (("before", before, BEFORE), ("after", after, AFTER)):
+        ids[tag] = runs.register_scene(
+            engine,
+            checksum=f"{tag}-{PAIR}",
+            footprint=footprint,
+            acquired_at=when,
+            platform="satellite",
+            gsd_m=0.5,
+            path=path,
+            crs=CRS,
+        )
+    run = runs.create_run(
+        engine,
+        before_scene_id=ids["before"],
+        after_scene_id=ids["after"],
+        network="tinysiam",
+        weights_checksum="shipped",
+        params={},
+    )
+    runs.load_detections(engine, run, frame(buildings + alarms))
+    match_run(engine, run)
+    with engine.connect() as conn:
+        det = list(
+            conn.execute(
+                text("SELECT id FROM detection WHERE run_id = :r ORDER BY seq"), {"r": run}
+            ).scalars()
+        )
+    decided = {"confirmed": det[: len(buildings)], "false_positive": det[len(buildings) :]}
+    if review:
+        for d in decided["confirmed"]:
+            review_detection(engine, d, "confirm", actor="alice")
+        for d in decided["false_positive"]:
+            review_detection(engine, d, "false_positive", actor="alice")
+    return run, decided
+
+
+def test_reviews_are_read_with_their_imagery(env: Path, engine: Engine) -> None:
+    run, decided = _reviewed_run(engine, env / "cogs")
+    frame_ = reviewed_detections(engine, [run])
+    assert sorted(frame_["detection_id"]) == sorted(
+        decided["confirmed"] + decided["false_positive"]
+    )
+    assert set(frame_["state"]) == {"confirmed", "false_positive"}
+    assert (
+        frame_["before_path"].iloc[0].endswith("_A.tif")
+        and frame_["reviewed_by"].iloc[0] == "alice"
+    )
+    with pytest.raises(NotFoundError, match="999"):
+        reviewed_detections(engine, [999])
+    # a case verified on site, discovered between the two acquisitions, inside the footprint
+    inside = frame_.geometry.iloc[0].centroid.buffer(4).envelope
+    case = add_case(engine, "C-77", inside, state="verified")
+    with engine.begin() as conn:
+        conn.execute(
+            text("UPDATE inventory_case SET discovered_on = :d WHERE id = :i"),
+            {"d": date(2026, 4, 1), "i": case},
+        )
+    cases = decided_cases(engine, [run])
+    assert (
+        case in set(cases["case_id"]) and cases.set_index("case_id").loc[case, "kind"] == "appeared"
+    )
+
+
+def test_run_without_reviews_is_one_clear_error(env: Path, engine: Engine) -> None:
+    run, _ = _reviewed_run(engine, env / "cogs", review=False)
+    with pytest.raises(InvalidInputError, match="no reviewed detections in run"):
+        reviewed_detections(engine, [run])
+    result = runner.invoke(
+        app, ["train", "--from-reviews", "--runs", str(run), "--out", str(env / "ft")]
+    )
+    assert isinstance(result.exception, InvalidInputError)  # main() prints it as one line
+    assert not (env / "data" / "models").exists()
+
+
+@pytest.mark.slow
+def test_from_reviews_fine_tunes_registers_and_gates(env: Path, engine: Engine) -> None:
+    run, decided = _reviewed_run(engine, env / "cogs")
+    out = env / "ft"
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--from-reviews",
+            "--runs",
+            str(run),
+            "--out",
+            str(out),
+            "--epochs",
+            "2",
+            "--samples-per-epoch",
+            "8",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "registered model v1" in result.output
+    n_conf, n_fp = len(decided["confirmed"]), len(decided["false_positive"])
+    assert f"{n_conf} confirmed, {n_fp} false positives" in result.output
+    chips = out / "chips"
+    # a false alarm's chip is labelled "no change" where the alarm was (its centre)
+    fp_label = np.asarray(
+        Image.open(chips / "label" / f"r{run}_d{decided['false_positive'][0]}.png")
+    )
+    assert (
+        fp_label.shape[0] >= 128 and fp_label[fp_label.shape[0] // 2, fp_label.shape[1] // 2] == 0
+    )
+    ok_label = np.asarray(Image.open(chips / "label" / f"r{run}_d{decided['confirmed'][0]}.png"))
+    assert ok_label.max() == 255
+    registry = Registry(env / "data" / "models")
+    assert registry.versions() == ["v1"] and registry.current is None  # registered, not in use
+    entry = registry.entry("v1")
+    assert entry["parent"] == "shipped" and entry["lineage"]["runs"] == [run]
+    assert sorted(entry["lineage"]["confirmed_detections"]) == sorted(decided["confirmed"])
+    assert sorted(entry["lineage"]["false_positive_detections"]) == sorted(
+        decided["false_positive"]
+    )
+    assert load_model(entry["path"], "cpu").metadata["lineage"]["parent"] == "shipped"
+    shown = runner.invoke(app, ["model", "show", "v1"])
+    assert (
+        shown.exit_code == 0 and json.loads(shown.output)["lineage"]["decisions"] == n_conf + n_fp
+    )
+    assert "v1" in runner.invoke(app, ["model", "list"]).output
+
+    # the gate on two held-out real pairs: promoted only if not worse, else nothing changes
+    promoted = runner.invoke(
+        app,
+        [
+            "model",
+            "promote",
+            "v1",
+            "--eval",
+            str(CHANGE_PAIRS / "levir_256"),
+            "--only",
+            "levir_256/test_55_*",
+            "--only",
+            "levir_256/test_121_*",
+        ],
+    )
+    if promoted.exception is None:
+        assert "is now the current model" in promoted.output and registry.current == "v1"
+        assert load_model(registry=registry.root, device="cpu").metadata["lineage"]["runs"] == [run]
+    else:
+        assert "was not promoted" in str(promoted.exception) and registry.current is None
+    assert len(registry.entry("v1")["evaluations"]) == 1

@@ -1,0 +1,260 @@
+"""Learning from the office's decisions: training chips from reviews, fine-tuning, the registry.
+
+``weijian train --from-reviews`` calls :func:`fine_tune_from_reviews`: the reviewed detections
+of the chosen runs (confirmed = change, with the polygon as the mask; false positive = a hard
+negative) and the cases decided between the runs' acquisitions (see :mod:`gis_db.reviews`) are
+cut as chips from the runs' registered COGs, on the working CRS grid at the model's GSD; the
+current model (the registry's, else the shipped weights) is fine-tuned on them, and the result
+is added to the registry with its lineage (parent, runs, decisions), *not* made current:
+``weijian model promote`` does that after the evaluation gate.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Engine
+
+from weijian.errors import WeijianError
+from weijian.settings import Settings
+
+#: smallest chip side (px at the model's GSD); larger objects get larger chips (multiple of 16)
+CHIP_PX = 128
+MAX_CHIP_PX = 512
+#: margin around an object inside its chip, metres
+MARGIN_M = 16.0
+#: a chip is skipped when less than this share of it has imagery in both scenes
+MIN_VALID = 0.9
+
+
+class ReviewTrainingError(WeijianError, ValueError):
+    """Training from reviews cannot start (no usable decisions, missing imagery, ...)."""
+
+
+def registry_root(settings: Settings) -> Path:
+    """The model registry folder: ``<data_dir>/models``."""
+    return settings.data_dir / "models"
+
+
+def model_registry(settings: Settings) -> Any:
+    """The :class:`change_detection.registry.Registry` of these settings."""
+    from change_detection.registry import Registry
+
+    return Registry(registry_root(settings))
+
+
+def default_weights(settings: Settings) -> str | Path:
+    """Weights in force: ``detection.weights``, else the registry's current, else shipped."""
+    if settings.detection.weights:
+        return settings.detection.weights
+    current = model_registry(settings).current_path()
+    return current if current is not None else settings.detection.network
+
+
+@dataclass
+class ChipSet:
+    """The chips written from reviews and what they came from."""
+
+    folder: Path
+    runs: list[int]
+    confirmed: list[int] = field(default_factory=list)  #: detection ids (positives)
+    false_positive: list[int] = field(default_factory=list)  #: detection ids (hard negatives)
+    cases: list[int] = field(default_factory=list)  #: case ids (appeared / disappeared)
+    skipped: list[str] = field(default_factory=list)  #: chips without imagery on both sides
+
+    @property
+    def chips(self) -> int:
+        """Chips written."""
+        return len(self.confirmed) + len(self.false_positive) + len(self.cases)
+
+
+def _chip_grid(geom: Any, gsd_m: float) -> tuple[Any, int]:
+    from rasterio.transform import from_origin
+
+    minx, miny, maxx, maxy = geom.bounds
+    side_m = max(maxx - minx, maxy - miny) + 2 * MARGIN_M
+    px = max(CHIP_PX, 16 * math.ceil(side_m / gsd_m / 16))
+    px = min(px, MAX_CHIP_PX)
+    cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
+    half = px * gsd_m / 2
+    return from_origin(cx - half, cy + half, gsd_m, gsd_m), px
+
+
+def _read_chip(src: Any, crs: str, transform: Any, px: int) -> tuple[np.ndarray, np.ndarray]:
+    from rasterio.enums import Resampling
+    from rasterio.vrt import WarpedVRT
+
+    with WarpedVRT(
+        src, crs=crs, transform=transform, width=px, height=px, resampling=Resampling.average
+    ) as vrt:
+        image = vrt.read(indexes=[1, 2, 3]) if vrt.count >= 3 else None
+        valid = vrt.dataset_mask() > 0
+    if image is None:
+        raise ReviewTrainingError(f"{src.name} has {src.count} band(s): the model needs RGB")
+    if image.dtype != np.uint8:
+        top = max(float(np.percentile(image, 99.9)), 1.0)
+        image = np.clip(image.astype(np.float32) * (255.0 / top), 0, 255).astype(np.uint8)
+    return np.moveaxis(image, 0, -1), valid
+
+
+def build_review_chips(
+    engine: Engine,
+    out: Path,
+    run_ids: Sequence[int] | None,
+    gsd_m: float,
+    crs: str,
+    include_cases: bool = True,
+) -> ChipSet:
+    """Write LEVIR-layout chips (``out/A``, ``out/B``, ``out/label``) from the office's decisions.
+
+    One chip per reviewed detection and per decided case, centred on it, at ``gsd_m`` m/px on
+    the working CRS grid (``crs``), at least 128 px and at most 512 px a side. Every chip's
+    mask holds all changes the office confirmed in that run and area (confirmed detections,
+    cases), so a false-positive chip next to a real change does not teach "no change" there.
+    """
+    import rasterio
+    from PIL import Image
+    from rasterio.features import rasterize
+
+    from gis_db.reviews import decided_cases, reviewed_detections
+
+    reviewed = reviewed_detections(engine, run_ids)
+    runs = sorted({int(r) for r in reviewed["run_id"]})
+    cases = decided_cases(engine, runs) if include_cases else None
+    for sub in ("A", "B", "label"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
+    chips = ChipSet(out, runs)
+    for run in runs:
+        dets = reviewed[reviewed["run_id"] == run]
+        case_items: list[tuple[str, int, Any]] = []
+        if cases is not None and len(cases):
+            mine = cases[cases["run_id"] == run]
+            case_items = [
+                ("c", int(i), g) for i, g in zip(mine["case_id"], mine.geometry, strict=True)
+            ]
+        first = dets.iloc[0]
+        paths = [first["before_path"], first["after_path"]]
+        for path in paths:
+            if not path or not Path(path).is_file():
+                raise ReviewTrainingError(
+                    f"run {run}: scene file {path or '(none recorded)'} is missing; register the "
+                    "scene again with its COG path (`weijian scene ...`) or leave the run out"
+                )
+        positives = list(dets[dets["state"] == "confirmed"].geometry)
+        positives += [g for _, _, g in case_items]
+        items: list[tuple[str, int, Any]] = [
+            ("d", int(i), g) for i, g in zip(dets["detection_id"], dets.geometry, strict=True)
+        ]
+        items += case_items
+        states = dict(zip(dets["detection_id"].astype(int), dets["state"], strict=True))
+        with rasterio.open(paths[0]) as before_src, rasterio.open(paths[1]) as after_src:
+            for kind, ident, geom in items:
+                transform, px = _chip_grid(geom, gsd_m)
+                before, valid_b = _read_chip(before_src, crs, transform, px)
+                after, valid_a = _read_chip(after_src, crs, transform, px)
+                name = f"r{run}_{kind}{ident}"
+                if (valid_b & valid_a).mean() < MIN_VALID:
+                    chips.skipped.append(name)
+                    continue
+                label = rasterize(
+                    [(g, 255) for g in positives],
+                    out_shape=(px, px),
+                    transform=transform,
+                    fill=0,
+                    dtype="uint8",
+                )
+                Image.fromarray(before).save(out / "A" / f"{name}.png")
+                Image.fromarray(after).save(out / "B" / f"{name}.png")
+                Image.fromarray(label).save(out / "label" / f"{name}.png")
+                if kind == "c":
+                    chips.cases.append(ident)
+                elif states[ident] == "confirmed":
+                    chips.confirmed.append(ident)
+                else:
+                    chips.false_positive.append(ident)
+    if chips.chips == 0:
+        raise ReviewTrainingError(
+            f"no chip could be cut for run(s) {', '.join(map(str, runs))}: the reviewed "
+            "detections lie outside the imagery of both scenes"
+        )
+    return chips
+
+
+@dataclass
+class ReviewTraining:
+    """What :func:`fine_tune_from_reviews` produced."""
+
+    version: str
+    parent: str
+    chips: ChipSet
+    weights: Path
+    validation: dict[str, Any] | None
+
+
+def fine_tune_from_reviews(
+    settings: Settings,
+    engine: Engine,
+    out: Path,
+    run_ids: Sequence[int] | None = None,
+    epochs: int = 8,
+    samples_per_epoch: int = 128,
+    lr: float = 5e-4,
+    seed: int = 0,
+    device: str = "cpu",
+    threads: int | None = None,
+    on_progress: Callable[[dict[str, Any]], None] | None = None,
+) -> ReviewTraining:
+    """Fine-tune the current model on chips from the office's decisions and register it.
+
+    The new weights go into the registry as a new version with its lineage (parent version and
+    checksum, runs, confirmed and false-positive detection ids, case ids), not promoted.
+    """
+    from change_detection.training import TrainConfig, train
+
+    registry = model_registry(settings)
+    parent = registry.current or "shipped"
+    parent_path = registry.weights_path(parent)
+    parent_model = registry.load(parent, "cpu")
+    chips = build_review_chips(
+        engine, out / "chips", run_ids, parent_model.gsd_m, settings.working_crs
+    )
+    lineage = {
+        "parent": parent,
+        "parent_sha256": registry.entry(parent)["sha256"],
+        "runs": chips.runs,
+        "decisions": chips.chips,
+        "confirmed_detections": chips.confirmed,
+        "false_positive_detections": chips.false_positive,
+        "cases": chips.cases,
+        "skipped_chips": chips.skipped,
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    config = TrainConfig(
+        network=parent_model.network,
+        epochs=epochs,
+        samples_per_epoch=samples_per_epoch,
+        crop=CHIP_PX,
+        batch_size=min(16, samples_per_epoch),
+        lr=lr,
+        patience=epochs,
+        seed=seed,
+        val_fraction=0.2,
+        gsd_m=parent_model.gsd_m,
+        min_area_m2=settings.detection.min_area_m2,
+        device=device,
+        threads=threads,
+        init_weights=str(parent_path),
+    )
+    result = train(
+        [chips.folder], out, config, on_progress=on_progress, extra_metadata={"lineage": lineage}
+    )
+    version = registry.add(
+        result.weights, source=f"reviews of run(s) {chips.runs}", parent=parent, lineage=lineage
+    )
+    return ReviewTraining(version, parent, chips, result.weights, result.val)
