@@ -38,6 +38,22 @@ def test_size_mismatch(tiny_folder: Path) -> None:
         load_pair(files["tiny/p1"])
 
 
+def test_empty_label_folder_and_non_binary_labels(tiny_folder: Path) -> None:
+    grey = np.zeros((64, 64), np.uint8)
+    grey[:10], grey[10:20] = 128, 255  # three values: a grey-level picture, not a mask
+    Image.fromarray(grey).save(tiny_folder / "label" / "p2.png")
+    files = {p.name: p for p in find_pairs([tiny_folder])}
+    with pytest.raises(DatasetError, match=r"tiny/p2 is not binary \(values 0, 128, 255\)"):
+        load_pair(files["tiny/p2"])
+    ones = (grey > 0).astype(np.uint8)  # 0/1 masks are binary too
+    Image.fromarray(ones).save(tiny_folder / "label" / "p2.png")
+    assert load_pair(files["tiny/p2"]).label.sum() == 20 * 64
+    for label in (tiny_folder / "label").iterdir():
+        label.unlink()
+    with pytest.raises(DatasetError, match="A/ and label/ do not hold the same file names"):
+        find_pairs([tiny_folder])
+
+
 def test_scene_split_keeps_crops_with_their_tile(real_pairs: Path) -> None:
     assert scene_of("levir_256", "test_102_0512_0000") == scene_of("levir_1024", "test_102")
     files = find_pairs([real_pairs / d for d in ("levir_256", "levir_1024", "dsifn_256")])
