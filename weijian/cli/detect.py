@@ -65,8 +65,11 @@ def detect(
     chosen_engine = engine or cfg.engine
     if chosen_engine not in ("torch", "onnxruntime"):
         raise WeijianError(f"--engine {chosen_engine!r}: use torch or onnxruntime")
+    from weijian.learning import default_weights
+
+    # default: detection.weights, else the registry's current model, else the shipped weights
     model = load_model(
-        weights or (str(cfg.weights) if cfg.weights else cfg.network),
+        weights or default_weights(settings),
         device="cpu" if chosen_engine == "onnxruntime" else cfg.device,
     )
     params = VectorizeParams(
