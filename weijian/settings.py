@@ -153,6 +153,28 @@ class WebSettings(_Section):
     secure_cookies: bool = Field(False, description="Secure session cookie (serve behind HTTPS)")
 
 
+class FlightSettings(_Section):
+    """The per-flight pipeline (``weijian flight``) and its watch folder."""
+
+    output_dir: Path | None = Field(
+        None, description="one folder per flight; default: <data_dir>/flights"
+    )
+    workers: int = Field(1, ge=1, description="local detection workers (processes)")
+    scheduler: str | None = Field(
+        None, description="dask.distributed scheduler address for detection, tcp://HOST:PORT"
+    )
+    max_gsd_ratio: float = Field(
+        2.0, gt=0, description="refuse scenes coarser than this many times the model's GSD"
+    )
+    min_cover_fraction: float = Field(
+        0.5, gt=0, le=1, description="--before auto: share of the new scene the earlier must cover"
+    )
+    watch_settle_s: float = Field(
+        30.0, ge=0, description="a watched file counts as complete once unchanged this long, s"
+    )
+    watch_poll_s: float = Field(10.0, gt=0, description="watch folder polling interval, s")
+
+
 class Settings(BaseSettings):
     """Everything configurable in weijian, validated once."""
 
@@ -181,6 +203,7 @@ class Settings(BaseSettings):
     matching: MatchingSettings = Field(default_factory=MatchingSettings)
     warnings: WarningSettings = Field(default_factory=WarningSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    flight: FlightSettings = Field(default_factory=FlightSettings)
 
     @field_validator("working_crs")
     @classmethod

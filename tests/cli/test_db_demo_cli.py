@@ -57,23 +57,42 @@ def test_bad_settings_give_one_clear_line() -> None:
     assert "Traceback" not in result.stderr
 
 
+TABLES = ("scene", "detection_run", "detection", "inventory_case", "case_history", "permit")
+
+
+def _counts(url: str) -> dict[str, int]:
+    with create_engine(url).connect() as conn:
+        return {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar_one() for t in TABLES}
+
+
 @pytest.mark.slow
 def test_demo_loads_district_and_is_idempotent(db_url: str) -> None:
-    env = clean_env(WEIJIAN_DATABASE_URL=db_url)
-    first = run(["demo", "--cases", "300"], env)
-    assert first.returncode == 0, first.stderr
-    assert "新增 created 300" in first.stdout
-    assert "月浦镇" in first.stdout and "合计" in first.stdout
-    second = run(["demo", "--cases", "300"], env)
-    assert second.returncode == 0, second.stderr
-    assert "新增 created 0" in second.stdout and "未变 unchanged 300" in second.stdout
-    with create_engine(db_url).connect() as conn:
-        assert conn.execute(text("SELECT count(*) FROM inventory_case")).scalar_one() == 300
-        assert conn.execute(text("SELECT count(*) FROM street_town")).scalar_one() == 14
-        located = conn.execute(
-            text(
-                "SELECT count(*) FROM inventory_case WHERE street_town_code IS NOT NULL "
-                "AND village_code IS NOT NULL"
-            )
-        ).scalar_one()
-    assert located == 300
+    from weijian.demo_flight import PER_CLASS
+
+    root = public_tmpdir("weijian-test-demo-")
+    env = clean_env(WEIJIAN_DATABASE_URL=db_url, WEIJIAN_DATA_DIR=str(root))
+    seeded = 3 * PER_CLASS  # known, written-off and demolished cases around the demo flight
+    try:
+        first = run(["demo", "--cases", "300", "--no-serve"], env)
+        assert first.returncode == 0, first.stderr
+        assert "新增 created 300" in first.stdout
+        assert "月浦镇" in first.stdout and "合计" in first.stdout
+        assert f"案件 新增 {seeded}" in first.stdout
+        after_first = _counts(db_url)
+        second = run(["demo", "--cases", "300", "--no-serve"], env)
+        assert second.returncode == 0, second.stderr
+        assert "新增 created 0" in second.stdout and "未变 unchanged 300" in second.stdout
+        assert _counts(db_url) == after_first
+        with create_engine(db_url).connect() as conn:
+            n = conn.execute(text("SELECT count(*) FROM inventory_case")).scalar_one()
+            assert n == 300 + seeded
+            assert conn.execute(text("SELECT count(*) FROM street_town")).scalar_one() == 14
+            located = conn.execute(
+                text(
+                    "SELECT count(*) FROM inventory_case WHERE street_town_code IS NOT NULL "
+                    "AND village_code IS NOT NULL"
+                )
+            ).scalar_one()
+        assert located == 300 + seeded
+    finally:
+        shutil.rmtree(root, ignore_errors=True)

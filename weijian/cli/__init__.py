@@ -18,6 +18,7 @@ from weijian.cli import (
     demo,
     detect,
     evaluate,
+    flight,
     inventory,
     model,
     pair,
@@ -47,6 +48,7 @@ app.add_typer(model.app, name="model")
 
 app.add_typer(runs.app, name="runs")
 app.add_typer(cases.app, name="cases")
+app.add_typer(flight.app, name="flight")
 app.command("dispatch")(runs.dispatch)
 app.command("stats")(runs.stats)
 app.command("serve")(web.serve)

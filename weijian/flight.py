@@ -1,0 +1,1058 @@
+"""The per-flight pipeline: one orthophoto in, a matched detection run and its publication out.
+
+``run_flight`` chains the stages for one new image (the *after* scene) as named steps:
+
+=========== ===================================================================== ==============
+step        what it does                                                          writes
+=========== ===================================================================== ==============
+check       describe both scenes, pick the earlier one (``before="auto"``), refuse check.json
+            bad flights (impossible coordinates, outside the district, dates in
+            the wrong order, GSD too coarse for the model)
+align       put both on the working grid (``ingest.prepare_pair``); refuse a pair  pair.json,
+            whose radiometry cannot be matched                                    align.json
+catalogue   register both scenes in the ``scene`` table (first database write)   (database)
+detect      ``change_detection.detect_pair`` (resumable per tile; Dask scheduler) detect/
+load        scenes, run and detections into PostGIS (idempotent)                  (database)
+match       ``gis_db.matching.match_run``: classes against the inventory          (database)
+publish     dispatch packages per 街镇, static map, HTML run report              dispatch/,
+                                                                                  map.html,
+                                                                                  report.html
+=========== ===================================================================== ==============
+
+Every finished step is recorded in ``flight_state.json`` in the flight's folder, with the
+SHA-256 of each file it wrote (and, for database steps, what to check in the database). A run
+started again skips each step whose record still holds (files unchanged, rows present) and
+redoes the first one that does not, and all after it: a flight killed at any point (even with
+``kill -9``) resumes where it stopped; a finished flight run again does nothing and says so.
+Nothing is written to the database before ``check`` and ``align`` have accepted the flight.
+
+This module reads no settings: the command line builds a :class:`FlightConfig` from them.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import os
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from weijian.errors import WeijianError
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from ingest import AlignedPair, Scene
+
+#: Exit codes of ``weijian flight run`` / ``watch`` (documented in the README).
+EXIT_DONE = 0
+EXIT_BAD_INPUT = 2
+EXIT_STEP_FAILED = 3
+
+STEPS: tuple[str, ...] = ("check", "align", "catalogue", "detect", "load", "match", "publish")
+#: Chinese labels of the steps for the progress display.
+STEP_LABELS: dict[str, str] = {
+    "check": "检查影像",
+    "align": "配准",
+    "catalogue": "影像登记",
+    "detect": "变化检测",
+    "load": "入库",
+    "match": "违建库比对",
+    "publish": "发布",
+}
+STATE_FILE = "flight_state.json"
+STATE_VERSION = 1
+#: A scene's ground sample distance may be at most this many times the model's training GSD.
+MAX_GSD_RATIO = 2.0
+#: With ``before="auto"``: the earlier scene must cover at least this share of the new one.
+MIN_COVER_FRACTION = 0.5
+#: Before/after chips shown in the run report.
+REPORT_CHIPS = 6
+
+
+class FlightError(WeijianError):
+    """Root error of the flight pipeline."""
+
+    exit_code = EXIT_STEP_FAILED
+
+
+class FlightRefusedError(FlightError, ValueError):
+    """The flight was refused before any time was spent on it (bad input); nothing was stored."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+class FlightStepError(FlightError, RuntimeError):
+    """A step of an accepted flight failed; running the flight again resumes at that step."""
+
+    exit_code = EXIT_STEP_FAILED
+
+    def __init__(self, step: str, message: str) -> None:
+        """``step``: the failed step's name; ``message``: what went wrong and what to do."""
+        super().__init__(f"step {step} ({STEP_LABELS.get(step, step)}) failed: {message}")
+        self.step = step
+
+
+@dataclass(frozen=True)
+class FlightConfig:
+    """Plain values the pipeline needs (the command line fills them from the settings).
+
+    Distances in metres in ``working_crs``; ``output_root`` holds one folder per flight.
+    """
+
+    output_root: Path
+    working_crs: str = "EPSG:4549"
+    gsd_m: float = 0.5
+    min_overlap_fraction: float = 0.2
+    max_shift_m: float = 5.0
+    histogram_match: bool = True
+    network: str = "tinysiam"
+    weights: Path | None = None
+    device: str = "auto"
+    threshold: float | None = None
+    min_area_m2: float | None = 10.0
+    overlap_threshold: float = 0.3
+    tolerance_m: float = 2.0
+    workers: int = 1
+    scheduler: str | None = None
+    engine: str = "torch"
+    max_gsd_ratio: float = MAX_GSD_RATIO
+    min_cover_fraction: float = MIN_COVER_FRACTION
+
+
+@dataclass
+class StepOutcome:
+    """What happened to one step in this invocation: ``ran`` or ``skipped`` (already done)."""
+
+    name: str
+    status: Literal["ran", "skipped"]
+    seconds: float
+
+
+@dataclass
+class FlightResult:
+    """The outcome of :func:`run_flight`; ``summary()`` is the ``--json`` output."""
+
+    name: str
+    folder: Path
+    nothing_to_do: bool
+    steps: list[StepOutcome]
+    state: dict[str, Any]
+
+    @property
+    def run_id(self) -> int | None:
+        """The detection run's id in the database."""
+        load = self.state["steps"].get("load")
+        return int(load["result"]["run_id"]) if load else None
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready summary: status, scenes, run id, counts per class, files, step times."""
+        steps = self.state["steps"]
+        check = steps.get("check", {}).get("result", {})
+        publish = steps.get("publish", {}).get("result", {})
+        return {
+            "flight": self.name,
+            "folder": str(self.folder),
+            "status": "nothing to do" if self.nothing_to_do else "done",
+            "exit_code": EXIT_DONE,
+            "run_id": self.run_id,
+            "before": check.get("before"),
+            "after": check.get("after"),
+            "counts": steps.get("match", {}).get("result", {}).get("counts", {}),
+            "by_street_town": publish.get("by_street_town", {}),
+            "report": publish.get("report"),
+            "map": publish.get("map"),
+            "dispatch": publish.get("dispatch"),
+            "steps": {
+                s.name: {"status": s.status, "seconds": round(s.seconds, 3)} for s in self.steps
+            },
+            "step_seconds": {
+                name: round(float(rec.get("seconds", 0.0)), 3) for name, rec in steps.items()
+            },
+        }
+
+
+class FlightProgress:
+    """Receives progress from :func:`run_flight` (the command line draws it; default: silent)."""
+
+    def step_started(self, step: str) -> None:
+        """``step`` begins."""
+
+    def step_finished(self, step: str, status: Literal["ran", "skipped"], seconds: float) -> None:
+        """``step`` ended (``skipped``: its earlier result still holds)."""
+
+    def advance(self, step: str, done: int, total: int) -> None:
+        """Work inside ``step``: ``done`` of ``total`` units."""
+
+
+# ---------------------------------------------------------------------------------------------
+# files and the state record
+
+
+def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
+    """SHA-256 of a file in 4 MiB chunks (bounded memory)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+class FlightState:
+    """The per-flight record ``<folder>/flight_state.json``: finished steps, outputs' SHA-256."""
+
+    def __init__(self, folder: Path, data: dict[str, Any]) -> None:
+        """Wrap ``data`` read from (or to be written to) ``folder``."""
+        self.folder = folder
+        self.data = data
+
+    @classmethod
+    def open(cls, folder: Path, name: str) -> FlightState:
+        """Read the record in ``folder``, or start an empty one (not written until a step ends)."""
+        path = folder / STATE_FILE
+        if path.is_file():
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+            except ValueError:
+                data = None
+            if isinstance(data, dict) and data.get("version") == STATE_VERSION:
+                return cls(folder, data)
+        return cls(folder, {"version": STATE_VERSION, "flight": name, "key": None, "steps": {}})
+
+    @property
+    def steps(self) -> dict[str, Any]:
+        """Finished steps by name."""
+        return dict(self.data["steps"])
+
+    def save(self) -> None:
+        """Write the record atomically."""
+        self.folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(
+            self.folder / STATE_FILE, json.dumps(self.data, ensure_ascii=False, indent=1) + "\n"
+        )
+
+    def record(
+        self, step: str, seconds: float, outputs: list[Path], result: dict[str, Any]
+    ) -> None:
+        """Mark ``step`` finished with its output files (checksummed now) and result."""
+        self.data["steps"][step] = {
+            "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "seconds": round(seconds, 3),
+            "outputs": {
+                str(p.relative_to(self.folder)): sha256_file(p) for p in sorted(set(outputs))
+            },
+            "result": result,
+        }
+        self.save()
+
+    def forget_from(self, step: str) -> None:
+        """Drop the records of ``step`` and every later step (they must run again)."""
+        for later in STEPS[STEPS.index(step) :]:
+            self.data["steps"].pop(later, None)
+
+    def files_hold(self, step: str) -> bool:
+        """Whether every file ``step`` wrote is still there with the recorded checksum."""
+        rec = self.data["steps"].get(step)
+        if rec is None:
+            return False
+        for rel, digest in rec["outputs"].items():
+            path = self.folder / rel
+            if not path.is_file() or sha256_file(path) != digest:
+                return False
+        return True
+
+
+# ---------------------------------------------------------------------------------------------
+# checks that refuse a flight
+
+
+def check_coordinates(scene: Scene) -> None:
+    """Refuse a raster whose bounds are impossible for its CRS (``ingest.check_plausible_bounds``).
+
+    ``describe_scene`` already applies it; this repeats it for a scene described elsewhere.
+    Raises :class:`FlightRefusedError`.
+    """
+    from ingest import IngestError, check_plausible_bounds
+
+    try:
+        check_plausible_bounds(scene.crs, scene.bounds, name=scene.path)
+    except IngestError as exc:
+        raise FlightRefusedError(str(exc)) from exc
+
+
+def _refuse_ingest(what: str, exc: Exception) -> FlightRefusedError:
+    return FlightRefusedError(f"{what}: {exc}")
+
+
+def check_radiometry(pair: AlignedPair) -> None:
+    """Refuse a pair whose histograms could not be matched (no common pixels, a flat band)."""
+    if not pair.histogram:
+        raise FlightRefusedError(
+            f"{pair.after.source}: its radiometry could not be matched to {pair.before.source} "
+            "(no common valid pixels in the sample tiles): check both images' nodata/alpha masks"
+        )
+    for band, (after_q, before_q) in enumerate(pair.histogram, start=1):
+        for label, quantiles, src in (
+            ("after", after_q, pair.after.source),
+            ("before", before_q, pair.before.source),
+        ):
+            if max(quantiles) - min(quantiles) <= 0:
+                raise FlightRefusedError(
+                    f"{src}: band {band} of the {label} image is flat over the common area "
+                    "(one value everywhere), so its radiometry cannot be matched: re-export the "
+                    "orthophoto (an empty or saturated image?)"
+                )
+
+
+# ---------------------------------------------------------------------------------------------
+# the pipeline
+
+
+def flight_name(after: str | Path) -> str:
+    """Default flight name: the after image's file (or folder) name without suffix."""
+    path = Path(after)
+    return path.stem if path.is_file() else path.name
+
+
+@dataclass
+class _Context:
+    engine: Engine
+    config: FlightConfig
+    folder: Path
+    state: FlightState
+    progress: FlightProgress
+    after: Path
+    before: str
+    model: Any = None
+    pair: Any = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def run_flight(
+    engine: Engine,
+    after: str | Path,
+    *,
+    before: str | Path = "auto",
+    name: str | None = None,
+    config: FlightConfig,
+    progress: FlightProgress | None = None,
+) -> FlightResult:
+    """Run (or resume) the flight of ``after`` and return what happened.
+
+    ``before``: the earlier image, or ``"auto"`` for the most recent earlier scene in the
+    catalogue covering at least ``config.min_cover_fraction`` of ``after``. ``name``: the
+    flight's folder under ``config.output_root`` (default: the after image's name).
+    Raises :class:`FlightRefusedError` (bad input, nothing stored) or :class:`FlightStepError`.
+    """
+    after_path = Path(after)
+    if not after_path.exists():
+        raise FlightRefusedError(f"{after_path} does not exist: give the new orthophoto's path")
+    name = name or flight_name(after_path)
+    folder = Path(config.output_root) / name
+    ctx = _Context(
+        engine=engine,
+        config=config,
+        folder=folder,
+        state=FlightState.open(folder, name),
+        progress=progress or FlightProgress(),
+        after=after_path,
+        before=str(before),
+    )
+    outcomes: list[StepOutcome] = []
+    redo = False
+    for step in STEPS:
+        ctx.progress.step_started(step)
+        started = time.perf_counter()
+        if not redo and _still_holds(ctx, step):
+            _restore(ctx, step)
+            outcome = StepOutcome(step, "skipped", time.perf_counter() - started)
+        else:
+            if not redo:
+                ctx.state.forget_from(step)
+                redo = True
+            outputs, result = _run_step(ctx, step)
+            seconds = time.perf_counter() - started
+            ctx.state.record(step, seconds, outputs, result)
+            outcome = StepOutcome(step, "ran", seconds)
+        ctx.progress.step_finished(step, outcome.status, outcome.seconds)
+        outcomes.append(outcome)
+    return FlightResult(name, folder, not redo, outcomes, ctx.state.data)
+
+
+def _run_step(ctx: _Context, step: str) -> tuple[list[Path], dict[str, Any]]:
+    runner: Callable[[_Context], tuple[list[Path], dict[str, Any]]] = _RUNNERS[step]
+    try:
+        return runner(ctx)
+    except FlightError:
+        raise
+    except Exception as exc:
+        if step in ("check", "align") and _is_bad_input(exc):
+            raise FlightRefusedError(str(exc)) from exc
+        if _is_domain_error(exc):
+            raise FlightStepError(step, str(exc)) from exc
+        raise FlightStepError(step, f"{type(exc).__name__}: {exc}") from exc
+
+
+def _is_domain_error(exc: BaseException) -> bool:
+    import sys
+
+    from weijian.cli import ROOT_ERRORS
+
+    roots = tuple(getattr(sys.modules[mod], cls) for mod, cls in ROOT_ERRORS if mod in sys.modules)
+    return bool(roots) and isinstance(exc, roots)
+
+
+def _is_bad_input(exc: BaseException) -> bool:
+    from ingest import IngestError
+
+    return isinstance(exc, IngestError)
+
+
+def _still_holds(ctx: _Context, step: str) -> bool:
+    """Whether ``step``'s record is there, belongs to these inputs and still holds."""
+    rec = ctx.state.steps.get(step)
+    if rec is None:
+        return False
+    if step == "check":
+        # the inputs must be the same files (size and modification time, then checksum)
+        inputs = rec["result"].get("inputs", {})
+        after = inputs.get("after", {})
+        if not _same_file(ctx.after, after):
+            return False
+        if ctx.before != "auto" and not _same_file(Path(ctx.before), inputs.get("before", {})):
+            return False
+    if not ctx.state.files_hold(step):
+        return False
+    checker = _DB_CHECKS.get(step)
+    return checker(ctx, rec["result"]) if checker else True
+
+
+def _same_file(path: Path, recorded: dict[str, Any]) -> bool:
+    if not recorded or not path.exists():
+        return False
+    from ingest.raster import resolve_source
+
+    source = Path(resolve_source(path)) if path.is_dir() else path
+    st = source.stat()
+    if recorded.get("size") == st.st_size and recorded.get("mtime_ns") == st.st_mtime_ns:
+        return True
+    return bool(recorded.get("sha256")) and sha256_file(source) == recorded["sha256"]
+
+
+def _file_identity(scene: Scene) -> dict[str, Any]:
+    st = Path(scene.source).stat()
+    return {
+        "path": scene.path,
+        "source": scene.source,
+        "sha256": scene.sha256,
+        "size": st.st_size,
+        "mtime_ns": st.st_mtime_ns,
+    }
+
+
+def _restore(ctx: _Context, step: str) -> None:
+    """Reload what later steps need from a skipped step."""
+    if step == "align":
+        from ingest import AlignedPair
+
+        ctx.pair = AlignedPair.load(ctx.folder / "pair.json")
+
+
+# --- check ------------------------------------------------------------------------------------
+
+
+def _describe(path: str | Path, what: str) -> Scene:
+    from ingest import AcquisitionDateWarning, IngestError, describe_scene
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", AcquisitionDateWarning)
+            scene = describe_scene(path)
+    except IngestError as exc:
+        raise _refuse_ingest(f"{what} image", exc) from exc
+    check_coordinates(scene)
+    if scene.acquired is None:
+        raise FlightRefusedError(
+            f"{path}: no acquisition date (sidecar NAME.json, a date in the file name such as "
+            "_20260315, or the TIFF tag): add one so that the flight can be ordered in time"
+        )
+    return scene
+
+
+def _load_model(ctx: _Context) -> Any:
+    if ctx.model is None:
+        from change_detection import load_model
+
+        source: str | Path = ctx.config.weights or ctx.config.network
+        ctx.model = load_model(source, device=ctx.config.device)
+    return ctx.model
+
+
+def _scene_summary(scene: Scene) -> dict[str, Any]:
+    return {
+        "path": scene.path,
+        "sha256": scene.sha256,
+        "acquired": scene.acquired.isoformat() if scene.acquired else None,
+        "gsd_m": round(scene.gsd_m, 4),
+        "platform": scene.platform,
+        "size_px": [scene.width, scene.height],
+    }
+
+
+def _pick_before(ctx: _Context, after: Scene) -> Path:
+    """The most recent earlier catalogued scene covering enough of ``after`` (its path)."""
+    import shapely
+    from sqlalchemy import text
+
+    from gis_db.schema import working_srid
+
+    footprint = after.footprint_in(ctx.config.working_crs)
+    with ctx.engine.connect() as conn:
+        srid = working_srid(conn)
+        rows = conn.execute(
+            text(
+                "WITH a AS (SELECT ST_GeomFromWKB(:f, :srid) AS g) "
+                "SELECT s.path, s.acquired_at, s.checksum, "
+                "ST_Area(ST_Intersection(s.footprint, a.g)) / NULLIF(ST_Area(a.g), 0) AS cover "
+                "FROM scene s, a WHERE s.acquired_at < :t AND s.checksum <> :c "
+                "AND ST_Intersects(s.footprint, a.g) ORDER BY s.acquired_at DESC, s.id DESC"
+            ),
+            {
+                "f": shapely.to_wkb(footprint),
+                "srid": srid,
+                "t": after.acquired,
+                "c": after.sha256,
+            },
+        ).all()
+    best_cover = 0.0
+    for row in rows:
+        cover = float(row.cover or 0.0)
+        best_cover = max(best_cover, cover)
+        if cover >= ctx.config.min_cover_fraction and row.path and Path(row.path).exists():
+            return Path(row.path)
+    if not rows:
+        raise FlightRefusedError(
+            f"{after.path}: no earlier scene in the catalogue overlaps it: register the last "
+            "imagery of this area first (`weijian scene add FILE --register`) or give --before FILE"
+        )
+    raise FlightRefusedError(
+        f"{after.path}: no earlier catalogued scene (still on disk) covers at least "
+        f"{ctx.config.min_cover_fraction:.0%} of it (best {best_cover:.0%}): give --before FILE"
+    )
+
+
+def _check_district(ctx: _Context, scene: Scene) -> list[str]:
+    """Names of the 街镇 the scene's footprint touches; refuses when there is none."""
+    import shapely
+    from sqlalchemy import text
+
+    from gis_db.schema import working_srid
+
+    footprint = scene.footprint_in(ctx.config.working_crs)
+    with ctx.engine.connect() as conn:
+        srid = working_srid(conn)
+        total = conn.execute(text("SELECT count(*) FROM street_town")).scalar_one()
+        if total == 0:
+            raise FlightRefusedError(
+                "the database holds no 街镇 boundaries: import them first "
+                "(`weijian admin import 街镇.shp --level street_town`)"
+            )
+        names = (
+            conn.execute(
+                text(
+                    "SELECT name FROM street_town "
+                    "WHERE ST_Intersects(geom, ST_GeomFromWKB(:f, :srid)) ORDER BY code"
+                ),
+                {"f": shapely.to_wkb(footprint), "srid": srid},
+            )
+            .scalars()
+            .all()
+        )
+    if not names:
+        lon, lat = scene.footprint_in("EPSG:4326").centroid.coords[0]
+        raise FlightRefusedError(
+            f"{scene.path}: it lies at lon {lon:.4f}, lat {lat:.4f}, outside every 街镇 of the "
+            "district: check the image's CRS, or that the right district's boundaries are loaded"
+        )
+    return [str(n) for n in names]
+
+
+def _step_check(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
+    after = _describe(ctx.after, "after")
+    towns = _check_district(ctx, after)
+    chosen_auto = ctx.before == "auto"
+    before_path = _pick_before(ctx, after) if chosen_auto else Path(ctx.before)
+    if not before_path.exists():
+        raise FlightRefusedError(f"{before_path} does not exist: give the earlier image's path")
+    before = _describe(before_path, "before")
+    assert before.acquired is not None and after.acquired is not None
+    if before.sha256 and before.sha256 == after.sha256:
+        raise FlightRefusedError(
+            f"{before.path} and {after.path} are the same image: give the earlier imagery"
+        )
+    if before.acquired >= after.acquired:
+        raise FlightRefusedError(
+            f"the before image {before.path} ({before.acquired:%Y-%m-%d %H:%M}) is not earlier "
+            f"than the after image {after.path} ({after.acquired:%Y-%m-%d %H:%M}): swap them"
+        )
+    model = _load_model(ctx)
+    limit = model.gsd_m * ctx.config.max_gsd_ratio
+    for scene in (before, after):
+        if scene.gsd_m > limit:
+            raise FlightRefusedError(
+                f"{scene.path}: its GSD {scene.gsd_m:.2f} m is coarser than the model can use "
+                f"({model.network} was trained at {model.gsd_m:g} m; at most {limit:g} m): "
+                "use finer imagery"
+            )
+    ctx.extra["scenes"] = {"before": before, "after": after}
+    result = {
+        "inputs": {"after": _file_identity(after), "before": _file_identity(before)},
+        "before": {**_scene_summary(before), "chosen": "auto" if chosen_auto else "given"},
+        "after": _scene_summary(after),
+        "street_towns": towns,
+        "model": {"network": model.network, "gsd_m": model.gsd_m},
+    }
+    path = ctx.folder / "check.json"
+    ctx.folder.mkdir(parents=True, exist_ok=True)
+    write_atomic(path, json.dumps(result, ensure_ascii=False, indent=1))
+    # a flight folder holding another flight's record is refused rather than mixed
+    key = hashlib.sha256(f"{before.sha256}|{after.sha256}".encode()).hexdigest()
+    old = ctx.state.data.get("key")
+    if old and old != key:
+        raise FlightRefusedError(
+            f"{ctx.folder} holds another flight (other images): give this one another --name"
+        )
+    ctx.state.data["key"] = key
+    return [path], result
+
+
+def _scenes(ctx: _Context) -> dict[str, Scene]:
+    """Both described scenes (described again when ``check`` was skipped)."""
+    if "scenes" not in ctx.extra:
+        from ingest import describe_scene
+
+        inputs = ctx.state.steps["check"]["result"]["inputs"]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ctx.extra["scenes"] = {
+                k: describe_scene(inputs[k]["path"], checksum=False) for k in ("before", "after")
+            }
+        for k in ("before", "after"):
+            # the checksum was verified by check's record (size and time, or SHA-256)
+            object.__setattr__(ctx.extra["scenes"][k], "sha256", inputs[k]["sha256"])
+    return dict(ctx.extra["scenes"])
+
+
+# --- align ------------------------------------------------------------------------------------
+
+
+def _step_align(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
+    from ingest import IngestError, prepare_pair, write_report
+
+    scenes = _scenes(ctx)
+    cfg = ctx.config
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            pair = prepare_pair(
+                scenes["before"],
+                scenes["after"],
+                working_crs=cfg.working_crs,
+                gsd_m=cfg.gsd_m,
+                min_overlap_fraction=cfg.min_overlap_fraction,
+                max_shift_m=cfg.max_shift_m,
+                histogram_match=cfg.histogram_match,
+                progress=lambda step, done, total: ctx.progress.advance("align", done, total),
+            )
+        except IngestError as exc:
+            raise _refuse_ingest("align", exc) from exc
+    if cfg.histogram_match:
+        check_radiometry(pair)
+    ctx.pair = pair
+    pair_path = pair.save(ctx.folder / "pair.json")
+    report = write_report(pair, ctx.folder)
+    align_path = ctx.folder / "align.json"
+    os.replace(report, align_path)
+    notes = [str(w.message) for w in caught if issubclass(w.category, UserWarning)]
+    return [pair_path, align_path], {
+        "grid_px": [pair.width, pair.height],
+        "shift_m": list(pair.shift_m),
+        "overlap_fraction": round(pair.overlap_fraction, 4),
+        "warnings": notes,
+    }
+
+
+# --- catalogue --------------------------------------------------------------------------------
+
+
+def catalogue_scene(engine: Engine, scene: Scene, working_crs: str) -> int:
+    """Register a described scene in the database's catalogue (``scene`` table); its id.
+
+    Idempotent (by SHA-256). The footprint is stored in ``working_crs`` (metres); the STAC Item
+    goes with it. The scene needs an acquisition date-time.
+    """
+    from gis_db.domain import ScenePlatform
+    from gis_db.runs import register_scene
+    from ingest import stac_item
+
+    if scene.acquired is None:
+        raise FlightRefusedError(
+            f"{scene.path}: no acquisition date: give it (--acquired 2026-03-15) to catalogue it"
+        )
+    platform = ScenePlatform.parse(scene.platform) if scene.platform else ScenePlatform.OTHER
+    return register_scene(
+        engine,
+        checksum=scene.sha256,
+        footprint=scene.footprint_in(working_crs),
+        acquired_at=scene.acquired,
+        platform=platform,
+        gsd_m=scene.gsd_m,
+        path=Path(scene.source).resolve(),
+        stac_item=stac_item(scene).to_dict(include_self_link=False),
+        crs=working_crs,
+    )
+
+
+def _register(ctx: _Context, scene: Scene) -> int:
+    return catalogue_scene(ctx.engine, scene, ctx.config.working_crs)
+
+
+def _step_catalogue(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
+    scenes = _scenes(ctx)
+    ids = {k: _register(ctx, s) for k, s in scenes.items()}
+    return [], {"before_scene_id": ids["before"], "after_scene_id": ids["after"]}
+
+
+def _check_catalogue(ctx: _Context, result: dict[str, Any]) -> bool:
+    from sqlalchemy import text
+
+    with ctx.engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT count(*) FROM scene WHERE id = ANY(:ids)"),
+            {"ids": [result["before_scene_id"], result["after_scene_id"]]},
+        ).scalar_one()
+    return int(found) == 2
+
+
+# --- detect -----------------------------------------------------------------------------------
+
+
+def _pair(ctx: _Context) -> AlignedPair:
+    if ctx.pair is None:
+        from ingest import AlignedPair
+
+        ctx.pair = AlignedPair.load(ctx.folder / "pair.json")
+    return ctx.pair
+
+
+def detection_available() -> bool:
+    """Whether this installation has the orthophoto-scale detection step (issue 9)."""
+    try:
+        _detect_api()
+    except FlightError:
+        return False
+    return True
+
+
+def _detect_api() -> tuple[Callable[..., Any], Callable[..., Any]]:
+    """``change_detection.detect_pair`` and ``load_detect_output`` (issue 9)."""
+    try:
+        from change_detection import detect_pair  # type: ignore[attr-defined]
+    except ImportError as exc:
+        raise FlightError(
+            "this installation has no orthophoto-scale detection (change_detection.detect_pair): "
+            "update weijian"
+        ) from exc
+    loader = None
+    for module in ("weijian.detect", "weijian.pipeline"):
+        try:
+            mod = __import__(module, fromlist=["load_detect_output"])
+        except ImportError:
+            continue
+        loader = getattr(mod, "load_detect_output", None)
+        if loader is not None:
+            break
+    if loader is None:
+        raise FlightError("this installation has no load_detect_output: update weijian")
+    return detect_pair, loader
+
+
+def _result_paths(result: Any, out_dir: Path) -> list[Path]:
+    paths: list[Path] = []
+    for value in vars(result).values() if hasattr(result, "__dict__") else []:
+        if isinstance(value, (str, Path)) and Path(value).is_file():
+            paths.append(Path(value))
+    if not paths:
+        paths = [p for p in out_dir.rglob("*") if p.is_file() and p.suffix in (".json", ".gpkg")]
+    return [p.resolve() for p in paths if out_dir.resolve() in p.resolve().parents]
+
+
+def _step_detect(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
+    detect_pair, _ = _detect_api()
+    cfg = ctx.config
+    out_dir = ctx.folder / "detect"
+    result = detect_pair(
+        _pair(ctx),
+        _load_model(ctx),
+        out_dir,
+        threshold=cfg.threshold,
+        min_area_m2=cfg.min_area_m2,
+        workers=cfg.workers,
+        scheduler=cfg.scheduler,
+        engine=cfg.engine,
+        overwrite=False,
+        progress=False,
+    )
+    meta = dict(getattr(result, "meta", {}) or {})
+    outputs = [p.relative_to(ctx.folder.resolve()) for p in _result_paths(result, out_dir)]
+    return [ctx.folder / p for p in outputs], {
+        "n_polygons": len(result.polygons),
+        "meta": json.loads(json.dumps(meta, default=str)),
+    }
+
+
+# --- load -------------------------------------------------------------------------------------
+
+
+def _step_load(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
+    from gis_db.runs import get_run
+
+    _, loader = _detect_api()
+    run_id = int(loader(ctx.engine, _pair(ctx), ctx.folder / "detect"))
+    run = get_run(ctx.engine, run_id)
+    return [], {"run_id": run_id, "n_detections": int(run["n_detections"] or 0)}
+
+
+def _check_load(ctx: _Context, result: dict[str, Any]) -> bool:
+    from sqlalchemy import text
+
+    with ctx.engine.connect() as conn:
+        n = conn.execute(
+            text(
+                "SELECT n_detections FROM detection_run WHERE id = :r AND status <> 'created' "
+                "AND (SELECT count(*) FROM detection WHERE run_id = :r) = n_detections"
+            ),
+            {"r": result["run_id"]},
+        ).scalar()
+    return n is not None and int(n) == int(result["n_detections"])
+
+
+# --- match ------------------------------------------------------------------------------------
+
+
+def _run_id(ctx: _Context) -> int:
+    return int(ctx.state.steps["load"]["result"]["run_id"])
+
+
+def _step_match(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
+    from gis_db.matching import match_run
+
+    summary = match_run(
+        ctx.engine,
+        _run_id(ctx),
+        overlap_threshold=ctx.config.overlap_threshold,
+        tolerance_m=ctx.config.tolerance_m,
+    )
+    return [], {"counts": summary.counts, "rebound_case_ids": summary.rebound_case_ids}
+
+
+def _check_match(ctx: _Context, result: dict[str, Any]) -> bool:
+    from sqlalchemy import text
+
+    with ctx.engine.connect() as conn:
+        status = conn.execute(
+            text("SELECT status FROM detection_run WHERE id = :r"), {"r": _run_id(ctx)}
+        ).scalar()
+    return status == "matched"
+
+
+# --- publish ----------------------------------------------------------------------------------
+
+
+def counts_by_street_town(engine: Engine, run_id: int) -> dict[str, dict[str, int]]:
+    """Detections of a run per 街镇 name and match class (未落入辖区 for none)."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        rows = conn.execute(
+            text(
+                "SELECT COALESCE(s.name, '未落入辖区') AS town, d.match_class, count(*) AS n "
+                "FROM detection d LEFT JOIN street_town s ON s.code = d.street_town_code "
+                "WHERE d.run_id = :r GROUP BY 1, 2 ORDER BY 1, 2"
+            ),
+            {"r": run_id},
+        ).all()
+    out: dict[str, dict[str, int]] = {}
+    for town, cls, n in rows:
+        out.setdefault(str(town), {})[str(cls)] = int(n)
+    return out
+
+
+def _export_map(ctx: _Context, run_id: int, out: Path) -> Path | None:
+    try:
+        from web_map import export_map  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return Path(export_map(ctx.engine, run_id, out))
+
+
+def _step_publish(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
+    from gis_db.dispatch import write_dispatch_packages
+
+    run_id = _run_id(ctx)
+    dispatch_dir = ctx.folder / "dispatch"
+    packages = write_dispatch_packages(ctx.engine, run_id, dispatch_dir)
+    outputs: list[Path] = []
+    for p in packages:
+        outputs += [p.gpkg, p.xlsx]
+        outputs += sorted((p.folder / "chips").glob("*.png"))
+    map_path = _export_map(ctx, run_id, ctx.folder / "map.html")
+    if map_path is not None:
+        outputs.append(map_path)
+    by_town = counts_by_street_town(ctx.engine, run_id)
+    report = write_run_report(ctx, run_id, by_town, packages, map_path)
+    outputs.append(report)
+    return outputs, {
+        "dispatch": str(dispatch_dir),
+        "packages": {p.street_town: p.n_suspects for p in packages},
+        "map": str(map_path) if map_path else None,
+        "report": str(report),
+        "by_street_town": by_town,
+    }
+
+
+def _code_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("weijian")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+def write_run_report(
+    ctx: _Context,
+    run_id: int,
+    by_town: dict[str, dict[str, int]],
+    packages: list[Any],
+    map_path: Path | None,
+) -> Path:
+    """``report.html``: counts per class and 街镇, chips, step times, model and data versions."""
+    from gis_db.domain import MatchClass
+    from gis_db.runs import get_run
+
+    esc = html.escape
+    steps = ctx.state.steps
+    check = steps["check"]["result"]
+    detect = steps["detect"]["result"]
+    counts = steps["match"]["result"]["counts"]
+    run = get_run(ctx.engine, run_id)
+    classes = [m for m in MatchClass]
+    rows = []
+    for town, per in sorted(by_town.items()):
+        cells = "".join(f"<td>{per.get(m.value, 0)}</td>" for m in classes)
+        rows.append(f"<tr><th>{esc(town)}</th>{cells}<td>{sum(per.values())}</td></tr>")
+    total = "".join(f"<td>{counts.get(m.value, 0)}</td>" for m in classes)
+    header = "".join(f"<th>{esc(m.zh)}<br><small>{m.value}</small></th>" for m in classes)
+    chips = []
+    for p in packages:
+        for before_png in sorted((p.folder / "chips").glob("*_before.png")):
+            after_png = before_png.with_name(before_png.name.replace("_before", "_after"))
+            if after_png.is_file():
+                chips.append((p.street_town, before_png, after_png))
+    chips_html = []
+    for town, b, a in chips[:REPORT_CHIPS]:
+        det = b.name.split("_")[0]
+        imgs = "".join(
+            f'<figure><img src="data:image/png;base64,{base64.b64encode(x.read_bytes()).decode()}"'
+            f' alt="{label}"><figcaption>{label}</figcaption></figure>'
+            for x, label in ((b, "前时相 before"), (a, "后时相 after"))
+        )
+        chips_html.append(f'<div class="chip"><h4>图斑 {esc(det)} · {esc(town)}</h4>{imgs}</div>')
+    timing_rows = "".join(
+        f"<tr><th>{esc(STEP_LABELS[s])} ({s})</th><td>{float(steps[s]['seconds']):.1f} s</td></tr>"
+        for s in STEPS
+        if s in steps
+    )
+    meta = detect.get("meta", {})
+    versions = {
+        "weijian": _code_version(),
+        "network": run["network"],
+        "weights SHA-256": run["weights_checksum"],
+        "threshold": meta.get("threshold"),
+        "model GSD (m)": check["model"]["gsd_m"],
+        "before": f"{check['before']['path']} · {check['before']['acquired']} · "
+        f"{check['before']['sha256'][:16]}…",
+        "after": f"{check['after']['path']} · {check['after']['acquired']} · "
+        f"{check['after']['sha256'][:16]}…",
+    }
+    version_rows = "".join(
+        f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in versions.items()
+    )
+    map_link = (
+        f'<p><a href="{esc(os.path.relpath(map_path, ctx.folder))}">地图 map</a></p>'
+        if map_path
+        else "<p>静态地图未生成 (no static map in this installation)</p>"
+    )
+    page = f"""<!doctype html>
+<html lang="zh-CN"><head><meta charset="utf-8">
+<title>比对批次 {run_id} · {esc(ctx.state.data["flight"])}</title>
+<style>
+body {{ font-family: "Noto Sans CJK SC", sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; margin-bottom: 1.5em; }}
+td, th {{ border: 1px solid #bbb; padding: 4px 8px; text-align: right; }}
+th {{ background: #f3f3f3; text-align: left; }}
+.chip {{ display: inline-block; margin: 0 1em 1em 0; }}
+figure {{ display: inline-block; margin: 0 4px; }} img {{ max-width: 240px; }}
+</style></head><body>
+<h1>航飞比对报告 flight report: {esc(ctx.state.data["flight"])}</h1>
+<p>比对批次 run {run_id} · 图斑 detections {sum(counts.values())}</p>
+{map_link}
+<h2>按街镇与比对结果 counts per 街镇 and class</h2>
+<table><tr><th>街镇</th>{header}<th>合计</th></tr>{"".join(rows)}
+<tr><th>合计 total</th>{total}<td>{sum(counts.values())}</td></tr></table>
+<h2>前后时相截图 before/after chips</h2>
+{"".join(chips_html) or "<p>无 none</p>"}
+<h2>各步骤用时 timings per step</h2>
+<table>{timing_rows}</table>
+<h2>模型与数据版本 model and data versions</h2>
+<table>{version_rows}</table>
+</body></html>
+"""
+    path = ctx.folder / "report.html"
+    write_atomic(path, page)
+    return path
+
+
+_RUNNERS: dict[str, Callable[[_Context], tuple[list[Path], dict[str, Any]]]] = {
+    "check": _step_check,
+    "align": _step_align,
+    "catalogue": _step_catalogue,
+    "detect": _step_detect,
+    "load": _step_load,
+    "match": _step_match,
+    "publish": _step_publish,
+}
+
+_DB_CHECKS: dict[str, Callable[[_Context, dict[str, Any]], bool]] = {
+    "catalogue": _check_catalogue,
+    "load": _check_load,
+    "match": _check_match,
+}
