@@ -37,6 +37,8 @@ import numpy as np
 
 #: NW corner of the demo mosaic (lon, lat, CGCS2000), inside 顾村镇, 宝山区.
 ORIGIN_LONLAT = (121.3700, 31.3600)
+#: The 街镇 the demo flight lies in (the demo 街镇 user is bound to it).
+DEMO_STREET_TOWN = "310113109"
 GSD_M = 0.5
 SIZE_PX = 2048
 BEFORE_DATE, AFTER_DATE = date(2025, 3, 10), date(2026, 3, 10)

@@ -387,7 +387,16 @@ def run_flight(
             if not redo:
                 ctx.state.forget_from(step)
                 redo = True
-            outputs, result = _run_step(ctx, step)
+            try:
+                outputs, result = _run_step(ctx, step)
+            except FlightStepError:
+                import traceback
+
+                folder.mkdir(parents=True, exist_ok=True)
+                stamp = datetime.now(UTC).isoformat(timespec="seconds")
+                with open(folder / "error.log", "a", encoding="utf-8") as log:
+                    log.write(f"--- {stamp} step {step}\n{traceback.format_exc()}\n")
+                raise
             seconds = time.perf_counter() - started
             ctx.state.record(step, seconds, outputs, result)
             outcome = StepOutcome(step, "ran", seconds)
@@ -906,10 +915,8 @@ def counts_by_street_town(engine: Engine, run_id: int) -> dict[str, dict[str, in
 
 
 def _export_map(ctx: _Context, run_id: int, out: Path) -> Path | None:
-    try:
-        from web_map import export_map  # type: ignore[attr-defined]
-    except ImportError:
-        return None
+    from web_map import export_map
+
     return Path(export_map(ctx.engine, run_id, out))
 
 

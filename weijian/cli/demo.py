@@ -129,22 +129,17 @@ def _demo_flight(engine: Any, settings: Any, *, serve: bool) -> None:
 
 def _review_app(engine: Any, settings: Any, summary: dict[str, Any], *, serve: bool) -> None:
     """Print where to look and the demo log-ins; start the review application when asked."""
-    try:
-        from web_map import ensure_demo_users  # type: ignore[attr-defined]
-    except ImportError:
-        out.print(
-            "核查系统尚未安装 the review application (weijian serve) is not in this version yet: "
-            f"open the run report {summary['report']}"
-        )
-        return
-    users = ensure_demo_users(engine)
-    url = f"http://{settings.web.host}:{settings.web.port}/"
-    out.print(f"核查系统 review application: {url} (run {summary['run_id']})")
-    for username, password, role, town in users:
-        out.print(f"  登录 log-in: {username} / {password}  ({role}{' · ' + town if town else ''})")
-    if serve:
-        import subprocess
-        import sys
+    from web_map import ensure_demo_users
+    from weijian.demo_flight import DEMO_STREET_TOWN
 
-        out.print("启动 starting `weijian serve` (Ctrl+C to stop) ...")
-        subprocess.run([sys.executable, "-m", "weijian", "serve"], check=False)
+    users = ensure_demo_users(engine, street_town=DEMO_STREET_TOWN)
+    url = f"http://{settings.web.host}:{settings.web.port}/"
+    out.print(f"静态地图 static map: {summary['map']}")
+    out.print(f"核查系统 review application: {url} (比对批次 run {summary['run_id']})")
+    for user in users:
+        town = f" · {user.street_town}" if user.street_town else ""
+        out.print(f"  登录 log-in: {user.username} / {user.password}  ({user.role}{town})")
+    if serve:
+        from weijian.cli.web import serve as serve_app
+
+        serve_app(host=None, port=None)
