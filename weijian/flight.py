@@ -781,36 +781,15 @@ def detection_available() -> bool:
 
 
 def _detect_api() -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """``change_detection.detect_pair`` and ``load_detect_output`` (issue 9)."""
+    """``change_detection.detect_pair`` and ``weijian.detect_run.load_detect_output``."""
     try:
-        from change_detection import detect_pair  # type: ignore[attr-defined]
+        from change_detection.detect import detect_pair
+        from weijian.detect_run import load_detect_output
     except ImportError as exc:
         raise FlightError(
-            "this installation has no orthophoto-scale detection (change_detection.detect_pair): "
-            "update weijian"
+            f"this installation has no orthophoto-scale detection ({exc}): update weijian"
         ) from exc
-    loader = None
-    for module in ("weijian.detect", "weijian.pipeline"):
-        try:
-            mod = __import__(module, fromlist=["load_detect_output"])
-        except ImportError:
-            continue
-        loader = getattr(mod, "load_detect_output", None)
-        if loader is not None:
-            break
-    if loader is None:
-        raise FlightError("this installation has no load_detect_output: update weijian")
-    return detect_pair, loader
-
-
-def _result_paths(result: Any, out_dir: Path) -> list[Path]:
-    paths: list[Path] = []
-    for value in vars(result).values() if hasattr(result, "__dict__") else []:
-        if isinstance(value, (str, Path)) and Path(value).is_file():
-            paths.append(Path(value))
-    if not paths:
-        paths = [p for p in out_dir.rglob("*") if p.is_file() and p.suffix in (".json", ".gpkg")]
-    return [p.resolve() for p in paths if out_dir.resolve() in p.resolve().parents]
+    return detect_pair, load_detect_output
 
 
 def _step_detect(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
@@ -827,13 +806,16 @@ def _step_detect(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
         scheduler=cfg.scheduler,
         engine=cfg.engine,
         overwrite=False,
-        progress=False,
+        progress=lambda done, total, pixels: ctx.progress.advance("detect", done, total),
     )
-    meta = dict(getattr(result, "meta", {}) or {})
-    outputs = [p.relative_to(ctx.folder.resolve()) for p in _result_paths(result, out_dir)]
-    return [ctx.folder / p for p in outputs], {
+    meta = dict(result.meta)
+    outputs = [result.proba_path, result.gpkg_path, result.geojson_path, result.meta_path]
+    return outputs, {
         "n_polygons": len(result.polygons),
-        "meta": json.loads(json.dumps(meta, default=str)),
+        "meta": {
+            k: meta.get(k)
+            for k in ("network", "weights_checksum", "threshold", "network_gsd_m", "counts", "key")
+        },
     }
 
 

@@ -78,10 +78,25 @@ def test_demo_loads_district_and_is_idempotent(db_url: str) -> None:
         assert "新增 created 300" in first.stdout
         assert "月浦镇" in first.stdout and "合计" in first.stdout
         assert f"案件 新增 {seeded}" in first.stdout
+        assert "核查系统 review application" in first.stdout and "reviewer /" in first.stdout
         after_first = _counts(db_url)
+        with create_engine(db_url).connect() as conn:
+            classes = dict(
+                conn.execute(
+                    text("SELECT match_class, count(*) FROM detection GROUP BY match_class")
+                ).all()
+            )
+            status = conn.execute(text("SELECT status FROM detection_run")).scalars().all()
+        assert status == ["matched"]
+        for cls in ("new_suspect", "known_case", "rebound", "permitted"):
+            assert classes.get(cls, 0) > 0, classes
+        flight = root / "flights" / "gucun_demo_20260310"
+        for name in ("report.html", "map.html", "flight_state.json", "detect/changes.gpkg"):
+            assert (flight / name).is_file(), name
         second = run(["demo", "--cases", "300", "--no-serve"], env)
         assert second.returncode == 0, second.stderr
         assert "新增 created 0" in second.stdout and "未变 unchanged 300" in second.stdout
+        assert "nothing to do" in second.stdout
         assert _counts(db_url) == after_first
         with create_engine(db_url).connect() as conn:
             n = conn.execute(text("SELECT count(*) FROM inventory_case")).scalar_one()
