@@ -33,7 +33,9 @@ DEFAULT_MAX_LENGTH = 64
 #: Digits a spreadsheet keeps of a number (IEEE double, as Excel shows it).
 EXACT_DIGITS = 15
 ZERO_WIDTH = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad\u180e]")
-SCIENTIFIC = re.compile(r"[+-]?\d+(\.\d*)?[eE][+-]?\d+")
+#: What Excel shows, and saves to CSV, for a long number: 3.10113E+17. Its exponent always has a
+#: sign, so a number such as "12E34" (a plausible real scheme) is not taken for one.
+SCIENTIFIC = re.compile(r"[+-]?\d+(\.\d*)?[eE][+-]\d+")
 SEPARATORS = re.compile(r"[\s\-_./\\·•—–:]+")
 TEXT_HINT = "format the column as Text (文本) and type or paste the numbers again as text"
 

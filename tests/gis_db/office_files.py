@@ -375,6 +375,27 @@ def gcj02_by_option(folder: Path) -> OfficeFile:
     return OfficeFile(path, "GCJ-02 points, plain headers", {"crs": "GCJ-02"})
 
 
+def gcj02_wkt_polygons(folder: Path) -> OfficeFile:
+    """Footprints traced on 高德 maps: WKT lon/lat polygons under a "WKT (GCJ-02)" header."""
+    cases = base_cases().to_crs("EPSG:4490")
+
+    def offset(coords: np.ndarray) -> np.ndarray:
+        lon, lat = wgs84_to_gcj02(coords[:, 0], coords[:, 1])
+        return np.column_stack([lon, lat])
+
+    polygons = shapely.transform(cases.geometry.to_numpy(), offset)
+    table = pd.DataFrame(
+        {
+            "案件编号": cases["case_number"],
+            "地址": cases["address"],
+            "WKT (GCJ-02)": shapely.to_wkt(polygons, rounding_precision=9),
+        }
+    )
+    path = folder / "gcj02_wkt.xlsx"
+    write_sheet(path, [list(table.columns), *table.to_numpy().tolist()])
+    return OfficeFile(path, "GCJ-02 polygons as WKT (traced on 高德 maps)")
+
+
 def gcj02_header_contradicts_crs(folder: Path) -> OfficeFile:
     """Header says GCJ-02 but --crs says CGCS2000: refused, never guessed."""
     table, _ = _points("GCJ-02")
@@ -460,6 +481,7 @@ GENERATORS: dict[str, Callable[[Path], OfficeFile]] = {
     "gcj02_points": gcj02_points,
     "bd09_points": bd09_points,
     "gcj02_by_option": gcj02_by_option,
+    "gcj02_wkt_polygons": gcj02_wkt_polygons,
     "gcj02_header_contradicts_crs": gcj02_header_contradicts_crs,
     "shapefile_without_dbf": shapefile_without(".dbf"),
     "shapefile_without_shx": shapefile_without(".shx"),

@@ -99,12 +99,14 @@ def test_case_number_rules() -> None:
             "A" * 65,
             "BS\n4",
             None,
+            "12E34",
         ],
         dtype=object,
     )
     checked = check_case_numbers(cells, max_length=64)
     assert checked.values.tolist()[:3] == ["BS000001", "BS000002", "BS000003"]
     assert checked.values.tolist()[5:7] == ["310113201905230017", "12345"]  # exact integers
+    assert checked.values.iat[11] == "12E34"  # no sign in the exponent: not Excel's notation
     assert [p for p, _ in checked.problems] == [3, 4, 7, 8, 9]
     reasons = dict(checked.problems)
     assert "scientific notation" in reasons[3] and "15 digits" in reasons[4]

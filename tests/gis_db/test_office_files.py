@@ -112,6 +112,7 @@ READ = {
     "gcj02_points",
     "bd09_points",
     "gcj02_by_option",
+    "gcj02_wkt_polygons",
     "zipped_shapefile_in_folder",
 }
 
@@ -272,6 +273,17 @@ def test_offset_points_are_converted_to_true_coordinates(
     d = distances_to_truth(office_db)
     print(f"{name}: distance to the true centroid max {d.max():.4f} m")
     assert d.max() < 0.1  # the file's 7 decimals (~1 cm) plus the inversion (< 1 mm)
+
+
+def test_offset_polygons_are_converted_vertex_by_vertex(office_db: Engine, tmp_path: Path) -> None:
+    report = read_ok(office_db, make("gcj02_wkt_polygons", tmp_path))
+    assert report.updated == 8 and report.source_crs and "GCJ-02" in report.source_crs
+    got = stored(office_db).set_index("case_number")
+    truth = base_cases().set_index("case_number")
+    # vertices back where they were (9 decimals ~ 0.1 mm, plus the inversion < 1 mm)
+    assert got.geom.hausdorff_distance(truth.geometry.loc[got.index]).max() < 0.01
+    # areas within the rounding of 9-decimal degrees (~0.1 mm on a few metres of edge)
+    assert got["area_m2"].to_numpy() == pytest.approx(truth.area.loc[got.index], rel=1e-4)
 
 
 def test_offset_points_taken_as_cgcs2000_would_be_far_off(tmp_path: Path) -> None:
