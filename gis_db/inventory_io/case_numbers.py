@@ -42,11 +42,15 @@ TEXT_HINT = "format the column as Text (文本) and type or paste the numbers ag
 
 def normalise(text: str) -> str:
     """NFKC, zero-width characters removed, surrounding whitespace trimmed."""
+    if text.isascii():  # NFKC leaves ASCII alone and zero-width characters are not ASCII
+        return text.strip()
     return ZERO_WIDTH.sub("", unicodedata.normalize("NFKC", text)).strip()
 
 
 def loose_key(text: str) -> str:
     """What two look-alike numbers share: normalised, no separators or spaces, case-folded."""
+    if text.isascii() and text.isalnum():  # the common case, without a regex
+        return text.lower()
     return SEPARATORS.sub("", normalise(text)).casefold()
 
 
@@ -105,8 +109,11 @@ def check_case_numbers(cells: pd.Series, max_length: int = DEFAULT_MAX_LENGTH) -
                         f"is {len(text):,} characters long; case numbers have at most "
                         f"{max_length} (max_length in the mapping file): check the cell"
                     )
-                elif any(unicodedata.category(ch) == "Cc" for ch in text):
-                    reason = "holds a line break or another control character: retype the number"
+                elif not text.isprintable():
+                    reason = (
+                        "holds a line break or another invisible control character: retype "
+                        "the number"
+                    )
                 elif text != written:
                     found.normalised.append((pos, written))
         if reason is not None:

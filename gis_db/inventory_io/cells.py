@@ -109,7 +109,14 @@ def check_cells(
             )
     for f, header in cols.items():
         values = frame[header]
-        texts = [str(v).strip() if _excel_error(v) else "" for v in values.tolist()]
+        if not (values.dtype == object or pd.api.types.is_string_dtype(values.dtype)):
+            continue  # numbers, dates, booleans: no text to check
+        strings = [v if isinstance(v, str) else "" for v in values.tolist()]
+        # Excel error values start with "#" (after spaces): only those cells are looked at
+        texts = ["" for _ in strings]
+        for i, v in enumerate(strings):
+            if "#" in v[:8] and _excel_error(v):
+                texts[i] = v.strip()
         errors = [i for i, t in enumerate(texts) if t]
         add(
             errors,
@@ -123,8 +130,8 @@ def check_cells(
         if f in GEOMETRY_FIELDS:
             continue
         limit = min(max_length.get(f, DEFAULT_MAX_LENGTH), EXCEL_CELL_LIMIT)
-        lengths = [len(v) if isinstance(v, str) else 0 for v in values.tolist()]
-        shown = [f"{n:,}" for n in lengths]
+        lengths = [len(v) for v in strings]
+        shown = [f"{n:,}" if n > limit else "" for n in lengths]
         add(
             [i for i, n in enumerate(lengths) if n > EXCEL_CELL_LIMIT],
             f,
