@@ -141,6 +141,6 @@ def test_migration_0002_goes_down_and_up(empty_db_url: str) -> None:
             ).scalar_one()
             == 0
         )
-    schema.upgrade(engine, CRS)
+    schema.upgrade(engine, CRS, "0002")
     assert schema.current_revision(engine) == "0002"
     engine.dispose()
