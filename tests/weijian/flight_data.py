@@ -84,3 +84,18 @@ def pair_files(folder: Path, name: str = "test_7", size: int = 1024) -> tuple[Pa
 
 
 BEFORE_DAY, AFTER_DAY = date(2025, 3, 10), date(2026, 3, 10)
+
+
+def demo_crop_files(folder: Path, size: int = 768) -> tuple[Path, Path, np.ndarray]:
+    """A ``size`` px crop of the demo flight's south-east quarter: before, after and the truth.
+
+    That quarter holds the levir_256 tiles, where the shipped network finds most changes;
+    truth 1 = a building appeared.
+    """
+    from weijian.demo_flight import build_mosaic
+
+    before, after, truth = build_mosaic()
+    cut = (slice(1024, 1024 + size), slice(1024, 1024 + size))
+    b = write_image(folder / "se_20250310.tif", np.ascontiguousarray(before[:, cut[0], cut[1]]))
+    a = write_image(folder / "se_20260310.tif", np.ascontiguousarray(after[:, cut[0], cut[1]]))
+    return b, a, np.ascontiguousarray(truth[cut])
