@@ -29,7 +29,14 @@ from rasterio.windows import Window
 from shapely import box, wkt
 from shapely.geometry.base import BaseGeometry
 
-from ingest.coregister import ShiftEstimate, estimate_shift
+from ingest.coregister import (
+    MIN_AGREEING,
+    MIN_CONFIDENCE,
+    MIN_PEAK_Z,
+    TOLERANCE_PX,
+    ShiftEstimate,
+    estimate_shift,
+)
 from ingest.errors import (
     BandMismatchError,
     CoregistrationWarning,
@@ -45,10 +52,14 @@ from ingest.scene import Scene, check_plausible_bounds, describe_scene
 Epoch = Literal["before", "after"]
 #: Progress callback: (step name, done, total).
 Progress = Callable[[str, int, int], None]
-#: Side (px) and number per side of the sample tiles used for co-registration and histograms.
+#: Largest side (px) and most per side of the sample blocks used for co-registration and
+#: histograms. Smaller images get blocks of a quarter of their side (at least 64 px), 4 per side.
 SAMPLE_TILE_PX = 256
-SAMPLES_PER_SIDE = 5
+MIN_SAMPLE_TILE_PX = 64
+SAMPLES_PER_SIDE = 8
 PAIR_SPEC_VERSION = 1
+#: Co-registration models, as recorded in ``report.json``.
+CoregistrationModel = Literal["none", "translation", "affine"]
 
 
 @dataclass(frozen=True)
@@ -62,6 +73,48 @@ class EpochSpec:
     resampling: Literal["average", "bilinear"]
     has_alpha: bool
     acquired: str | None = None
+
+
+@dataclass(frozen=True)
+class Coregistration:
+    """What co-registration estimated and what was applied to the later epoch.
+
+    ``model_applied`` is "none" (georeference kept as is), "translation" or "affine". The
+    estimate (``estimated_dx_m``/``estimated_dy_m``, metres east/north, the model's displacement
+    at the centre of the agreeing blocks) is kept even when it was not applied. ``confidence`` is
+    the share of the blocks with a clear correlation peak that agree with the model (0..1); blocks
+    over changed ground have no clear peak and do not count. ``residual_px`` the root-mean-
+    square distance of the agreeing blocks' shifts to the model, working-grid pixels.
+    ``affine_px`` (a0, a1, a2, b0, b1, b2): a feature at working-grid pixel (col, row) of the
+    earlier epoch appears in the later one displaced by ``a0 + a1*col + a2*row`` columns and
+    ``b0 + b1*col + b2*row`` rows (down); None for a translation.
+    """
+
+    model_applied: CoregistrationModel
+    model_estimated: CoregistrationModel
+    confident: bool
+    confidence: float
+    blocks_tried: int
+    blocks_textured: int
+    blocks_peaked: int
+    blocks_agreeing: int
+    estimated_dx_m: float
+    estimated_dy_m: float
+    residual_px: float | None
+    spread_px: float | None
+    block_px: int
+    min_blocks: int
+    min_confidence: float
+    min_peak_z: float
+    tolerance_px: float
+    affine_px: tuple[float, float, float, float, float, float] | None = None
+    message: str = ""
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Coregistration:
+        """Rebuild from ``asdict`` output."""
+        aff = d.get("affine_px")
+        return cls(**{**d, "affine_px": tuple(aff) if aff is not None else None})
 
 
 @dataclass(frozen=True)
@@ -89,6 +142,7 @@ class AlignedPair:
     footprint_wkt: str = ""
     histogram: HistogramTables | None = None
     version: int = PAIR_SPEC_VERSION
+    coregistration: Coregistration | None = None
 
     @property
     def affine(self) -> Affine:
@@ -115,6 +169,11 @@ class AlignedPair:
         """Grid transform used to read ``epoch``: the later one's origin is moved by the shift."""
         if epoch == "before":
             return self.affine
+        c = self.coregistration
+        if c is not None and c.model_applied == "affine" and c.affine_px is not None:
+            a0, a1, a2, b0, b1, b2 = c.affine_px
+            # working pixel p is read where its content lies in the later epoch: p + d(p)
+            return self.affine @ Affine(1 + a1, a2, a0, b1, 1 + b2, b0)
         dx, dy = self.shift_m
         return Affine.translation(dx, dy) @ self.affine
 
@@ -136,6 +195,7 @@ class AlignedPair:
                 k: EpochSpec(**{**d[k], "bands": tuple(d[k]["bands"])}) for k in ("before", "after")
             }
             hist = [(list(a), list(b)) for a, b in d["histogram"]] if d.get("histogram") else None
+            coreg = d.get("coregistration")
             return cls(
                 **{
                     **d,
@@ -143,6 +203,7 @@ class AlignedPair:
                     "transform": tuple(d["transform"]),
                     "shift_m": tuple(d["shift_m"]),
                     "histogram": hist,
+                    "coregistration": Coregistration.from_dict(coreg) if coreg else None,
                 }
             )
         except (KeyError, TypeError, ValueError) as exc:
@@ -308,21 +369,105 @@ def window_box(window: Window, transform: Affine) -> BaseGeometry:
     return box(min(left, right), min(top, bottom), max(left, right), max(top, bottom))
 
 
+def sample_block_px(width: int, height: int) -> int:
+    """Side (px) of the co-registration sample blocks for a grid of ``width`` x ``height`` px.
+
+    A quarter of the shorter side, between :data:`MIN_SAMPLE_TILE_PX` and :data:`SAMPLE_TILE_PX`
+    (never more than the grid).
+    """
+    side = min(width, height)
+    return min(side, max(MIN_SAMPLE_TILE_PX, min(SAMPLE_TILE_PX, side // 4)))
+
+
 def sample_windows(
-    pair: AlignedPair, size: int = SAMPLE_TILE_PX, per_side: int = SAMPLES_PER_SIDE
+    pair: AlignedPair, size: int | None = None, per_side: int = SAMPLES_PER_SIDE
 ) -> list[Window]:
-    """Up to ``per_side``² windows spread regularly over the common footprint."""
-    size = min(size, pair.width, pair.height)
+    """Non-overlapping blocks spread regularly over the common footprint (up to ``per_side``²).
+
+    ``size`` defaults to :func:`sample_block_px`; as many blocks per side as fit, at most
+    ``per_side``, evenly spaced.
+    """
+    size = min(size or sample_block_px(pair.width, pair.height), pair.width, pair.height)
     fp = pair.footprint
+    n_cols = max(1, min(per_side, pair.width // size))
+    n_rows = max(1, min(per_side, pair.height // size))
     out: dict[tuple[int, int], Window] = {}
-    for j in range(per_side):
-        for i in range(per_side):
-            col = round((pair.width - size) * (i + 0.5) / per_side)
-            row = round((pair.height - size) * (j + 0.5) / per_side)
+    for j in range(n_rows):
+        for i in range(n_cols):
+            col = round((pair.width - size) * i / (n_cols - 1)) if n_cols > 1 else 0
+            row = round((pair.height - size) * j / (n_rows - 1)) if n_rows > 1 else 0
+            col = col if n_cols > 1 else (pair.width - size) // 2
+            row = row if n_rows > 1 else (pair.height - size) // 2
             w = Window(col, row, size, size)
             if fp.intersects(window_box(w, pair.affine)):
                 out[(col, row)] = w
     return list(out.values())
+
+
+def _apply_estimate(
+    pair: AlignedPair,
+    est: ShiftEstimate,
+    windows: list[Window],
+    max_shift_m: float,
+    min_blocks: int,
+    min_confidence: float,
+) -> AlignedPair:
+    """Record the estimate; apply it when confident, refuse when a confident shift is too large."""
+    gsd = pair.gsd_m
+    block_px = int(windows[0].width) if windows else 0
+    record = Coregistration(
+        model_applied="none",
+        model_estimated=est.model,
+        confident=est.confident,
+        confidence=est.confidence,
+        blocks_tried=est.tiles_tried,
+        blocks_textured=est.blocks_textured,
+        blocks_peaked=est.blocks_peaked,
+        blocks_agreeing=est.tiles_used,
+        estimated_dx_m=est.dx_px * gsd,
+        estimated_dy_m=est.dy_px * gsd,
+        residual_px=None if math.isnan(est.residual_px) else est.residual_px,
+        spread_px=None if math.isnan(est.spread_px) else est.spread_px,
+        block_px=block_px,
+        min_blocks=min_blocks,
+        min_confidence=min_confidence,
+        min_peak_z=MIN_PEAK_Z,
+        tolerance_px=TOLERANCE_PX,
+        affine_px=est.affine_px if est.model == "affine" else None,
+    )
+    agree = (
+        f"{est.tiles_used} of {est.blocks_peaked} blocks with a clear match agree "
+        f"(confidence {est.confidence:.0%}, {min_blocks} blocks and {min_confidence:.0%} needed; "
+        f"{est.blocks_textured} of {est.tiles_tried} blocks textured)"
+    )
+    if not est.confident:
+        message = (
+            f"co-registration not confident: {agree}, estimated dx={est.dx_px * gsd:+.2f} m "
+            f"dy={est.dy_px * gsd:+.2f} m; georeference kept as is (no shift applied): compare "
+            "the two images by eye in QGIS at a few unchanged corners (roads, old buildings)"
+        )
+        warnings.warn(message, CoregistrationWarning, stacklevel=3)
+        return replace(pair, coregistration=replace(record, message=message))
+    corners = [(0, 0), (pair.width, 0), (0, pair.height), (pair.width, pair.height)]
+    worst = max(math.hypot(*est.displacement_px(c, r)) for c, r in corners) * gsd
+    if math.hypot(est.dx_px, est.dy_px) * gsd > max_shift_m or (
+        est.model == "affine" and worst > max_shift_m
+    ):
+        dx, dy = est.dx_px * gsd, est.dy_px * gsd
+        raise ShiftTooLargeError(
+            f"the epochs are misregistered by {max(math.hypot(dx, dy), worst):.2f} m (dx={dx:+.2f} "
+            f"m, dy={dy:+.2f} m; {agree}), more than the limit {max_shift_m:g} m: check the "
+            "georeference of the later image (control points) or raise ingest.max_shift_m "
+            "(WEIJIAN_INGEST__MAX_SHIFT_M)"
+        )
+    model: CoregistrationModel = "affine" if est.model == "affine" else "translation"
+    message = f"co-registration: {model} applied, {agree}"
+    return replace(
+        pair,
+        shift_m=(est.dx_px * gsd, est.dy_px * gsd),
+        shift_tiles_used=est.tiles_used,
+        coregistration=replace(record, model_applied=model, message=message),
+    )
 
 
 def prepare_pair(
@@ -336,14 +481,21 @@ def prepare_pair(
     coregister: bool = True,
     histogram_match: bool = True,
     progress: Progress | None = None,
+    coregistration_min_blocks: int = MIN_AGREEING,
+    coregistration_min_confidence: float = MIN_CONFIDENCE,
+    coregistration_affine: bool = True,
 ) -> AlignedPair:
     """Validate, describe and align two epochs onto one working grid; nothing is written.
 
     ``working_crs`` is an EPSG code or PROJ/WKT string of a projected CRS in metres; ``gsd_m`` the
-    working ground sample distance in metres. Raises :class:`NoOverlapError`,
-    :class:`InsufficientOverlapError`, :class:`BandMismatchError`, :class:`ShiftTooLargeError` and
-    the validation errors of :func:`ingest.describe_scene`. Warns with
-    :class:`CoregistrationWarning` (and applies no shift) when too few tiles have texture.
+    working ground sample distance in metres. Co-registration (see :mod:`ingest.coregister`) is
+    applied only when confident: at least ``coregistration_min_blocks`` blocks agree and they are
+    at least ``coregistration_min_confidence`` of the textured blocks; an affine model is allowed
+    when ``coregistration_affine``. Otherwise the georeference is kept as is and a one-line
+    :class:`CoregistrationWarning` is issued; the estimate is recorded in ``coregistration``
+    either way. Raises :class:`NoOverlapError`, :class:`InsufficientOverlapError`,
+    :class:`BandMismatchError`, :class:`ShiftTooLargeError` (only for a *confident* shift beyond
+    ``max_shift_m`` metres) and the validation errors of :func:`ingest.describe_scene`.
     """
     report = progress or (lambda step, done, total: None)
     crs = projected_metres_crs(working_crs)
@@ -407,27 +559,21 @@ def prepare_pair(
             samples.append((tile.data[0], tile.data[1], tile.valid))
     report("sample", len(windows), len(windows))
     if coregister:
-        est: ShiftEstimate = estimate_shift(samples)
-        if not est.reliable:
-            warnings.warn(
-                f"co-registration: only {est.tiles_used} of {est.tiles_tried} sample tiles have "
-                "enough "
-                "valid data and texture (3 needed); no shift applied: check the shift by eye in "
-                "QGIS",
-                CoregistrationWarning,
-                stacklevel=2,
-            )
-        else:
-            dx, dy = est.dx_px * gsd_m, est.dy_px * gsd_m
-            if math.hypot(dx, dy) > max_shift_m:
-                raise ShiftTooLargeError(
-                    f"the epochs are misregistered by {math.hypot(dx, dy):.2f} m (dx={dx:+.2f} m, "
-                    f"dy={dy:+.2f} m), more than the limit {max_shift_m:g} m: check the "
-                    "georeference "
-                    "of the later image (control points) or raise ingest.max_shift_m "
-                    "(WEIJIAN_INGEST__MAX_SHIFT_M)"
-                )
-            pair = replace(pair, shift_m=(dx, dy), shift_tiles_used=est.tiles_used)
+        est = estimate_shift(
+            samples,
+            centres=[(w.col_off + w.width / 2, w.row_off + w.height / 2) for w in windows],
+            min_agreeing=coregistration_min_blocks,
+            min_confidence=coregistration_min_confidence,
+            allow_affine=coregistration_affine,
+        )
+        pair = _apply_estimate(
+            pair,
+            est,
+            windows,
+            max_shift_m,
+            coregistration_min_blocks,
+            coregistration_min_confidence,
+        )
     if histogram_match:
         pair = replace(pair, histogram=histogram_tables(samples))
     return pair

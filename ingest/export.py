@@ -156,10 +156,41 @@ def pair_report(pair: AlignedPair, written: dict[str, Any] | None = None) -> dic
             "dy_px": dy / pair.gsd_m,
             "tiles_used": pair.shift_tiles_used,
         },
+        "coregistration": _coregistration_report(pair),
         "overlap_fraction": pair.overlap_fraction,
         "valid_fraction": (written or {}).get("valid_fraction_both", pair.valid_fraction),
         "histogram_matched": pair.histogram is not None,
         **({"outputs": written} if written else {}),
+    }
+
+
+def _coregistration_report(pair: AlignedPair) -> dict[str, Any] | None:
+    """The co-registration part of the report: confidence, blocks, model applied, residual."""
+    c = pair.coregistration
+    if c is None:
+        return None
+    return {
+        "model_applied": c.model_applied,
+        "model_estimated": c.model_estimated,
+        "confident": c.confident,
+        "confidence": round(c.confidence, 4),
+        "blocks_agreeing": c.blocks_agreeing,
+        "blocks_with_clear_match": c.blocks_peaked,
+        "blocks_textured": c.blocks_textured,
+        "blocks_sampled": c.blocks_tried,
+        "block_px": c.block_px,
+        "estimated_dx_m": round(c.estimated_dx_m, 4),
+        "estimated_dy_m": round(c.estimated_dy_m, 4),
+        "residual_px": None if c.residual_px is None else round(c.residual_px, 4),
+        "residual_m": None if c.residual_px is None else round(c.residual_px * pair.gsd_m, 4),
+        "affine_px": list(c.affine_px) if c.affine_px is not None else None,
+        "thresholds": {
+            "min_blocks": c.min_blocks,
+            "min_confidence": c.min_confidence,
+            "min_peak_z": c.min_peak_z,
+            "tolerance_px": c.tolerance_px,
+        },
+        "message": c.message,
     }
 
 

@@ -60,6 +60,20 @@ class IngestSettings(_Section):
     max_shift_m: float = Field(
         5.0, gt=0, description="refuse co-registration shifts larger than this, m"
     )
+    coregistration_min_blocks: int = Field(
+        4,
+        ge=1,
+        description="apply a co-registration shift only when at least this many blocks agree",
+    )
+    coregistration_min_confidence: float = Field(
+        0.5,
+        ge=0,
+        le=1,
+        description="... and at least this share of the blocks with a clear match agree",
+    )
+    coregistration_affine: bool = Field(
+        True, description="allow an affine model when the shift varies across the image"
+    )
     tile_size_px: int = Field(512, gt=0)
     tile_overlap_px: int = Field(32, ge=0)
     histogram_match: bool = True

@@ -66,6 +66,11 @@ def test_pair_prepare_writes_cogs_and_report(images: tuple[Path, Path], tmp_path
     report = json.loads((tmp_path / "out" / "report.json").read_text())
     assert report["shift"]["dx_m"] == pytest.approx(0.6, abs=0.1)
     assert report["shift"]["dy_m"] == pytest.approx(-0.4, abs=0.1)
+    coreg = report["coregistration"]
+    assert coreg["model_applied"] == "translation" and coreg["confident"] is True
+    assert coreg["blocks_agreeing"] >= 4 and coreg["confidence"] >= 0.5
+    assert coreg["residual_px"] is not None and coreg["residual_px"] < 0.5
+    assert "translation applied" in result.output.replace("\n", " ")
     assert {p.name for p in (tmp_path / "out").iterdir()} == {
         "before.tif",
         "after.tif",

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pystac
 import pytest
-import rasterio.transform
+from affine import Affine
 
 import ingest
 from tests.ingest import data_gen
@@ -168,7 +168,7 @@ def test_impossible_bounds_are_refused(
     assert isinstance(info.value, ingest.IngestError)
     # the same image on disk is refused by describe_scene (and so by `scene add`/`pair prepare`)
     left, bottom, right, top = bounds
-    transform = rasterio.transform.from_bounds(left, bottom, right, top, 16, 16)
+    transform = Affine((right - left) / 16, 0, left, 0, -(top - bottom) / 16, top)
     path = data_gen.write_raster(
         tmp_path / "bad.tif", data_gen.texture(16, 16), crs=crs, transform=transform
     )

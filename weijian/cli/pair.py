@@ -76,17 +76,23 @@ def prepare(
                 coregister=coregister,
                 histogram_match=cfg.histogram_match if histogram_match is None else histogram_match,
                 progress=report,
+                coregistration_min_blocks=cfg.coregistration_min_blocks,
+                coregistration_min_confidence=cfg.coregistration_min_confidence,
+                coregistration_affine=cfg.coregistration_affine,
             )
         written = write_pair_cogs(pair, out, progress=report) if write_cogs else None
         path = write_report(pair, out, written)
     for w in caught:
         if issubclass(w.category, UserWarning) and w.category.__module__.startswith("ingest"):
-            console.print(f"[yellow]warning:[/] {w.message}")
+            console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
     summary = json.loads(path.read_text(encoding="utf-8"))
     shift = summary["shift"]
+    coreg = summary.get("coregistration") or {}
+    applied = coreg.get("model_applied", "none")
     console.print(
         f"grid {pair.width} x {pair.height} px at {pair.gsd_m:g} m in {settings.working_crs}; "
-        f"shift dx={shift['dx_m']:+.3f} m dy={shift['dy_m']:+.3f} m ({shift['tiles_used']} tiles); "
+        f"shift dx={shift['dx_m']:+.3f} m dy={shift['dy_m']:+.3f} m ({applied} applied, "
+        f"{shift['tiles_used']} blocks agree, confidence {coreg.get('confidence', 0):.0%}); "
         f"overlap {pair.overlap_fraction:.1%}; valid {summary['valid_fraction']:.1%}"
     )
     console.print(f"report: {path}")
