@@ -129,3 +129,16 @@ def test_impossible_coordinates_one_line_from_scene_add_and_pair_prepare(
         lines = [line for line in proc.stderr.splitlines() if line.strip()]
         assert len(lines) == 1 and "impossible in WGS 84" in lines[0], proc.stderr
     assert not (tmp_path / "o").exists() and not bad.with_name("lon500_20240101.stac.json").exists()
+
+
+def test_pair_prepare_not_confident_warns_in_one_line(tmp_path: Path) -> None:
+    """A real pair with little unchanged ground: one warning line, no shift, in the report."""
+    a, b, _ = data_gen.real_pair_geotiffs(tmp_path, "0_2", "dsifn_256", after_offset_m=(3.0, 0.0))
+    proc = _weijian("pair", "prepare", str(a), str(b), "--out", str(tmp_path / "o"), cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = [line for line in proc.stdout.splitlines() if "not confident" in line]
+    assert len(lines) == 1 and "georeference kept as is" in lines[0], proc.stdout
+    assert "none applied" in proc.stdout
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert report["coregistration"]["model_applied"] == "none"
+    assert report["shift"]["dx_m"] == 0.0 and report["shift"]["dy_m"] == 0.0

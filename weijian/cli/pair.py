@@ -93,6 +93,7 @@ def prepare(
         f"grid {pair.width} x {pair.height} px at {pair.gsd_m:g} m in {settings.working_crs}; "
         f"shift dx={shift['dx_m']:+.3f} m dy={shift['dy_m']:+.3f} m ({applied} applied, "
         f"{shift['tiles_used']} blocks agree, confidence {coreg.get('confidence', 0):.0%}); "
-        f"overlap {pair.overlap_fraction:.1%}; valid {summary['valid_fraction']:.1%}"
+        f"overlap {pair.overlap_fraction:.1%}; valid {summary['valid_fraction']:.1%}",
+        soft_wrap=True,
     )
     console.print(f"report: {path}")
