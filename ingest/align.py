@@ -556,7 +556,15 @@ def prepare_pair(
         for i, w in enumerate(windows):
             report("sample", i, len(windows))
             tile = reader.read(w)
-            samples.append((tile.data[0], tile.data[1], tile.valid))
+            # kept in the sources' own types (lossless: the warp reads them in those types):
+            # 64 blocks of 8-bit RGB are 25 MB rather than 100 MB of float32
+            samples.append(
+                (
+                    tile.data[0].astype(pair.before.dtype, copy=False),
+                    tile.data[1].astype(pair.after.dtype, copy=False),
+                    tile.valid,
+                )
+            )
     report("sample", len(windows), len(windows))
     if coregister:
         est = estimate_shift(
