@@ -9,7 +9,7 @@ overwrite or create the wrong one. Rules (the inventory-import record in docs/de
   soft hyphen), surrounding whitespace trimmed. The import lists the numbers it normalised.
 * **Refused**: scientific notation (``3.10113E+17``: Excel made a number of it and kept 6
   digits), numbers stored as floating-point numbers of 16 or more digits (Excel keeps 15),
-  numbers with decimals, control characters (line breaks), and lengths beyond the maximum
+  numbers with decimals, line breaks and other invisible characters, and lengths beyond the maximum
   (``[cases.max_length] case_number`` in the mapping file, default 64).
 * **Look-alikes**: a number that is new but equals an existing one (or another row's) once
   case, spaces and separators (hyphen, underscore, dot, slashes, ·) are ignored is refused

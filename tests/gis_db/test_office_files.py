@@ -216,8 +216,12 @@ def read_ok(engine: Engine, f: OfficeFile, **extra: object) -> ImportReport:
 
 def test_total_and_blank_rows_are_skipped_and_reported(office_db: Engine, tmp_path: Path) -> None:
     f = make("total_and_blank_rows", tmp_path)
-    report = read_ok(office_db, f)
+    report_path = tmp_path / "report.csv"
+    report = read_ok(office_db, f, report_path=report_path)
     assert (report.created, report.updated) == (0, 8)
+    with report_path.open(encoding="utf-8-sig") as fh:
+        listed = [(r[0], r[1]) for r in list(csv.reader(fh))[1:]]
+    assert listed == [("跳过 skipped", "10"), ("跳过 skipped", "11")]
     assert [(p.row, p.reason) for p in report.skipped] == [
         (10, "total row (合计) skipped"),
         (11, "blank row(s) 11-14 at the end skipped"),
