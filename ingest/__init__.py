@@ -13,6 +13,7 @@ This package reads no settings and imports no other weijian stage: pass plain va
 
 from ingest.align import (
     AlignedPair,
+    Coregistration,
     EpochSpec,
     PairReader,
     Tile,
@@ -51,6 +52,7 @@ __all__ = [
     "AcquisitionDateWarning",
     "AlignedPair",
     "BandMismatchError",
+    "Coregistration",
     "CoregistrationWarning",
     "CorruptRasterError",
     "EmptyRasterError",
