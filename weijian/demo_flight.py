@@ -172,19 +172,36 @@ class DemoFlight:
         return (SIZE_PX * GSD_M) ** 2 / 1e6
 
 
-def write_demo_flight(folder: Path, working_crs: str = "EPSG:4549") -> DemoFlight:
-    """Write (or reuse) the two COGs in ``folder``; reused when their recorded SHA-256 holds."""
+def write_demo_flight(
+    folder: Path, working_crs: str = "EPSG:4549", *, crop_px: int | None = None
+) -> DemoFlight:
+    """Write (or reuse) the two COGs in ``folder``; reused when their recorded SHA-256 holds.
+
+    ``crop_px``: only a square of that many pixels from the mosaic's south-east quarter (its
+    north-west corner at column and row 1024), for quick examples and tests.
+    """
+    from affine import Affine
+
     from weijian.flight import sha256_file, write_atomic
 
     folder.mkdir(parents=True, exist_ok=True)
     transform = mosaic_transform(working_crs)
     before, after, truth = build_mosaic()
+    if crop_px:
+        cut = (slice(1024, 1024 + crop_px), slice(1024, 1024 + crop_px))
+        before, after = before[:, cut[0], cut[1]].copy(), after[:, cut[0], cut[1]].copy()
+        truth = truth[cut].copy()
+        transform = transform * Affine.translation(1024, 1024)
     manifest_path = folder / "demo_flight.json"
     paths = {"before": folder / BEFORE_NAME, "after": folder / AFTER_NAME}
     manifest: dict[str, Any] = {}
     if manifest_path.is_file():
         manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    fresh = manifest.get("version") == GENERATOR_VERSION and manifest.get("crs") == working_crs
+    fresh = (
+        manifest.get("version") == GENERATOR_VERSION
+        and manifest.get("crs") == working_crs
+        and manifest.get("crop_px") == crop_px
+    )
     if not (fresh and all(p.is_file() and sha256_file(p) == manifest[k] for k, p in paths.items())):
         _write_cog(paths["before"], before, transform, working_crs)
         _write_cog(paths["after"], after, transform, working_crs)
@@ -193,6 +210,7 @@ def write_demo_flight(folder: Path, working_crs: str = "EPSG:4549") -> DemoFligh
             "crs": working_crs,
             "transform": list(transform)[:6],
             "origin_lonlat": ORIGIN_LONLAT,
+            "crop_px": crop_px,
             **{k: sha256_file(p) for k, p in paths.items()},
         }
         write_atomic(manifest_path, json.dumps(manifest, indent=1))
@@ -323,3 +341,53 @@ def seed_inventory(engine: Any, flight: DemoFlight, *, actor: str) -> SeedReport
     )
     inserted, updated = upsert_permits(engine, permits)
     return SeedReport(report.created, report.updated, written_off, inserted, updated)
+
+
+def latest_run(engine: Any) -> int | None:
+    """The newest matched detection run in the database, or None."""
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT max(id) FROM detection_run WHERE status = 'matched'")
+        ).scalar()
+    return int(found) if found is not None else None
+
+
+def ensure_demo_run(
+    engine: Any, folder: Path, *, crop_px: int | None = 512, n_cases: int = 300
+) -> int:
+    """A matched run to look at: the newest in the database, else a small demo flight, built.
+
+    Builds, when the database has no run: the demo district (``n_cases`` cases, when it has no
+    街镇 yet), the demo flight's images in ``folder`` (``crop_px`` square, None: all 1.05 km²),
+    the seeded inventory, and runs the flight (output in ``folder / "flights"``). Returns the
+    run's id. For notebooks and benchmarks; ``weijian demo`` is the full version.
+    """
+    from sqlalchemy import text
+
+    from gis_db.demo_district import generate
+    from gis_db.inventory import upsert_cases, upsert_units
+    from ingest import describe_scene
+    from weijian.cli.flight import flight_config
+    from weijian.flight import catalogue_scene, run_flight
+    from weijian.settings import get_settings
+
+    found = latest_run(engine)
+    if found is not None:
+        return found
+    settings = get_settings()
+    with engine.connect() as conn:
+        towns = conn.execute(text("SELECT count(*) FROM street_town")).scalar_one()
+    if not towns:
+        district = generate(settings.working_crs, n_cases=n_cases)
+        upsert_units(engine, "street_town", district.street_towns, actor="demo")
+        upsert_units(engine, "village", district.villages, actor="demo")
+        upsert_cases(engine, district.cases, actor="demo", reason="demo district")
+    flight = write_demo_flight(Path(folder), settings.working_crs, crop_px=crop_px)
+    seed_inventory(engine, flight, actor="demo")
+    catalogue_scene(engine, describe_scene(flight.before), settings.working_crs)
+    config = flight_config(out_root=Path(folder) / "flights")
+    result = run_flight(engine, flight.after, before="auto", config=config)
+    assert result.run_id is not None
+    return result.run_id

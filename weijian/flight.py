@@ -125,6 +125,7 @@ class FlightConfig:
     engine: str = "torch"
     max_gsd_ratio: float = MAX_GSD_RATIO
     min_cover_fraction: float = MIN_COVER_FRACTION
+    demolition_pass: bool = True
 
 
 @dataclass
@@ -325,6 +326,18 @@ def check_radiometry(pair: AlignedPair) -> None:
 # the pipeline
 
 
+#: Settings that do not change a flight's results (how it runs, where it is written).
+_RUNTIME_ONLY = ("output_root", "workers", "scheduler", "device")
+
+
+def config_fingerprint(config: FlightConfig) -> str:
+    """SHA-256 of the settings that shape a flight's results (not how or where it runs)."""
+    from dataclasses import asdict
+
+    values = {k: v for k, v in asdict(config).items() if k not in _RUNTIME_ONLY}
+    return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
+
+
 def flight_name(after: str | Path) -> str:
     """Default flight name: the after image's file (or folder) name without suffix."""
     path = Path(after)
@@ -440,6 +453,8 @@ def _still_holds(ctx: _Context, step: str) -> bool:
     if rec is None:
         return False
     if step == "check":
+        if rec["result"].get("config") != config_fingerprint(ctx.config):
+            return False  # other settings: everything is done again
         # the inputs must be the same files (size and modification time, then checksum)
         inputs = rec["result"].get("inputs", {})
         after = inputs.get("after", {})
@@ -632,6 +647,7 @@ def _step_check(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
             )
     ctx.extra["scenes"] = {"before": before, "after": after}
     result = {
+        "config": config_fingerprint(ctx.config),
         "inputs": {"after": _file_identity(after), "before": _file_identity(before)},
         "before": {**_scene_summary(before), "chosen": "auto" if chosen_auto else "given"},
         "after": _scene_summary(after),
@@ -792,12 +808,36 @@ def _detect_api() -> tuple[Callable[..., Any], Callable[..., Any]]:
     return detect_pair, load_detect_output
 
 
-def _step_detect(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
+def reversed_pair(pair: AlignedPair) -> AlignedPair:
+    """The same pair with the epochs swapped (later image first), on the same working grid.
+
+    The later image is read unshifted and the earlier one shifted back by the pair's shift, so
+    the two stay registered to each other; polygons found on it lie in the later image's frame,
+    ``-shift_m`` away from the earlier one's (see :func:`_step_detect`). Histogram tables are
+    swapped so the earlier image is matched to the later one.
+    """
+    from dataclasses import replace
+
+    dx, dy = pair.shift_m
+    tables = [(b, a) for a, b in pair.histogram] if pair.histogram else None
+    return replace(
+        pair,
+        before=pair.after,
+        after=pair.before,
+        shift_m=(-dx, -dy),
+        histogram=tables,
+    )
+
+
+def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, total: int) -> Any:
     detect_pair, _ = _detect_api()
     cfg = ctx.config
-    out_dir = ctx.folder / "detect"
-    result = detect_pair(
-        _pair(ctx),
+
+    def report(tiles: int, of: int, pixels: int) -> None:
+        ctx.progress.advance("detect", done * of + tiles, total * of)
+
+    return detect_pair(
+        pair,
         _load_model(ctx),
         out_dir,
         threshold=cfg.threshold,
@@ -806,27 +846,106 @@ def _step_detect(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
         scheduler=cfg.scheduler,
         engine=cfg.engine,
         overwrite=False,
-        progress=lambda done, total, pixels: ctx.progress.advance("detect", done, total),
+        progress=report,
     )
-    meta = dict(result.meta)
-    outputs = [result.proba_path, result.gpkg_path, result.geojson_path, result.meta_path]
-    return outputs, {
-        "n_polygons": len(result.polygons),
-        "meta": {
-            k: meta.get(k)
-            for k in ("network", "weights_checksum", "threshold", "network_gsd_m", "counts", "key")
-        },
-    }
+
+
+def _step_detect(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
+    """Detection: the pair as is, and (``demolition_pass``) again with the epochs swapped.
+
+    The shipped networks learned one direction only, a structure appearing (LEVIR-CD labels new
+    buildings): on a swapped pair they find what was there before and is gone after. Those
+    polygons are loaded as ``disappeared``, which matching turns into demolition evidence.
+    """
+    passes = [("detect", _pair(ctx))]
+    if ctx.config.demolition_pass:
+        passes.append(("detect_reverse", reversed_pair(_pair(ctx))))
+    outputs: list[Path] = []
+    metas: dict[str, Any] = {}
+    for i, (folder, pair) in enumerate(passes):
+        result = _detect_once(ctx, pair, ctx.folder / folder, i, len(passes))
+        outputs += [result.proba_path, result.gpkg_path, result.geojson_path, result.meta_path]
+        meta = dict(result.meta)
+        metas[folder] = {
+            "n_polygons": len(result.polygons),
+            **{
+                k: meta.get(k)
+                for k in ("network", "weights_checksum", "threshold", "network_gsd_m", "key")
+            },
+        }
+    return outputs, {"passes": metas, "meta": metas["detect"]}
 
 
 # --- load -------------------------------------------------------------------------------------
 
+#: Detections of the reversed pass are numbered from here (``seq``) within a run.
+REVERSE_SEQ_OFFSET = 1_000_000
+
+
+def detections_frame(forward: Any, reverse: Any | None, shift_m: tuple[float, float]) -> Any:
+    """The run's detections: forward polygons, then the reversed pass's as ``disappeared``.
+
+    ``forward``/``reverse``: :class:`change_detection.DetectResult`; reversed polygons are moved
+    by ``-shift_m`` into the earlier image's frame (working CRS, metres), and those touching a
+    forward polygon are dropped (a site where something also appeared was rebuilt, not cleared).
+    """
+    import geopandas as gpd
+    import pandas as pd
+
+    def frame(result: Any, kinds: list[str], offset: int) -> gpd.GeoDataFrame:
+        polys = result.polygons
+        out = gpd.GeoDataFrame(
+            {
+                "seq": polys["seq"].astype("int64") + offset,
+                "score": polys["score_mean"].clip(0.0, 1.0),
+                "change_kind": kinds,
+            },
+            geometry=polys.geometry.to_numpy(),
+            crs=polys.crs,
+        )
+        return out
+
+    fwd_kinds = [
+        k if k in ("appeared", "disappeared") else "changed"
+        for k in forward.polygons["change_kind"]
+    ]
+    parts = [frame(forward, fwd_kinds, 0)]
+    if reverse is not None and len(reverse.polygons):
+        back = frame(reverse, ["disappeared"] * len(reverse.polygons), REVERSE_SEQ_OFFSET)
+        dx, dy = shift_m
+        if dx or dy:
+            back = back.set_geometry(back.geometry.translate(-dx, -dy))
+        # where the network also sees something appear, the site was rebuilt, not cleared
+        touching = gpd.sjoin(back, parts[0][["geometry"]], predicate="intersects").index
+        parts.append(back.drop(index=touching.unique()))
+    return gpd.GeoDataFrame(pd.concat(parts, ignore_index=True), crs=forward.polygons.crs)
+
 
 def _step_load(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
-    from gis_db.runs import get_run
+    """Scenes, run and detections into PostGIS (idempotent, as ``load_detect_output``)."""
+    from change_detection.detect import DetectResult
+    from gis_db.runs import create_run, get_run, load_detections
+    from weijian.detect_run import register_pair_scenes, run_params
 
-    _, loader = _detect_api()
-    run_id = int(loader(ctx.engine, _pair(ctx), ctx.folder / "detect"))
+    pair = _pair(ctx)
+    forward = DetectResult.open(ctx.folder / "detect")
+    reverse = (
+        DetectResult.open(ctx.folder / "detect_reverse") if ctx.config.demolition_pass else None
+    )
+    before_id, after_id = register_pair_scenes(ctx.engine, pair)
+    params = run_params(forward.meta)
+    if reverse is not None:
+        params["demolition_pass"] = reverse.meta["key"]
+    run_id = create_run(
+        ctx.engine,
+        before_scene_id=before_id,
+        after_scene_id=after_id,
+        network=forward.meta["network"],
+        weights_checksum=forward.meta["weights_checksum"],
+        params=params,
+    )
+    frame = detections_frame(forward, reverse, pair.shift_m)
+    load_detections(ctx.engine, run_id, frame, timings=forward.meta.get("timings_s"))
     run = get_run(ctx.engine, run_id)
     return [], {"run_id": run_id, "n_detections": int(run["n_detections"] or 0)}
 

@@ -88,7 +88,7 @@ def test_demo_loads_district_and_is_idempotent(db_url: str) -> None:
             )
             status = conn.execute(text("SELECT status FROM detection_run")).scalars().all()
         assert status == ["matched"]
-        for cls in ("new_suspect", "known_case", "rebound", "permitted"):
+        for cls in ("new_suspect", "known_case", "rebound", "demolition_evidence", "permitted"):
             assert classes.get(cls, 0) > 0, classes
         flight = root / "flights" / "gucun_demo_20260310"
         for name in ("report.html", "map.html", "flight_state.json", "detect/changes.gpkg"):

@@ -61,6 +61,7 @@ def flight_config(
         scheduler=scheduler or s.flight.scheduler,
         max_gsd_ratio=s.flight.max_gsd_ratio,
         min_cover_fraction=s.flight.min_cover_fraction,
+        demolition_pass=s.flight.demolition_pass,
     )
 
 
