@@ -43,6 +43,12 @@ def add(
     sensor: Annotated[str | None, typer.Option(help="sensor or camera name")] = None,
     stac: Annotated[bool, typer.Option(help="write NAME.stac.json beside each image")] = True,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON instead of a table")] = False,
+    register: Annotated[
+        bool,
+        typer.Option(
+            help="also register it in the database's catalogue (for `flight run --before auto`)"
+        ),
+    ] = False,
 ) -> None:
     """Validate and describe images; write a STAC Item beside each (登记影像)."""
     from rich.progress import Progress
@@ -66,6 +72,14 @@ def add(
                 progress.console.print(
                     f"[yellow]warning:[/] {path}: no STAC Item written without a date (--acquired)"
                 )
+            if register:
+                from weijian.database import connect
+                from weijian.flight import catalogue_scene
+                from weijian.settings import get_settings
+
+                engine = connect()
+                summary["scene_id"] = catalogue_scene(engine, scene, get_settings().working_crs)
+                engine.dispose()
             progress.advance(task)
             progress.console.print() if not as_json else None
             _print_scene(summary, as_json)
