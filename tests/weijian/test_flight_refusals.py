@@ -13,7 +13,13 @@ import pytest
 from sqlalchemy import Engine, text
 
 from tests.weijian.flight_data import add_district, levir, pair_files, write_image
-from weijian.flight import EXIT_BAD_INPUT, FlightConfig, FlightRefusedError, run_flight
+from weijian.flight import (
+    EXIT_BAD_INPUT,
+    EXIT_STEP_FAILED,
+    FlightConfig,
+    FlightRefusedError,
+    run_flight,
+)
 
 TABLES = ("scene", "detection_run", "detection", "case_history")
 
@@ -121,3 +127,30 @@ def test_command_exit_code_and_json(db_url: str, engine: Engine, tmp_path: Path)
     assert "outside every 街镇" in summary["error"]
     assert "Traceback" not in proc.stderr
     assert _counts(engine) == dict.fromkeys(TABLES, 0)
+
+
+def test_unreachable_scheduler_fails_the_detect_step(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """``--scheduler`` reaches detection: an address nobody listens on fails that step (exit 3).
+
+    The steps before it stay recorded, and the error is logged in the flight's folder.
+    """
+    add_district(engine)
+    before, after = pair_files(tmp_path, size=256)
+    env = {
+        **os.environ,
+        "WEIJIAN_DATABASE_URL": db_url,
+        "WEIJIAN_FLIGHT__OUTPUT_DIR": str(tmp_path / "flights"),
+    }
+    cmd = [str(Path(sys.executable).with_name("weijian")), "flight", "run", str(after)]
+    cmd += ["--before", str(before), "--scheduler", "tcp://127.0.0.1:9", "--json"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=300)
+    assert proc.returncode == EXIT_STEP_FAILED, proc.stderr
+    summary = json.loads(proc.stdout)
+    assert summary["status"] == "failed" and "tcp://127.0.0.1:9" in summary["error"]
+    assert "step detect" in summary["error"]
+    folder = tmp_path / "flights" / after.stem
+    state = json.loads((folder / "flight_state.json").read_text("utf-8"))
+    assert set(state["steps"]) == {"check", "align", "catalogue"}
+    assert "tcp://127.0.0.1:9" in (folder / "error.log").read_text("utf-8")
