@@ -1094,10 +1094,14 @@ def write_run_report(
             for x, label in ((b, "前时相 before"), (a, "后时相 after"))
         )
         chips_html.append(f'<div class="chip"><h4>图斑 {esc(det)} · {esc(town)}</h4>{imgs}</div>')
-    timing_rows = "".join(
-        f"<tr><th>{esc(STEP_LABELS[s])} ({s})</th><td>{float(steps[s]['seconds']):.1f} s</td></tr>"
-        for s in STEPS
-        if s in steps
+    timing_rows = (
+        "".join(
+            f"<tr><th>{esc(STEP_LABELS[s])} ({s})</th>"
+            f"<td>{float(steps[s]['seconds']):.1f} s</td></tr>"
+            for s in STEPS
+            if s in steps
+        )
+        + "<tr><th>发布 (publish)</th><td>见 flight_state.json (this step)</td></tr>"
     )
     meta = detect.get("meta", {})
     versions = {
@@ -1106,6 +1110,9 @@ def write_run_report(
         "weights SHA-256": run["weights_checksum"],
         "threshold": meta.get("threshold"),
         "model GSD (m)": check["model"]["gsd_m"],
+        "demolition pass": "yes (epochs swapped)"
+        if "detect_reverse" in detect.get("passes", {})
+        else "no",
         "before": f"{check['before']['path']} · {check['before']['acquired']} · "
         f"{check['before']['sha256'][:16]}…",
         "after": f"{check['after']['path']} · {check['after']['acquired']} · "
