@@ -303,6 +303,11 @@ def read_table(
     if not path.exists():
         raise InvalidInputError(f"{path}: no such file")
     suffix = path.suffix.lower()
+    if suffix in (".xls", ".et"):
+        raise InvalidInputError(
+            f"{source}: is an old Excel 97-2003 (or WPS) workbook; open it in Excel or WPS and "
+            "save it as .xlsx (Excel 工作簿)"
+        )
     if suffix not in VECTOR_SUFFIXES | TABLE_SUFFIXES:
         raise InvalidInputError(
             f"{source}: unsupported file type {suffix!r}; use .gpkg, .shp, .geojson, .xlsx or .csv"

@@ -440,6 +440,22 @@ def zipped_shapefile_in_folder(folder: Path) -> OfficeFile:
     return OfficeFile(path, "a zipped folder holding one shapefile (+ __MACOSX)")
 
 
+def zipped_gbk_names(folder: Path) -> OfficeFile:
+    """A zip made on Chinese Windows: member names in GBK, without the zip's UTF-8 flag."""
+    work = folder / "_zip_work3"
+    work.mkdir(parents=True, exist_ok=True)
+    shp = _shapefile(work, "LEDG")  # 4 ASCII bytes, the length of "台账" in GBK
+    path = folder / "zipped_gbk.zip"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as zf:
+        for f in sorted(work.iterdir()):
+            zf.write(f, f"LEDG/{f.name}")
+    shutil.rmtree(work)
+    # same length, so every offset in the zip stays right; the names are not checksummed
+    path.write_bytes(path.read_bytes().replace(b"LEDG", "台账".encode("gbk")))
+    del shp
+    return OfficeFile(path, "a zipped folder whose names are GBK (台账/台账.shp)")
+
+
 def zipped_several_shapefiles(folder: Path) -> OfficeFile:
     """A zip with two shapefiles in two folders; --layer picks one."""
     work = folder / "_zip_work2"
@@ -488,6 +504,7 @@ GENERATORS: dict[str, Callable[[Path], OfficeFile]] = {
     "shapefile_without_prj": shapefile_without(".prj"),
     "zipped_shapefile_in_folder": zipped_shapefile_in_folder,
     "zipped_several_shapefiles": zipped_several_shapefiles,
+    "zipped_gbk_names": zipped_gbk_names,
 }
 
 

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
 from gis_db.errors import InvalidInputError
+from gis_db.inventory_io import read_table
 from gis_db.inventory_io.case_numbers import check_case_numbers, lookalikes, loose_key, normalise
 from gis_db.inventory_io.shapefiles import unzip_vector
 from gis_db.inventory_io.sheets import (
+    XLS_MAGIC,
     Sheet,
     decode_csv,
     is_total_row,
@@ -133,3 +136,19 @@ def test_zip_with_folder_and_several_shapefiles(tmp_path: Path) -> None:
         unzip_vector(several.path, several.path.name, None, tmp_path / "y")
     shp, used, chosen = unzip_vector(several.path, several.path.name, "罗店", tmp_path / "z")
     assert used and chosen == "罗店镇/罗店.shp"
+
+
+def test_zip_member_names_in_gbk_are_decoded(tmp_path: Path) -> None:
+    f = GENERATORS["zipped_gbk_names"](tmp_path)
+    with zipfile.ZipFile(f.path) as zf:
+        assert not any(i.flag_bits & 0x800 for i in zf.infolist())  # really without the flag
+    _, _, chosen = unzip_vector(f.path, f.path.name, None, tmp_path / "x")
+    assert chosen == "台账/台账.shp"
+
+
+@pytest.mark.parametrize("name", ["old.xls", "old.xlsx", "old.csv"])
+def test_old_excel_workbooks_are_refused_with_what_to_do(tmp_path: Path, name: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(XLS_MAGIC + bytes(504))
+    with pytest.raises(InvalidInputError, match=r"old Excel 97-2003.*save it as \.xlsx"):
+        read_table(path)

@@ -114,6 +114,7 @@ READ = {
     "gcj02_by_option",
     "gcj02_wkt_polygons",
     "zipped_shapefile_in_folder",
+    "zipped_gbk_names",
 }
 
 
@@ -319,6 +320,11 @@ def test_zipped_folder_and_several_shapefiles(office_db: Engine, tmp_path: Path)
     several = make("zipped_several_shapefiles", tmp_path)
     report = read_ok(office_db, several, layer="罗店")
     assert report.unchanged == 4
+
+
+def test_zip_with_gbk_names_is_read(office_db: Engine, tmp_path: Path) -> None:
+    report = read_ok(office_db, make("zipped_gbk_names", tmp_path))
+    assert report.updated == 8
 
 
 def test_shapefile_without_prj_reads_with_crs(office_db: Engine, tmp_path: Path) -> None:
