@@ -70,6 +70,7 @@ from change_detection.vectorize import (
 from change_detection.weights import ChangeModel, load_model
 from ingest.align import AlignedPair, PairReader, Tile
 from ingest.errors import IngestError
+from ingest.raster import GDAL_ENV
 from ingest.tiles import TileTask, iter_tiles
 
 log = logging.getLogger(__name__)
@@ -913,7 +914,7 @@ def detect_pair(
         strips_vrt = write_strips_vrt(plan, work, work / "strips.vrt", bands=(1, 2))
         proba_vrt = write_strips_vrt(plan, work, work / "proba.vrt", bands=(1,))
         tmp_cog = work / "change_proba.cog.tif"
-        with rasterio.Env(GDAL_NUM_THREADS=str(max(1, spec.torch_threads or 1))):
+        with rasterio.Env(**GDAL_ENV, GDAL_NUM_THREADS=str(max(1, spec.torch_threads or 1))):
             rasterio.shutil.copy(
                 proba_vrt,
                 tmp_cog,
@@ -1078,7 +1079,7 @@ def vectorize_strips(plan: Plan, vrt: Path, params: VectorizeParams) -> list[dic
     pair = plan.pair
     halo = halo_px(params)
     pieces = []
-    with rasterio.open(vrt) as src:
+    with rasterio.Env(**GDAL_ENV), rasterio.open(vrt) as src:
         for r0 in range(0, pair.height, VECTOR_BLOCK_PX):
             for c0 in range(0, pair.width, VECTOR_BLOCK_PX):
                 r1, c1 = (

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import io
+import os
 import warnings
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -65,10 +67,14 @@ def onnx_logits(session: Any, before: np.ndarray, after: np.ndarray) -> np.ndarr
     return np.asarray(out[..., :h, :w])
 
 
-def export_onnx(model: ChangeModel, check_px: int = 128) -> bytes:
+def export_onnx(
+    model: ChangeModel, check_px: int = 128, cache_dir: str | Path | None = None
+) -> bytes:
     """ONNX bytes of ``model``'s network, checked against torch within :data:`TOLERANCE`.
 
-    Raises :class:`EngineError` when the export fails or its probabilities differ more.
+    The export is cached in ``cache_dir`` (default :func:`default_cache_dir`) by parameters
+    checksum and torch version; a cached model is checked again before use. Raises
+    :class:`EngineError` when the export fails or its probabilities differ more.
     """
     _require_onnxruntime()
     net = model.net
@@ -78,7 +84,25 @@ def export_onnx(model: ChangeModel, check_px: int = 128) -> bytes:
     key = state.hexdigest()
     if key in _EXPORTS:
         return _EXPORTS[key]
-    cpu_net = net.to("cpu").eval()
+    folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    cached = folder / f"{model.network}-{key[:24]}-torch{torch.__version__}.onnx"
+    try:
+        data = _export_checked(model, cached, check_px)
+    finally:
+        net.to(model.device)
+    _EXPORTS[key] = data
+    return data
+
+
+def _export_checked(model: ChangeModel, cached: Path, check_px: int) -> bytes:
+    cpu_net = model.net.to("cpu").eval()
+    if cached.is_file():
+        data = cached.read_bytes()
+        try:
+            _check(model, cpu_net, data, check_px)
+            return data
+        except Exception:  # damaged or stale cache entry: export again
+            cached.unlink(missing_ok=True)
     example = torch.zeros(1, 3, 64, 64)
     buf = io.BytesIO()
     axes = {0: "n", 2: "h", 3: "w"}
@@ -99,15 +123,32 @@ def export_onnx(model: ChangeModel, check_px: int = 128) -> bytes:
         raise EngineError(
             f"the {model.network} network could not be exported to ONNX ({exc}): use --engine torch"
         ) from None
-    finally:
-        net.to(model.device)
     data = buf.getvalue()
+    _check(model, cpu_net, data, check_px)
+    folder = cached.parent
+    try:  # a cache only: a read-only or full home folder just means exporting again next time
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, cached)
+    except OSError:
+        pass
+    return data
+
+
+def default_cache_dir() -> Path:
+    """Where exported models are kept: ``$XDG_CACHE_HOME/weijian/onnx`` (``~/.cache/...``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "weijian" / "onnx"
+
+
+def _check(model: ChangeModel, cpu_net: torch.nn.Module, data: bytes, check_px: int) -> None:
+    """Refuse ONNX bytes whose probabilities differ from torch's by more than the tolerance."""
     rng = np.random.default_rng(0)
     xb = rng.normal(0, 1, (2, 3, check_px, check_px)).astype(np.float32)
     xa = xb + rng.normal(0, 0.5, xb.shape).astype(np.float32)
     with torch.inference_mode():
         ref = torch.sigmoid(cpu_net(torch.from_numpy(xb), torch.from_numpy(xa))).numpy()
-    net.to(model.device)
     got = 1 / (1 + np.exp(-onnx_logits(onnx_session(data), xb, xa)))
     worst = float(np.abs(ref - got).max())
     if worst > TOLERANCE:
@@ -115,5 +156,3 @@ def export_onnx(model: ChangeModel, check_px: int = 128) -> bytes:
             f"ONNX Runtime's probabilities differ from torch's by up to {worst:.2e} (> "
             f"{TOLERANCE:g}) for {model.network}: use --engine torch"
         )
-    _EXPORTS[key] = data
-    return data

@@ -395,6 +395,9 @@ def test_dask_cluster_output_equals_single_process_output(
     assert (x == y).mean() > 0.999
     assert len(single.polygons) == len(spread.polygons)
     assert np.allclose(single.polygons.area_m2, spread.polygons.area_m2, rtol=0.02)
+    local = detect_pair(pair_dir, model, tmp_path / "local", workers=2, **kw)  # LocalCluster
+    with rasterio.open(local.proba_path) as c:
+        assert np.abs(c.read(1).astype(int) - x).max() <= 1
 
 
 def test_out_of_disk_space_leaves_nothing_marked_complete(tmp_path: Path) -> None:
@@ -435,3 +438,21 @@ def test_out_of_disk_space_leaves_nothing_marked_complete(tmp_path: Path) -> Non
     assert not list(out.glob(".detect-work/**/*.tmp*"))
     result = detect_pair(pair_dir, load_model(), out, tile_px=128, overlap_px=16, progress=False)
     assert result.meta["status"] == "complete"
+
+
+def test_progress_callback_counts_every_tile_and_pixel(
+    roof: tuple[Path, tuple[float, ...], str], tmp_path: Path
+) -> None:
+    calls: list[tuple[int, int, int]] = []
+    result = detect_pair(
+        roof[0],
+        dd.diff_model(),
+        tmp_path / "o",
+        tile_px=128,
+        overlap_px=16,
+        progress=lambda done, total, px: calls.append((done, total, px)),
+    )
+    done, total, px = calls[-1]
+    assert done == total == result.meta["counts"]["tiles"]
+    assert px == result.meta["counts"]["tile_px_total"]
+    assert [c[0] for c in calls] == sorted(c[0] for c in calls)

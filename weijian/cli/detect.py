@@ -98,11 +98,15 @@ def detect(
     meta = result.meta
     kinds = ", ".join(f"{k} {v}" for k, v in meta["counts"]["by_change_kind"].items())
     console.print(
-        f"{meta['counts']['polygons']} change polygons ({kinds or 'none'}) at threshold "
-        f"{meta['threshold']:.3f}, {meta['network']} seen at {meta['network_gsd_m']:g} m; "
-        f"{meta['counts']['tiles']} tiles in {meta['timings_s']['total']:.1f} s"
+        f"变化图斑 {meta['counts']['polygons']} 个 change polygons ({kinds or 'none'}); "
+        f"阈值 threshold {meta['threshold']:.3f}; "
+        f"{meta['network']} at {meta['network_gsd_m']:g} m; "
+        f"{meta['counts']['tiles']} 瓦片 tiles in {meta['timings_s']['total']:.1f} s"
     )
-    console.print(f"outputs: {result.out_dir} (change_proba.tif, changes.gpkg, changes.geojson)")
+    console.print(
+        f"输出 outputs: {result.out_dir} (change_proba.tif, changes.gpkg, changes.geojson, "
+        "detect.json)"
+    )
     if no_db:
         return
     from weijian.database import connect
@@ -113,4 +117,4 @@ def detect(
         run_id = load_detect_output(db, None, result)
     finally:
         db.dispose()
-    console.print(f"run id: {run_id}  (next: weijian runs match {run_id})")
+    console.print(f"比对批次 run id: {run_id}  (next: weijian runs match {run_id})")
