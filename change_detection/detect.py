@@ -524,6 +524,8 @@ class _Runner:
         self.cluster: Any = None
 
     def __enter__(self) -> _Runner:
+        t0 = time.perf_counter()
+        self.start_s = 0.0
         if self.scheduler is None and self.workers <= 1:
             return self
         try:
@@ -551,6 +553,7 @@ class _Runner:
                     silence_logs=logging.ERROR,
                 )
             self.client = Client(self.cluster)
+        self.start_s = time.perf_counter() - t0
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -903,6 +906,7 @@ def detect_pair(
             progress=progress,
         )
         timings["infer_blend"] = time.perf_counter() - t0
+        timings["cluster_start"] = counts.pop("cluster_start_s")  # included in infer_blend
         log.info(
             "detect: step infer+blend %.2f s (%d tiles computed, %d resumed)",
             timings["infer_blend"],
@@ -1004,7 +1008,7 @@ def _infer_and_blend(
     scheduler: str | None,
     timeout_s: float,
     progress: bool | ProgressCallback,
-) -> dict[str, int]:
+) -> dict[str, Any]:
     """Run the missing tiles, write every band strip as soon as its tiles are in; resumable."""
     n_bands = len(plan.bands)
     band_done = [(work / strip_name(k)).is_file() for k in range(n_bands)]
@@ -1028,6 +1032,7 @@ def _infer_and_blend(
         update = None
     next_band = 0
     valid_px = 0
+    cluster_start_s = 0.0
 
     def advance() -> None:
         nonlocal next_band, valid_px
@@ -1055,6 +1060,7 @@ def _infer_and_blend(
             _Runner(payload, spec, workers, scheduler, timeout_s) as runner,
             PairReader(plan.pair) as reader,
         ):
+            cluster_start_s = runner.start_s
             for results in runner.run(batches, reader if runner.client is None else None):
                 for key, part in results:
                     _atomic_save(parts_dir / f"{key}.npy", part)
@@ -1071,7 +1077,12 @@ def _infer_and_blend(
             stop()
     if next_band < n_bands:  # pragma: no cover - every tile was computed above
         raise RuntimeError("not every band of the probability raster could be assembled")
-    return {"computed": len(todo), "resumed": total - len(todo), "valid_px": valid_px}
+    return {
+        "computed": len(todo),
+        "resumed": total - len(todo),
+        "valid_px": valid_px,
+        "cluster_start_s": cluster_start_s,
+    }
 
 
 def vectorize_strips(plan: Plan, vrt: Path, params: VectorizeParams) -> list[dict[str, Any]]:
