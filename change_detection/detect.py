@@ -190,7 +190,30 @@ def resolve_pair(pair: AlignedPair | str | Path) -> AlignedPair:
                 f"the {epoch} image {source} named by {where} does not exist: restore it at that "
                 "path or prepare the pair again from the images' new location"
             )
+        try:
+            with rasterio.Env(**GDAL_ENV), rasterio.open(source) as src:
+                spec_epoch = getattr(spec, epoch)
+                if src.crs is None or max(spec_epoch.bands) > src.count:
+                    raise RasterioError("no CRS or fewer bands than when the pair was prepared")
+        except RasterioError as exc:
+            raise PairInputError(
+                f"the {epoch} image {source} named by {where} cannot be read ({exc}): restore an "
+                "intact copy (check it with `weijian scene info`) and run again"
+            ) from None
     return spec
+
+
+def _read_tiles(reader: PairReader, tasks: Sequence[TileTask]) -> list[Tile]:
+    """Read ``tasks``' windows; a damaged source becomes one clear :class:`PairInputError`."""
+    try:
+        return [reader.read(t.window) for t in tasks]
+    except RasterioError as exc:
+        w, pair = tasks[0].window, tasks[0].pair
+        raise PairInputError(
+            f"reading {pair.before.source} / {pair.after.source} at grid row {int(w.row_off)}, "
+            f"column {int(w.col_off)} failed ({exc}): one of them is damaged; restore an intact "
+            "copy and run again (finished tiles are kept)"
+        ) from None
 
 
 def weights_checksum(model: ChangeModel) -> str:
@@ -343,7 +366,7 @@ def run_batch(
     open :class:`PairReader` and one ONNX session per process.
     """
     reader = _worker_reader(tasks[0].pair)
-    tiles = [reader.read(t.window) for t in tasks]
+    tiles = _read_tiles(reader, tasks)
     model = _worker_model(payload, spec)
     with torch.inference_mode():
         return list(
@@ -604,7 +627,7 @@ class _Runner:
         with ThreadPoolExecutor(1) as pool:
 
             def read(batch: list[TileTask]) -> list[Tile]:
-                return [reader.read(t.window) for t in batch]
+                return _read_tiles(reader, batch)
 
             future = pool.submit(read, batches[0]) if batches else None
             for i, batch in enumerate(batches):

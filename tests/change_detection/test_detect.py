@@ -213,6 +213,18 @@ def test_missing_source_image(roof: tuple[Path, tuple[float, ...], str], tmp_pat
         detect_pair(tmp_path / "p", dd.diff_model(), tmp_path / "o", progress=False)
 
 
+def test_corrupt_source_image(roof: tuple[Path, tuple[float, ...], str], tmp_path: Path) -> None:
+    spec = json.loads((roof[0] / "pair.json").read_text())
+    broken = tmp_path / "broken_20240601.tif"
+    data = Path(spec["after"]["source"]).read_bytes()
+    broken.write_bytes(data[: len(data) // 2])  # a copy cut short: tiles missing
+    spec["after"]["source"] = str(broken)
+    (tmp_path / "p").mkdir()
+    (tmp_path / "p" / "pair.json").write_text(json.dumps(spec))
+    with pytest.raises(PairInputError, match=r"broken_20240601\.tif"):
+        detect_pair(tmp_path / "p", dd.diff_model(), tmp_path / "o", progress=False)
+
+
 def test_weights_for_another_number_of_bands(tmp_path: Path) -> None:
     ground = data_gen.write_raster(
         tmp_path / "g_20230601.tif",
