@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import date, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -24,10 +23,12 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
 from sqlalchemy import Engine
 from starlette.middleware.sessions import SessionMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gis_db import stats, workflow
 from gis_db.domain import CaseState, DetectionState, Disposal, MatchClass
 from gis_db.errors import GisDbError, InvalidInputError
+from gis_db.schema import working_srid
 from gis_db.workflow import CaseAction, DetectionAction, transaction
 from web_map import accounts, evidence, geo, labels, maps, queries, tiles
 from web_map.accounts import User
@@ -63,6 +64,32 @@ class CaseActionBody(BaseModel):
     disposal: str | None = None
     evidence_file_ids: list[int] = Field(default_factory=list)
     evidence_refs: list[str] = Field(default_factory=list)
+
+
+class SecurityHeaders:
+    """ASGI middleware adding nosniff, frame denial and a same-origin referrer policy."""
+
+    HEADERS = (
+        (b"x-content-type-options", b"nosniff"),
+        (b"x-frame-options", b"DENY"),
+        (b"referrer-policy", b"same-origin"),
+    )
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the request on; add the headers to the response start."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + list(self.HEADERS)
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
 
 
 def _json_default(value: Any) -> Any:
@@ -148,6 +175,14 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
     evidence_dir = Path(config.evidence_dir)
     app.state.engine = engine
     app.state.config = config
+    cached_srid: list[int] = []
+
+    def srid() -> int:
+        """The working SRID, read once (it never changes for a database)."""
+        if not cached_srid:
+            with engine.connect() as conn:
+                cached_srid.append(working_srid(conn))
+        return cached_srid[0]
 
     # ---- who is asking --------------------------------------------------------------------
 
@@ -463,11 +498,11 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
         bbox: str | None = None,
         match_class: Annotated[list[str] | None, Query(alias="class")] = None,
         state: Annotated[list[str] | None, Query()] = None,
-        limit: int = Query(5000, ge=1),
+        limit: int | None = Query(None, ge=1),
     ) -> Response:
         box = geo.parse_bbox(bbox)
         with transaction(engine) as conn:
-            queries.run(conn, run_id)
+            queries.check_run(conn, run_id)
             return _geojson(
                 geo.detections_geojson(
                     conn,
@@ -476,7 +511,8 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
                     street_town=user.street_town,
                     match_classes=match_class,
                     states=state,
-                    limit=min(limit, config.max_features),
+                    limit=min(limit or config.max_features, config.max_features),
+                    srid=srid(),
                 )
             )
 
@@ -541,7 +577,7 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
         user: UserDep,
         bbox: str | None = None,
         state: Annotated[list[str] | None, Query()] = None,
-        limit: int = Query(5000, ge=1),
+        limit: int | None = Query(None, ge=1),
     ) -> Response:
         box = geo.parse_bbox(bbox)
         with transaction(engine) as conn:
@@ -551,7 +587,8 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
                     bbox=box,
                     street_town=user.street_town,
                     states=state,
-                    limit=min(limit, config.max_features),
+                    limit=min(limit or config.max_features, config.max_features),
+                    srid=srid(),
                 )
             )
 
@@ -708,14 +745,6 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             headers={"Cache-Control": "private, max-age=3600"},
         )
 
-    @app.middleware("http")
-    async def security_headers(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        response = await call_next(request)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        return response
+    app.add_middleware(SecurityHeaders)
 
     return app

@@ -85,10 +85,19 @@ def detections_geojson(
     match_classes: Sequence[str] | None = None,
     states: Sequence[str] | None = None,
     limit: int = 20000,
+    srid: int | None = None,
+    detail: bool = False,
 ) -> str:
-    """The run's detections in ``bbox`` as GeoJSON text (EPSG:4326), highest score first."""
+    """The run's detections in ``bbox`` as GeoJSON text (EPSG:4326), highest score first.
+
+    Properties are what the map styles by (match class, review state, score, version, 街镇);
+    the rest comes from ``/api/detections/{id}`` when a popup opens, to keep views with
+    thousands of detections light. ``detail``: also number, area (m²), change kind and case.
+
+    ``srid``: the working SRID when the caller knows it (saves a query).
+    """
     params: dict[str, Any] = {"run": run_id}
-    where = ["d.run_id = :run", _bbox_clause("d", bbox, params, working_srid(conn))]
+    where = ["d.run_id = :run", _bbox_clause("d", bbox, params, srid or working_srid(conn))]
     if street_town is not None:
         where.append("d.street_town_code = :st")
         params["st"] = street_town
@@ -99,10 +108,16 @@ def detections_geojson(
         where.append("d.state = ANY(:states)")
         params["states"] = list(states)
     sql = (
-        "SELECT d.id, d.geom, json_build_object('seq', d.seq, 'score', round(d.score::numeric, 3), "
-        "'area_m2', round(d.area_m2::numeric, 1), 'match_class', d.match_class, "
-        "'state', d.state, 'version', d.version, 'change_kind', d.change_kind, "
-        "'street_town', d.street_town_code, 'case_id', d.matched_case_id) AS props "
+        "SELECT d.id, d.geom, json_build_object('score', round(d.score::numeric, 3), "
+        "'match_class', d.match_class, 'state', d.state, 'version', d.version, "
+        "'street_town', d.street_town_code"
+        + (
+            ", 'seq', d.seq, 'area_m2', round(d.area_m2::numeric, 1), "
+            "'change_kind', d.change_kind, 'case_id', d.matched_case_id"
+            if detail
+            else ""
+        )
+        + ") AS props "
         "FROM detection d WHERE " + " AND ".join(where) + " ORDER BY d.score DESC NULLS LAST, d.id"
     )
     return _collection(conn, sql, params, limit)
@@ -115,10 +130,11 @@ def cases_geojson(
     street_town: str | None = None,
     states: Sequence[str] | None = None,
     limit: int = 20000,
+    srid: int | None = None,
 ) -> str:
-    """Inventory cases in ``bbox`` as GeoJSON text (EPSG:4326)."""
+    """Inventory cases in ``bbox`` as GeoJSON text (EPSG:4326); ``srid`` as above."""
     params: dict[str, Any] = {}
-    where = [_bbox_clause("c", bbox, params, working_srid(conn))]
+    where = [_bbox_clause("c", bbox, params, srid or working_srid(conn))]
     if street_town is not None:
         where.append("c.street_town_code = :st")
         params["st"] = street_town

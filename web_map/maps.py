@@ -241,7 +241,9 @@ def export_map(
 
                 raise NotFoundError(f"no 街镇 with code or name {street_town!r}")
         footprint_bbox = (run["w"], run["s"], run["e"], run["n"])
-        det = json.loads(geo.detections_geojson(conn, run_id, street_town=code, limit=max_features))
+        det = json.loads(
+            geo.detections_geojson(conn, run_id, street_town=code, limit=max_features, detail=True)
+        )
         n_det = _count(
             conn,
             "SELECT count(*) FROM detection WHERE run_id = :r "

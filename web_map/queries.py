@@ -61,6 +61,13 @@ def run(conn: Connection, run_id: int) -> dict[str, Any]:
     return dict(row)
 
 
+def check_run(conn: Connection, run_id: int) -> None:
+    """NotFoundError unless run ``run_id`` exists (one cheap query)."""
+    found = conn.execute(text("SELECT 1 FROM detection_run WHERE id = :r"), {"r": run_id}).first()
+    if found is None:
+        raise NotFoundError(f"detection run {run_id} does not exist")
+
+
 def _scope_detection(street_town: str | None) -> str:
     return "(CAST(:st AS text) IS NULL OR d.street_town_code = :st)"
 

@@ -155,6 +155,9 @@ def test_review_to_write_off_in_the_browser(
     page.press("#search", "Enter")
     page.wait_for_selector("#search-results li")
     assert "BS-W-1" in page.locator("#search-results").inner_text()
+    page.wait_for_function("document.body.getAttribute('data-loaded') !== '1'")
+    page.wait_for_load_state("networkidle")
+    shot(page, "04b-map-search-zoomed")
     page.goto(f"{server}/runs/{district.run_id}/map?view=dual")
     page.wait_for_function("document.body.getAttribute('data-loaded') !== null", timeout=15000)
     assert page.locator(".folium-map").count() == 2

@@ -46,17 +46,21 @@
       var col = C.case_state[f.properties.state] || "#666";
       return { color: col, weight: 1.5, fillColor: col, fillOpacity: 0.25 };
     }
-    function detPopup(f) {
-      var p = f.properties, box = el("div");
-      box.appendChild(el("b", {}, (zh ? "图斑 " : "Detection ") + p.seq));
-      box.appendChild(popupTable([
-        [zh ? "比对结果" : "Match", L_.match_class[p.match_class] || p.match_class],
-        [zh ? "核查状态" : "Review", L_.detection_state[p.state] || p.state],
-        [zh ? "置信度" : "Score", p.score], [zh ? "面积(m²)" : "Area (m²)", p.area_m2],
-        [zh ? "街镇" : "街镇", p.street_town],
-      ]));
-      var a = el("a", { href: "/runs/" + cfg.runId + "/review#" + f.id }, zh ? "在核查队列中打开" : "Open in the review queue");
-      box.appendChild(a);
+    function detPopup(f, layer) {
+      var box = el("div", {}, zh ? "读取中…" : "loading…");
+      getJSON("/api/detections/" + f.id).then(function (d) {
+        box.textContent = "";
+        box.appendChild(el("b", {}, (zh ? "图斑 " : "Detection ") + d.seq));
+        box.appendChild(popupTable([
+          [zh ? "比对结果" : "Match", L_.match_class[d.match_class] || d.match_class],
+          [zh ? "核查状态" : "Review", L_.detection_state[d.state] || d.state],
+          [zh ? "置信度" : "Score", d.score], [zh ? "面积(m²)" : "Area (m²)", Number(d.area_m2).toFixed(1)],
+          [zh ? "街镇" : "街镇", d.street_town_code],
+          [zh ? "关联案件" : "Case", d.matched_case_number, d.matched_case_id ? "/cases/" + d.matched_case_id : null],
+        ]));
+        box.appendChild(el("a", { href: "/runs/" + cfg.runId + "/review#" + f.id }, zh ? "在核查队列中打开" : "Open in the review queue"));
+        layer.getPopup() && layer.getPopup().update();
+      });
       return box;
     }
     function casePopup(f) {
@@ -71,8 +75,9 @@
 
     var perMap = maps.map(function (map) {
       var renderer = L.canvas({ padding: 0.2 });
-      var det = L.geoJSON(null, { style: detStyle, renderer: renderer, onEachFeature: function (f, layer) { layer.bindPopup(function () { return detPopup(f); }); } });
-      var cases = L.geoJSON(null, { style: caseStyle, renderer: renderer, onEachFeature: function (f, layer) { layer.bindPopup(function () { return casePopup(f); }); } });
+      var det = L.geoJSON(null, { style: detStyle, renderer: renderer, onEachFeature: function (f, layer) { f._layer = layer; layer.bindPopup(function () { return detPopup(f, layer); }); } });
+      var cases = L.geoJSON(null, { style: caseStyle, renderer: renderer, onEachFeature: function (f, layer) { f._layer = layer; layer.bindPopup(function () { return casePopup(f); }); } });
+      det._wj = {}; cases._wj = {};
       var units = L.geoJSON(null, {
         style: function (f) { return { color: "#333", weight: 2, fill: true, fillOpacity: 0.08, fillColor: C.warning[f.properties.warning] || "#999", interactive: false }; },
       });
@@ -91,6 +96,20 @@
       return { map: map, det: det, cases: cases, units: units };
     });
 
+    // Replace a layer's features by a new answer, keeping those that did not change (a pan
+    // re-draws only what came into view).
+    function update(group, fc) {
+      var keep = {}, known = group._wj;
+      fc.features.forEach(function (f) {
+        var key = f.id + ":" + f.properties.version + ":" + f.properties.state;
+        keep[key] = true;
+        if (!known[key]) { group.addData(f); known[key] = f._layer; }
+      });
+      Object.keys(known).forEach(function (key) {
+        if (!keep[key]) { group.removeLayer(known[key]); delete known[key]; }
+      });
+    }
+
     function bboxOf(map) {
       var b = map.getBounds();
       return [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map(function (v) { return v.toFixed(6); }).join(",");
@@ -103,10 +122,7 @@
         getJSON("/api/cases?bbox=" + bbox),
       ]).then(function (res) {
         if (mine !== seq) return;
-        perMap.forEach(function (m) {
-          m.det.clearLayers(); m.det.addData(res[0]);
-          m.cases.clearLayers(); m.cases.addData(res[1]);
-        });
+        perMap.forEach(function (m) { update(m.det, res[0]); update(m.cases, res[1]); });
         status.detections = res[0].features.length; status.cases = res[1].features.length;
         status.truncated = res[0].truncated || res[1].truncated;
         requestAnimationFrame(function () {
