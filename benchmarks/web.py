@@ -246,7 +246,7 @@ def map_draw(base: str, run_id: int) -> None:
         page.fill("input[name=password]", PASSWORD)
         page.click("button[type=submit]")
         page.wait_for_url(f"{base}/")
-        times, pans, counts = [], [], []
+        times, pans, counts, fetch_ms, draw_ms = [], [], [], [], []
         for _ in range(5):
             t = time.perf_counter()
             page.goto(f"{base}/runs/{run_id}/map")
@@ -255,6 +255,8 @@ def map_draw(base: str, run_id: int) -> None:
             )
             times.append((time.perf_counter() - t) * 1000)
             counts.append(page.evaluate("window.WJ_STATUS.detections"))
+            fetch_ms.append(page.evaluate("window.WJ_STATUS.fetchMs"))
+            draw_ms.append(page.evaluate("window.WJ_STATUS.drawMs"))
             done = page.evaluate("document.body.getAttribute('data-loaded')")
             t = time.perf_counter()
             page.evaluate(
@@ -271,6 +273,10 @@ def map_draw(base: str, run_id: int) -> None:
         f"  map page with {counts[0]:,} detections in view: navigation to drawn "
         f"median {statistics.median(times):6.0f} ms (max {max(times):.0f}); "
         f"pan (150 ms debounce + fetch + redraw) median {statistics.median(pans):6.0f} ms"
+    )
+    print(
+        f"    of which, at load: fetching both layers median {statistics.median(fetch_ms):.0f} ms, "
+        f"building and drawing them median {statistics.median(draw_ms):.0f} ms"
     )
 
 

@@ -700,12 +700,24 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
         return _json(ref, 201)
 
     @app.get("/api/units")
-    def api_units(user: UserDep) -> Response:
+    def api_units(user: UserDep, level: str = "street_town", bbox: str | None = None) -> Response:
+        if level not in ("street_town", "village"):
+            raise InvalidInputError("level must be street_town or village")
+        box = geo.parse_bbox(bbox)
         today = stats.office_today()
-        frame = stats.unit_stats(engine, today.replace(day=1), today)
+        frame = stats.unit_stats(engine, today.replace(day=1), today, by=level)  # type: ignore[arg-type]
         warnings = dict(zip(frame["unit_code"], frame["warning"], strict=True))
         with transaction(engine) as conn:
-            return _geojson(geo.units_geojson(conn, warnings, street_town=user.street_town))
+            return _geojson(
+                geo.units_geojson(
+                    conn,
+                    warnings,
+                    street_town=user.street_town,
+                    level=level,  # type: ignore[arg-type]
+                    bbox=box,
+                    srid=srid(),
+                )
+            )
 
     @app.get("/api/search")
     def api_search(user: UserDep, q: str = Query("", max_length=200)) -> Response:

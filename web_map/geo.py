@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy import Connection, text
 
@@ -151,19 +151,36 @@ def cases_geojson(
 
 
 def units_geojson(
-    conn: Connection, warnings: dict[str, str] | None = None, street_town: str | None = None
+    conn: Connection,
+    warnings: dict[str, str] | None = None,
+    street_town: str | None = None,
+    *,
+    level: Literal["street_town", "village"] = "street_town",
+    bbox: BBox | None = None,
+    srid: int | None = None,
 ) -> str:
-    """The 街镇 boundaries (simplified to 5 m) with their colour warning, as GeoJSON text."""
+    """The 街镇 (or 居村) boundaries, simplified to 5 m, with their colour warning (GeoJSON).
+
+    ``street_town``: only that 街镇 (or its 居村); ``bbox``: only units meeting it.
+    """
     params: dict[str, Any] = {"warn": _json(warnings or {})}
-    where = "true"
+    table, town_col = (
+        ("street_town", "s.code")
+        if level == "street_town"
+        else (
+            "village",
+            "s.street_town_code",
+        )
+    )
+    where = [_bbox_clause("s", bbox, params, srid or working_srid(conn)) if bbox else "true"]
     if street_town is not None:
-        where = "s.code = :st"
+        where.append(f"{town_col} = :st")
         params["st"] = street_town
     sql = (
         "SELECT s.code AS id, ST_SimplifyPreserveTopology(s.geom, 5) AS geom, "
         "json_build_object('code', s.code, 'name', s.name, "
         "'warning', CAST(:warn AS jsonb) ->> s.code) AS props "
-        f"FROM street_town s WHERE {where} ORDER BY s.code"
+        f"FROM {table} s WHERE {' AND '.join(where)} ORDER BY s.code"
     )
     return _collection(conn, sql, params, 10000)
 

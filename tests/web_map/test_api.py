@@ -423,3 +423,20 @@ def test_disabled_account_loses_its_session(
     assert app_client.get("/api/runs").status_code == 200
     accounts.set_disabled(district.engine, user)
     assert app_client.get("/api/runs").status_code == 401
+
+
+def test_unit_layers_with_colour_warnings(app_client: TestClient, district: District) -> None:
+    from tests.gis_db import runs_factory as rf
+
+    rf.add_village(district.engine, "ST01001", "一村", "ST01", rf.rect(-1000, -1000, 500, 500))
+    rf.add_village(district.engine, "ST02001", "二村", "ST02", rf.rect(500, 500, 500, 500))
+    login(app_client, "reviewer")
+    towns = app_client.get("/api/units").json()
+    assert {f["properties"]["code"] for f in towns["features"]} == {"ST01", "ST02"}
+    assert {f["properties"]["warning"] for f in towns["features"]} <= {"green", "yellow", "red"}
+    villages = app_client.get(f"/api/units?level=village&bbox={WHOLE}").json()
+    assert {f["properties"]["code"] for f in villages["features"]} == {"ST01001", "ST02001"}
+    assert app_client.get("/api/units?level=district").status_code == 400
+    login(app_client, "east")
+    villages = app_client.get(f"/api/units?level=village&bbox={WHOLE}").json()
+    assert {f["properties"]["code"] for f in villages["features"]} == {"ST02001"}

@@ -81,9 +81,13 @@
       var units = L.geoJSON(null, {
         style: function (f) { return { color: "#333", weight: 2, fill: true, fillOpacity: 0.08, fillColor: C.warning[f.properties.warning] || "#999", interactive: false }; },
       });
+      var villages = L.geoJSON(null, {
+        style: function (f) { return { color: "#555", weight: 1, dashArray: "3 3", fill: true, fillOpacity: 0.06, fillColor: C.warning[f.properties.warning] || "#999", interactive: false }; },
+      });
       units.addTo(map); cases.addTo(map); det.addTo(map);
       var base = {}, over = {};
       over[zh ? "街镇 (颜色预警)" : "街镇 (colour warning)"] = units;
+      over[zh ? "居村 (颜色预警, 放大后显示)" : "居村 (colour warning, when zoomed in)"] = villages;
       over[zh ? "违建点位" : "Inventory cases"] = cases;
       over[zh ? "变化图斑" : "Detections"] = det;
       map.eachLayer(function (layer) {
@@ -93,7 +97,7 @@
         }
       });
       L.control.layers(base, over, { collapsed: false, position: "topright" }).addTo(map);
-      return { map: map, det: det, cases: cases, units: units };
+      return { map: map, det: det, cases: cases, units: units, villages: villages };
     });
 
     // Replace a layer's features by a new answer, keeping those that did not change (a pan
@@ -122,11 +126,13 @@
         getJSON("/api/cases?bbox=" + bbox),
       ]).then(function (res) {
         if (mine !== seq) return;
+        var t1 = performance.now();
         perMap.forEach(function (m) { update(m.det, res[0]); update(m.cases, res[1]); });
         status.detections = res[0].features.length; status.cases = res[1].features.length;
         status.truncated = res[0].truncated || res[1].truncated;
         requestAnimationFrame(function () {
-          status.ms = performance.now() - t0; status.done = mine;
+          var t2 = performance.now();
+          status.ms = t2 - t0; status.fetchMs = t1 - t0; status.drawMs = t2 - t1; status.done = mine;
           statusBox.textContent = (zh ? "图斑 " : "detections ") + status.detections + " · " + (zh ? "点位 " : "cases ") + status.cases +
             (status.truncated ? (zh ? " (过多, 已截断: 请放大)" : " (capped: zoom in)") : "");
           document.body.setAttribute("data-loaded", String(mine));
@@ -134,6 +140,15 @@
       }).catch(function (e) { statusBox.textContent = String(e); });
     }
     maps[0].on("moveend", debounce(refresh, 150));
+    function refreshVillages() {
+      var on = perMap.some(function (m) { return m.map.hasLayer(m.villages); });
+      if (!on || maps[0].getZoom() < 13) { perMap.forEach(function (m) { m.villages.clearLayers(); }); return; }
+      getJSON("/api/units?level=village&bbox=" + bboxOf(maps[0])).then(function (gj) {
+        perMap.forEach(function (m) { m.villages.clearLayers(); m.villages.addData(gj); m.villages.bringToBack(); });
+      });
+    }
+    maps[0].on("moveend", debounce(refreshVillages, 300));
+    perMap.forEach(function (m) { m.map.on("overlayadd", function (e) { if (e.layer === m.villages) refreshVillages(); }); });
     getJSON("/api/units").then(function (gj) { perMap.forEach(function (m) { m.units.addData(gj); m.units.bringToBack(); }); });
 
     // legend with a colour-by switch
