@@ -287,6 +287,7 @@ def main() -> None:
     ap.add_argument("--dense", type=int, default=10_000)
     ap.add_argument("--clients", type=int, default=20)
     ap.add_argument("--requests", type=int, default=2000)
+    ap.add_argument("--map-only", action="store_true", help="skip the API load test")
     args = ap.parse_args()
     Path("test-artifacts").mkdir(exist_ok=True)
     print(f"web benchmark: {args.cases:,} cases, {args.detections:,} detections")
@@ -309,11 +310,12 @@ def main() -> None:
                     break
                 except httpx.HTTPError:
                     time.sleep(0.2)
-            print("bounding-box API (views of 2.6 x 1.6 km, loopback):")
-            asyncio.run(load_test(base, big, "bench", args.clients, args.requests, proc.pid))
-            asyncio.run(
-                load_test(base, big, "bench-st", args.clients, args.requests // 2, proc.pid)
-            )
+            if not args.map_only:
+                print("bounding-box API (views of 2.6 x 1.6 km, loopback):")
+                asyncio.run(load_test(base, big, "bench", args.clients, args.requests, proc.pid))
+                asyncio.run(
+                    load_test(base, big, "bench-st", args.clients, args.requests // 2, proc.pid)
+                )
             print("map drawing in Chromium (1280 x 800):")
             map_draw(base, dense)
         finally:

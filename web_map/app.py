@@ -67,7 +67,11 @@ class CaseActionBody(BaseModel):
 
 
 class SecurityHeaders:
-    """ASGI middleware adding nosniff, frame denial and a same-origin referrer policy."""
+    """ASGI middleware adding nosniff, frame denial and a same-origin referrer policy.
+
+    It also refuses (413) a request whose declared body is larger than ``max_body`` bytes
+    before anything reads it, so an oversized upload is never spooled to disk.
+    """
 
     HEADERS = (
         (b"x-content-type-options", b"nosniff"),
@@ -75,13 +79,32 @@ class SecurityHeaders:
         (b"referrer-policy", b"same-origin"),
     )
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, max_body: int = 100 * 1024 * 1024) -> None:
         self.app = app
+        self.max_body = max_body
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on; add the headers to the response start."""
         if scope["type"] != "http":
             await self.app(scope, receive, send)
+            return
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.max_body:
+            body = json.dumps(
+                {
+                    "error": "UploadTooLargeError",
+                    "detail": f"the request has {int(declared) / 1e6:.1f} MB; at most "
+                    f"{self.max_body / 1e6:.1f} MB are accepted: send fewer or smaller photos",
+                }
+            ).encode()
+            await send(
+                {
+                    "type": "http.response.start",
+                    "status": 413,
+                    "headers": [(b"content-type", b"application/json"), *self.HEADERS],
+                }
+            )
+            await send({"type": "http.response.body", "body": body})
             return
 
         async def send_with_headers(message: Message) -> None:
@@ -757,6 +780,7 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             headers={"Cache-Control": "private, max-age=3600"},
         )
 
-    app.add_middleware(SecurityHeaders)
+    # a request may carry a few photos at the size limit, plus the form fields
+    app.add_middleware(SecurityHeaders, max_body=5 * config.max_upload_bytes + (1 << 20))
 
     return app

@@ -238,6 +238,12 @@ def test_write_off_loop_with_photos_and_second_person(
         files={"file": ("big.jpg", b"\xff\xd8\xff" + b"0" * (11 << 20), "image/jpeg")},
     )
     assert big.status_code == 413
+    huge = app_client.post(
+        f"/api/cases/{case}/evidence",
+        headers={"X-CSRF-Token": token},
+        files={"file": ("huge.jpg", b"\xff\xd8\xff" + b"0" * (60 << 20), "image/jpeg")},
+    )
+    assert huge.status_code == 413 and "fewer or smaller" in huge.json()["detail"]
     fake = app_client.post(
         f"/api/cases/{case}/evidence",
         headers={"X-CSRF-Token": token},
