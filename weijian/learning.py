@@ -31,6 +31,16 @@ MAX_CHIP_PX = 512
 MARGIN_M = 16.0
 #: a chip is skipped when less than this share of it has imagery in both scenes
 MIN_VALID = 0.9
+#: fine-tuning settings (few gentle steps from the parent; a fifth of the chips, by chip,
+#: choose the epoch and the threshold); the simulated review loop uses the same
+FINE_TUNE: dict[str, Any] = {
+    "epochs": 8,
+    "samples_per_epoch": 128,
+    "batch_size": 16,
+    "lr": 5e-4,
+    "patience": 8,
+    "val_fraction": 0.2,
+}
 
 
 class ReviewTrainingError(WeijianError, ValueError):
@@ -202,9 +212,9 @@ def fine_tune_from_reviews(
     engine: Engine,
     out: Path,
     run_ids: Sequence[int] | None = None,
-    epochs: int = 8,
-    samples_per_epoch: int = 128,
-    lr: float = 5e-4,
+    epochs: int = FINE_TUNE["epochs"],
+    samples_per_epoch: int = FINE_TUNE["samples_per_epoch"],
+    lr: float = FINE_TUNE["lr"],
     seed: int = 0,
     device: str = "cpu",
     threads: int | None = None,
@@ -240,11 +250,11 @@ def fine_tune_from_reviews(
         epochs=epochs,
         samples_per_epoch=samples_per_epoch,
         crop=CHIP_PX,
-        batch_size=min(16, samples_per_epoch),
+        batch_size=min(FINE_TUNE["batch_size"], samples_per_epoch),
         lr=lr,
         patience=epochs,
         seed=seed,
-        val_fraction=0.2,
+        val_fraction=FINE_TUNE["val_fraction"],
         gsd_m=parent_model.gsd_m,
         min_area_m2=settings.detection.min_area_m2,
         device=device,
