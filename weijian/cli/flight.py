@@ -40,6 +40,7 @@ def flight_config(
 ) -> Any:
     """A FlightConfig from the settings in force (command-line values win)."""
     from weijian.flight import FlightConfig
+    from weijian.learning import model_registry
     from weijian.settings import get_settings
 
     s = get_settings()
@@ -51,7 +52,8 @@ def flight_config(
         max_shift_m=s.ingest.max_shift_m,
         histogram_match=s.ingest.histogram_match,
         network=s.detection.network,
-        weights=s.detection.weights,
+        # detection.weights, else the registry's current model, else the shipped weights
+        weights=s.detection.weights or model_registry(s).current_path(),
         device=s.detection.device,
         threshold=s.detection.threshold,
         min_area_m2=s.detection.min_area_m2,
