@@ -21,10 +21,10 @@ from pyproj import CRS, Transformer
 from sqlalchemy import Connection, Engine, text
 
 from gis_db.domain import ChangeKind, DetectionState, MatchClass
+from gis_db.engine import transaction
 from gis_db.errors import InvalidInputError
 from gis_db.runs import get_run
-from gis_db.schema import stored_crs
-from gis_db.workflow import transaction
+from gis_db.schema import require_working_crs
 
 #: The classes a 街镇 is sent to verify by default.
 DISPATCH_CLASSES: tuple[MatchClass, ...] = (MatchClass.NEW_SUSPECT, MatchClass.REBOUND)
@@ -120,7 +120,7 @@ def write_dispatch_packages(
                 f"run {run_id} is {run['status']}, not matched: run 'weijian runs match {run_id}' "
                 "before dispatching"
             )
-        working = CRS.from_user_input(stored_crs(conn)[0])  # type: ignore[index]
+        working = CRS.from_user_input(require_working_crs(conn)[0])
         frame = _suspects(conn, run_id, wanted)
     frame = frame.set_crs(working, allow_override=True)
     centroids = frame.geometry.centroid

@@ -8,6 +8,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from typing import Self
+from zoneinfo import ZoneInfo
+
+#: Time zone of the office's calendar: re-inspection due dates, case numbers, statistics days
+#: (the IANA name, as PostgreSQL's ``AT TIME ZONE`` takes it).
+OFFICE_TZ = "Asia/Shanghai"
+#: The same zone for Python date-times; naive date-times are taken as Shanghai local time.
+#: (ingest.scene keeps its own UTC+8 constant: ingest imports no later stage.)
+SHANGHAI = ZoneInfo(OFFICE_TZ)
 
 
 class LabelledEnum(StrEnum):

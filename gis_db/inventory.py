@@ -24,9 +24,9 @@ from __future__ import annotations
 import io
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import geopandas as gpd
 import pandas as pd
@@ -37,14 +37,15 @@ from sqlalchemy.exc import IntegrityError
 
 from gis_db.engine import psycopg_connection
 from gis_db.errors import ConflictError, InvalidInputError
-from gis_db.schema import stored_crs
+from gis_db.schema import require_working_crs
+
+if TYPE_CHECKING:
+    # The one progress callback type of every stage: (step name, rows done, rows in total).
+    from ingest.align import Progress
 
 log = logging.getLogger(__name__)
 
 UnitLevel = Literal["street_town", "village"]
-
-#: Progress callback: (step name, rows done, rows in total).
-Progress = Callable[[str, int, int], None]
 
 #: Case attributes a file may carry, with the default that a blank value gets (SQL literal).
 CASE_FIELDS: dict[str, str | None] = {
@@ -123,10 +124,7 @@ class ImportReport:
 
 
 def _srid_and_check_crs(conn: Connection, frame: gpd.GeoDataFrame) -> int:
-    stored = stored_crs(conn)
-    if stored is None:
-        raise InvalidInputError("the database has no weijian schema yet: run 'weijian db upgrade'")
-    working, srid = stored
+    working, srid = require_working_crs(conn)
     if frame.crs is not None and not CRS.from_user_input(frame.crs).equals(
         CRS.from_user_input(working)
     ):
@@ -181,17 +179,19 @@ def _copy_frame(
                 progress("copy", min(start + COPY_CHUNK_ROWS, total), total)
 
 
-def _largest_overlap(table: str, geom: str, alias: str) -> str:
-    """LATERAL join giving the code of the ``table`` unit that ``geom`` overlaps most.
+def largest_overlap_sql(table: str, geom: str, alias: str, area: str | None = None) -> str:
+    """SQL: LATERAL join giving the code of the ``table`` unit that ``geom`` overlaps most.
 
-    A unit that covers the geometry wholly wins without computing an intersection; ties go to
-    the lowest code so that the result is deterministic.
+    The one rule by which a case or a detection belongs to a 街镇 / 居村. A unit that covers the
+    geometry wholly wins without computing an intersection (its overlap is ``area``, default
+    ``ST_Area(geom)``, m²); ties go to the lowest code so that the result is deterministic.
     """
+    area = area or f"ST_Area({geom})"
     return f"""
     LEFT JOIN LATERAL (
         SELECT u.code FROM {table} u
         WHERE u.geom && {geom} AND ST_Intersects(u.geom, {geom})
-        ORDER BY CASE WHEN ST_Covers(u.geom, {geom}) THEN ST_Area({geom})
+        ORDER BY CASE WHEN ST_Covers(u.geom, {geom}) THEN {area}
                       ELSE ST_Area(ST_Intersection(u.geom, {geom})) END DESC, u.code
         LIMIT 1
     ) {alias} ON true"""
@@ -321,8 +321,8 @@ def upsert_cases(
                        v.code AS village_code, g.geom
                 FROM _case_stage s
                 CROSS JOIN LATERAL (SELECT ST_Multi(ST_SetSRID(s.geom, {srid})) AS geom) g
-                {_largest_overlap("street_town", "g.geom", "st")}
-                {_largest_overlap("village", "g.geom", "v")}
+                {largest_overlap_sql("street_town", "g.geom", "st")}
+                {largest_overlap_sql("village", "g.geom", "v")}
             """)
             )
             conn.execute(text("CREATE UNIQUE INDEX ON _case_new (case_number)"))
@@ -473,7 +473,7 @@ def upsert_units(
                         OR t.name = s.street_town_code ORDER BY t.code = s.street_town_code DESC
                         LIMIT 1),
                     CASE WHEN s.street_town_code IS NULL THEN st.code END)"""
-                overlap = _largest_overlap("street_town", "g.geom", "st")
+                overlap = largest_overlap_sql("street_town", "g.geom", "st")
             else:
                 parent, overlap = f"s.{extra}", ""
             conn.execute(
@@ -559,8 +559,8 @@ def reassign_cases(conn: Connection, *, actor: str, comment: str) -> int:
                    st.code AS street_town_code, v.code AS village_code
             FROM inventory_case c
             CROSS JOIN LATERAL (SELECT c.geom) g(geom)
-            {_largest_overlap("street_town", "g.geom", "st")}
-            {_largest_overlap("village", "g.geom", "v")}
+            {largest_overlap_sql("street_town", "g.geom", "st")}
+            {largest_overlap_sql("village", "g.geom", "v")}
         ), upd AS (
             UPDATE inventory_case c
             SET street_town_code = calc.street_town_code, village_code = calc.village_code,

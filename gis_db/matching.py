@@ -30,12 +30,12 @@ from dataclasses import dataclass, field
 
 from sqlalchemy import Connection, Engine, text
 
-from gis_db.domain import MatchClass, Role
+from gis_db.domain import OFFICE_TZ, MatchClass, Role
 from gis_db.errors import InvalidInputError, NotFoundError
+from gis_db.inventory import largest_overlap_sql
 from gis_db.workflow import (
     ACTIVE_CASE_STATES,
     CLOSED_CASE_STATES,
-    OFFICE_TZ,
     CaseAction,
     transaction,
     transition_cases,
@@ -56,7 +56,7 @@ class MatchSummary:
 
 
 # The one matching statement. :run, :tol (m), :thr (0-1), :on (date), :active, :closed.
-MATCH_SQL = """
+MATCH_SQL = f"""
 WITH d AS MATERIALIZED (
     SELECT id, geom, area_m2, change_kind, b.bg, ST_Area(b.bg) AS bg_area
     FROM detection,
@@ -97,18 +97,8 @@ UPDATE detection t SET
     updated_at = now()
 FROM d
 LEFT JOIN best b ON b.det_id = d.id
-LEFT JOIN LATERAL (
-    SELECT s.code FROM street_town s WHERE ST_Intersects(s.geom, d.geom)
-    ORDER BY CASE WHEN ST_Covers(s.geom, d.geom) THEN d.area_m2
-                  ELSE ST_Area(ST_Intersection(s.geom, d.geom)) END DESC, s.code
-    LIMIT 1
-) st ON true
-LEFT JOIN LATERAL (
-    SELECT v.code FROM village v WHERE ST_Intersects(v.geom, d.geom)
-    ORDER BY CASE WHEN ST_Covers(v.geom, d.geom) THEN d.area_m2
-                  ELSE ST_Area(ST_Intersection(v.geom, d.geom)) END DESC, v.code
-    LIMIT 1
-) vi ON true
+{largest_overlap_sql("street_town", "d.geom", "st", area="d.area_m2")}
+{largest_overlap_sql("village", "d.geom", "vi", area="d.area_m2")}
 WHERE t.id = d.id
 """
 

@@ -18,7 +18,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -28,18 +28,14 @@ from pyproj import CRS
 from shapely.geometry.base import BaseGeometry
 from sqlalchemy import Connection, Engine, text
 
-from gis_db.domain import ChangeKind, ScenePlatform
-from gis_db.engine import psycopg_connection
+from gis_db.domain import SHANGHAI, ChangeKind, ScenePlatform
+from gis_db.engine import psycopg_connection, transaction
 from gis_db.errors import ConflictError, InvalidInputError, NotFoundError
-from gis_db.schema import stored_crs
-from gis_db.workflow import transaction
+from gis_db.schema import require_working_crs
 
 if TYPE_CHECKING:
     import geopandas as gpd
     import pandas as pd
-
-#: Naive date-times are taken as Shanghai local time (drone controllers write local time).
-SHANGHAI = timezone(timedelta(hours=8))
 
 
 @dataclass(frozen=True)
@@ -53,10 +49,8 @@ class LoadResult:
 
 
 def _working_crs(conn: Connection) -> tuple[CRS, int]:
-    stored = stored_crs(conn)
-    if stored is None:
-        raise InvalidInputError("the database has no weijian schema yet: run 'weijian db upgrade'")
-    return CRS.from_user_input(stored[0]), stored[1]
+    working, srid = require_working_crs(conn)
+    return CRS.from_user_input(working), srid
 
 
 def _check_crs(conn: Connection, crs: Any, what: str) -> int:

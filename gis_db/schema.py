@@ -17,7 +17,7 @@ from alembic.runtime.migration import MigrationContext
 from pyproj import CRS
 from sqlalchemy import Connection, Engine, text
 
-from gis_db.errors import GisDbError
+from gis_db.errors import GisDbError, InvalidInputError
 
 #: SRIDs from here on are given to working CRSs that have no EPSG code (e.g. 上海2000).
 CUSTOM_SRID_BASE = 910000
@@ -80,12 +80,21 @@ def stored_crs(connection: Connection) -> tuple[str, int] | None:
     return rows["working_crs"], int(rows["srid"])
 
 
-def working_srid(connection: Connection) -> int:
-    """The SRID of every geometry column of this database."""
+#: Why a database without the weijian schema cannot be used, and what to do.
+NO_SCHEMA = "the database has no weijian schema yet: run 'weijian db upgrade'"
+
+
+def require_working_crs(connection: Connection) -> tuple[str, int]:
+    """(working CRS, SRID) of this database; InvalidInputError before its first upgrade."""
     stored = stored_crs(connection)
     if stored is None:
-        raise GisDbError("the database has no weijian schema yet: run 'weijian db upgrade'")
-    return stored[1]
+        raise InvalidInputError(NO_SCHEMA)
+    return stored
+
+
+def working_srid(connection: Connection) -> int:
+    """The SRID of every geometry column of this database."""
+    return require_working_crs(connection)[1]
 
 
 def migration_attributes() -> dict[str, Any]:

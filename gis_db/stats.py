@@ -22,17 +22,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 import pandas as pd
 from sqlalchemy import Connection, Engine, text
 
+from gis_db.domain import OFFICE_TZ, SHANGHAI
+from gis_db.engine import transaction
 from gis_db.errors import InvalidInputError
-from gis_db.workflow import OFFICE_TZ, transaction
 
 Period = Literal["day", "week", "month", "all"]
 UnitLevel = Literal["street_town", "village"]
-_TZ = ZoneInfo(OFFICE_TZ)
+_TZ = SHANGHAI
 
 #: Chinese column headers of the statistics and due-list frames (see :func:`zh_columns`).
 LABELS_ZH: dict[str, str] = {

@@ -26,15 +26,24 @@ transaction, so a batch either happens entirely or not at all).
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-from sqlalchemy import Connection, Engine, text
+from sqlalchemy import Connection, Engine, RowMapping, text
 from sqlalchemy.exc import DBAPIError
 
-from gis_db.domain import CaseState, DetectionState, Disposal, LabelledEnum, MatchClass, Role
+from gis_db.domain import (
+    OFFICE_TZ,
+    CaseState,
+    DetectionState,
+    Disposal,
+    LabelledEnum,
+    MatchClass,
+    Role,
+)
+from gis_db.engine import transaction
 from gis_db.errors import (
     ConflictError,
     IllegalTransitionError,
@@ -42,93 +51,30 @@ from gis_db.errors import (
     NotFoundError,
     PermissionDeniedError,
 )
+from gis_db.rules import (
+    ACTIVE_CASE_STATES,
+    CASE_RULES,
+    CLOSED_CASE_STATES,
+    DEFAULT_REINSPECTION_DAYS,
+    DETECTION_RULES,
+    CaseAction,
+    DetectionAction,
+    Evidence,
+    Rule,
+    TransitionResult,
+    allowed_case_actions,
+    allowed_detection_actions,
+    check_actor,
+    check_rule,
+    evidence_json,
+    parse_label,
+)
 
-#: Default of MatchingSettings.reinspection_days: re-inspection due this many days after 销项.
-DEFAULT_REINSPECTION_DAYS = 30
 #: How long a transition waits for another transaction's row lock before giving up (conflict).
 LOCK_TIMEOUT = "5s"
 #: Advisory lock serialising case creation from detections, so that two confirmations of the
 #: same structure (from two runs) can never create two cases.
 _CASE_CREATION_LOCK = 0x5743_0001
-#: Time zone of the office's calendar (re-inspection due dates, case numbers).
-OFFICE_TZ = "Asia/Shanghai"
-
-ACTIVE_CASE_STATES: tuple[CaseState, ...] = (
-    CaseState.OPEN,
-    CaseState.DISPATCHED,
-    CaseState.VERIFIED,
-    CaseState.DISPOSED,
-    CaseState.WRITE_OFF_REQUESTED,
-    CaseState.REBOUND,
-)
-CLOSED_CASE_STATES: tuple[CaseState, ...] = (CaseState.WRITTEN_OFF, CaseState.REINSPECTED_CLEAN)
-
-
-class CaseAction(LabelledEnum):
-    """案件操作: an action on a case."""
-
-    DISPATCH = ("dispatch", "派单")
-    VERIFY = ("verify", "查实")
-    DISPOSE = ("dispose", "处置")
-    REQUEST_WRITE_OFF = ("request_write_off", "申请销项")
-    WRITE_OFF = ("write_off", "销项")
-    REJECT_WRITE_OFF = ("reject_write_off", "退回销项")
-    REINSPECT_CLEAN = ("reinspect_clean", "复查无反弹")
-    REPORT_REBOUND = ("report_rebound", "反弹回潮")
-
-
-class DetectionAction(LabelledEnum):
-    """图斑核查操作: an action on a detected change."""
-
-    CONFIRM = ("confirm", "确认入库")
-    FALSE_POSITIVE = ("false_positive", "标记误报")
-    BAD_IMAGERY = ("bad_imagery", "影像问题")
-    REOPEN = ("reopen", "重新核查")
-
-
-@dataclass(frozen=True)
-class Rule:
-    """Where an action leads and who may take it."""
-
-    to: str
-    roles: frozenset[Role]
-    needs_evidence: bool = False
-    needs_disposal: bool = False
-    second_person: bool = False
-
-
-_OFFICE = frozenset({Role.OFFICE})
-_FIELD = frozenset({Role.OFFICE, Role.STREET_TOWN})
-_ANYONE = frozenset({Role.OFFICE, Role.STREET_TOWN, Role.SYSTEM})
-
-#: The case machine: (from state, action) -> rule. Nothing else is allowed.
-CASE_RULES: dict[tuple[CaseState, CaseAction], Rule] = {
-    (CaseState.OPEN, CaseAction.DISPATCH): Rule(CaseState.DISPATCHED, _OFFICE),
-    (CaseState.REBOUND, CaseAction.DISPATCH): Rule(CaseState.DISPATCHED, _OFFICE),
-    (CaseState.DISPATCHED, CaseAction.VERIFY): Rule(CaseState.VERIFIED, _FIELD),
-    (CaseState.VERIFIED, CaseAction.DISPOSE): Rule(CaseState.DISPOSED, _FIELD, needs_disposal=True),
-    (CaseState.DISPOSED, CaseAction.REQUEST_WRITE_OFF): Rule(
-        CaseState.WRITE_OFF_REQUESTED, _FIELD, needs_evidence=True
-    ),
-    (CaseState.WRITE_OFF_REQUESTED, CaseAction.WRITE_OFF): Rule(
-        CaseState.WRITTEN_OFF, _OFFICE, second_person=True
-    ),
-    (CaseState.WRITE_OFF_REQUESTED, CaseAction.REJECT_WRITE_OFF): Rule(CaseState.DISPOSED, _OFFICE),
-    (CaseState.WRITTEN_OFF, CaseAction.REINSPECT_CLEAN): Rule(CaseState.REINSPECTED_CLEAN, _FIELD),
-    (CaseState.WRITTEN_OFF, CaseAction.REPORT_REBOUND): Rule(CaseState.REBOUND, _ANYONE),
-    (CaseState.REINSPECTED_CLEAN, CaseAction.REPORT_REBOUND): Rule(CaseState.REBOUND, _ANYONE),
-}
-
-#: The detection machine: (from state, action) -> rule.
-DETECTION_RULES: dict[tuple[DetectionState, DetectionAction], Rule] = {
-    (DetectionState.NEW, DetectionAction.CONFIRM): Rule(DetectionState.CONFIRMED, _FIELD),
-    (DetectionState.NEW, DetectionAction.FALSE_POSITIVE): Rule(
-        DetectionState.FALSE_POSITIVE, _FIELD
-    ),
-    (DetectionState.NEW, DetectionAction.BAD_IMAGERY): Rule(DetectionState.BAD_IMAGERY, _FIELD),
-    (DetectionState.FALSE_POSITIVE, DetectionAction.REOPEN): Rule(DetectionState.NEW, _OFFICE),
-    (DetectionState.BAD_IMAGERY, DetectionAction.REOPEN): Rule(DetectionState.NEW, _OFFICE),
-}
 
 #: Extra column assignments (SQL) made by a case action, beside state and version.
 _CASE_EFFECTS: dict[CaseAction, dict[str, str]] = {
@@ -153,82 +99,6 @@ _CASE_EFFECTS: dict[CaseAction, dict[str, str]] = {
 }
 
 
-@dataclass(frozen=True)
-class TransitionResult:
-    """What one transition did. ``case_id`` is the case a confirmed detection created or joined."""
-
-    id: int
-    action: str
-    from_state: str
-    to_state: str
-    version: int
-    case_id: int | None = None
-    case_created: bool = False
-
-
-Evidence = str | Mapping[str, Any]
-E = TypeVar("E", bound=LabelledEnum)
-
-
-@contextmanager
-def transaction(bind: Engine | Connection) -> Iterator[Connection]:
-    """A connection in a transaction: a new one for an Engine, the caller's for a Connection."""
-    if isinstance(bind, Engine):
-        with bind.begin() as conn:
-            yield conn
-    elif bind.in_transaction():
-        yield bind
-    else:
-        with bind.begin():
-            yield bind
-
-
-def allowed_case_actions(state: CaseState | str) -> list[CaseAction]:
-    """The actions the case machine allows from ``state``."""
-    return [a for (s, a) in CASE_RULES if s == CaseState(state)]
-
-
-def allowed_detection_actions(state: DetectionState | str) -> list[DetectionAction]:
-    """The actions the detection machine allows from ``state``."""
-    return [a for (s, a) in DETECTION_RULES if s == DetectionState(state)]
-
-
-def _evidence_json(evidence: Iterable[Evidence]) -> str:
-    """Evidence references as a JSON array: strings (photo paths, scene ids) become {"ref": s}."""
-    items = [{"ref": e} if isinstance(e, str) else dict(e) for e in evidence]
-    return json.dumps(items, ensure_ascii=False, default=str)
-
-
-def _parse(enum: type[E], value: object, what: str) -> E:
-    try:
-        return enum.parse(str(value))  # type: ignore[return-value]
-    except ValueError as exc:
-        raise InvalidInputError(f"{what}: {exc}") from None
-
-
-def _check_rule(
-    rules: Mapping[tuple[Any, Any], Rule],
-    state: LabelledEnum,
-    action: LabelledEnum,
-    role: Role,
-    subject: str,
-    allowed: list[Any],
-) -> Rule:
-    rule = rules.get((state, action))
-    if rule is None:
-        options = ", ".join(f"{a.zh} ({a.value})" for a in allowed) or "none: the record is final"
-        raise IllegalTransitionError(
-            f"{subject} is {state.zh} ({state.value}): {action.zh} ({action.value}) is not "
-            f"allowed from there. Allowed now: {options}"
-        )
-    if role not in rule.roles:
-        raise PermissionDeniedError(
-            f"role {role.zh} ({role.value}) may not {action.zh} ({action.value}) {subject}; "
-            "allowed roles: " + ", ".join(f"{r.zh} ({r.value})" for r in sorted(rule.roles))
-        )
-    return rule
-
-
 def _conflict(subject: str) -> ConflictError:
     return ConflictError(
         f"someone else changed {subject} at the same time; reload it and try again"
@@ -244,6 +114,66 @@ def _conflicts(subject: str) -> Iterator[None]:
         if getattr(exc.orig, "sqlstate", None) in ("55P03", "40001", "40P01"):
             raise _conflict(subject) from exc
         raise
+
+
+@dataclass(frozen=True)
+class _Machine:
+    """What a transition reads of one machine's rows, and the rules it checks them against."""
+
+    what: str
+    #: SELECT of one row (``:id``) with at least ``state`` and ``version``
+    select: str
+    rules: Mapping[tuple[Any, Any], Rule]
+    state: Callable[[str], LabelledEnum]
+    allowed: Callable[[Any], list[Any]]
+    subject: Callable[[int, RowMapping], str]
+
+
+_CASE = _Machine(
+    "case",
+    "SELECT case_number, state, version, street_town_code, write_off_requested_by "
+    "FROM inventory_case WHERE id = :id",
+    CASE_RULES,
+    CaseState,
+    allowed_case_actions,
+    lambda i, row: f"case {row['case_number']} (id {i})",
+)
+_DETECTION = _Machine(
+    "detection",
+    "SELECT run_id, state, version, match_class, matched_case_id FROM detection WHERE id = :id",
+    DETECTION_RULES,
+    DetectionState,
+    allowed_detection_actions,
+    lambda i, row: f"detection {i} of run {row['run_id']}",
+)
+
+
+def _set_lock_timeout(conn: Connection) -> None:
+    conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+
+
+def _lock_and_check(
+    conn: Connection,
+    machine: _Machine,
+    row_id: int,
+    action: LabelledEnum,
+    role: Role,
+    expected_version: int | None,
+) -> tuple[RowMapping, str, Any, Rule]:
+    """Read one row for a transition and check version, state and role against the rules.
+
+    Returns the row, the subject named in messages, its current state and the rule to apply.
+    """
+    _set_lock_timeout(conn)
+    row = conn.execute(text(machine.select), {"id": row_id}).mappings().first()
+    if row is None:
+        raise NotFoundError(f"{machine.what} {row_id} does not exist")
+    subject = machine.subject(row_id, row)
+    if expected_version is not None and row["version"] != expected_version:
+        raise _conflict(subject)
+    state = machine.state(row["state"])
+    rule = check_rule(machine.rules, state, action, role, subject, machine.allowed(state))
+    return row, subject, state, rule
 
 
 def _append_history(
@@ -281,15 +211,6 @@ def _append_history(
     )
 
 
-def _check_actor(actor: str) -> str:
-    actor = (actor or "").strip()
-    if not actor:
-        raise InvalidInputError(
-            "actor is empty: every step is recorded with the name of who did it"
-        )
-    return actor
-
-
 def transition_case(
     bind: Engine | Connection,
     case_id: int,
@@ -314,30 +235,14 @@ def transition_case(
     Raises NotFoundError, IllegalTransitionError, PermissionDeniedError (wrong role, other
     街镇, or the write-off requester writing off), InvalidInputError, ConflictError.
     """
-    action = _parse(CaseAction, action, "case action")
-    role = _parse(Role, role, "role")
-    actor = _check_actor(actor)
+    action = parse_label(CaseAction, action, "case action")
+    role = parse_label(Role, role, "role")
+    actor = check_actor(actor)
     subject = f"case {case_id}"
     with transaction(bind) as conn, _conflicts(subject):
-        conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        row = (
-            conn.execute(
-                text(
-                    "SELECT case_number, state, version, street_town_code, write_off_requested_by "
-                    "FROM inventory_case WHERE id = :id"
-                ),
-                {"id": case_id},
-            )
-            .mappings()
-            .first()
+        row, subject, state, rule = _lock_and_check(
+            conn, _CASE, case_id, action, role, expected_version
         )
-        if row is None:
-            raise NotFoundError(f"case {case_id} does not exist")
-        subject = f"case {row['case_number']} (id {case_id})"
-        if expected_version is not None and row["version"] != expected_version:
-            raise _conflict(subject)
-        state = CaseState(row["state"])
-        rule = _check_rule(CASE_RULES, state, action, role, subject, allowed_case_actions(state))
         if role == Role.STREET_TOWN and actor_unit and actor_unit != row["street_town_code"]:
             raise PermissionDeniedError(
                 f"{subject} belongs to 街镇 {row['street_town_code']}, not to {actor_unit}: "
@@ -355,7 +260,7 @@ def transition_case(
                     "dispose needs a disposal: one of "
                     + ", ".join(f"{d.zh} ({d.value})" for d in Disposal)
                 )
-            changes["disposal"] = _parse(Disposal, disposal, "disposal").value
+            changes["disposal"] = parse_label(Disposal, disposal, "disposal").value
         if rule.needs_evidence and not evidence:
             raise InvalidInputError(
                 f"{action.zh} ({action.value}) needs evidence: give site photos, before/after "
@@ -394,7 +299,7 @@ def transition_case(
             from_state=state.value,
             to_state=rule.to,
             comment=comment,
-            evidence=_evidence_json(evidence),
+            evidence=evidence_json(evidence),
             changes=changes,
         )
     return TransitionResult(case_id, action.value, state.value, rule.to, new.version, case_id)
@@ -416,9 +321,9 @@ def transition_cases(
     (e.g. moved on by a person at the same moment) are left alone. Each moved case gets one
     history row with its own evidence. Returns the ids of the cases moved.
     """
-    action = _parse(CaseAction, action, "case action")
-    role = _parse(Role, role, "role")
-    actor = _check_actor(actor)
+    action = parse_label(CaseAction, action, "case action")
+    role = parse_label(Role, role, "role")
+    actor = check_actor(actor)
     rules = {state: rule for (state, a), rule in CASE_RULES.items() if a == action}
     if any(r.needs_disposal or r.needs_evidence or r.second_person for r in rules.values()):
         raise InvalidInputError(f"{action.value} needs a person's input: use transition_case")
@@ -430,7 +335,7 @@ def transition_cases(
     ids = list(evidence_by_case)
     sets = ", ".join(f"{col} = {expr}" for col, expr in _CASE_EFFECTS[action].items())
     with transaction(bind) as conn, _conflicts(f"{len(ids)} cases"):
-        conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
+        _set_lock_timeout(conn)
         moved = (
             conn.execute(
                 text(f"""
@@ -458,7 +363,7 @@ def transition_cases(
                     "role": role.value,
                     "action": action.value,
                     "comment": comment,
-                    "evidence": [_evidence_json(evidence_by_case[i]) for i in ids],
+                    "evidence": [evidence_json(evidence_by_case[i]) for i in ids],
                 },
             )
             .scalars()
@@ -487,31 +392,13 @@ def review_detection(
     confirmed meanwhile), else creates a new ``open`` case from it; the case's history records
     it too. A case is therefore never created twice for one structure.
     """
-    action = _parse(DetectionAction, action, "detection action")
-    role = _parse(Role, role, "role")
-    actor = _check_actor(actor)
+    action = parse_label(DetectionAction, action, "detection action")
+    role = parse_label(Role, role, "role")
+    actor = check_actor(actor)
     subject = f"detection {detection_id}"
     with transaction(bind) as conn, _conflicts(subject):
-        conn.execute(text(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'"))
-        row = (
-            conn.execute(
-                text(
-                    "SELECT run_id, state, version, match_class, matched_case_id FROM detection "
-                    "WHERE id = :id"
-                ),
-                {"id": detection_id},
-            )
-            .mappings()
-            .first()
-        )
-        if row is None:
-            raise NotFoundError(f"detection {detection_id} does not exist")
-        subject = f"detection {detection_id} of run {row['run_id']}"
-        if expected_version is not None and row["version"] != expected_version:
-            raise _conflict(subject)
-        state = DetectionState(row["state"])
-        rule = _check_rule(
-            DETECTION_RULES, state, action, role, subject, allowed_detection_actions(state)
+        row, subject, state, rule = _lock_and_check(
+            conn, _DETECTION, detection_id, action, role, expected_version
         )
         if action == DetectionAction.CONFIRM and row["match_class"] in (None, MatchClass.UNRELATED):
             raise IllegalTransitionError(
@@ -550,7 +437,7 @@ def review_detection(
             from_state=state.value,
             to_state=rule.to,
             comment=comment,
-            evidence=_evidence_json(evidence),
+            evidence=evidence_json(evidence),
             changes=changes,
         )
     return TransitionResult(
@@ -594,7 +481,7 @@ def _confirm_into_case(
             },
         ).scalar()
     created = found is None
-    evidence = _evidence_json([{"detection_id": detection_id, "run_id": row["run_id"]}])
+    evidence = evidence_json([{"detection_id": detection_id, "run_id": row["run_id"]}])
     if found is None:
         case_id = int(
             conn.execute(
@@ -703,3 +590,28 @@ def history(
             .all()
         )
     return [dict(r) for r in rows]
+
+
+__all__ = [
+    "ACTIVE_CASE_STATES",
+    "CASE_RULES",
+    "CLOSED_CASE_STATES",
+    "DEFAULT_REINSPECTION_DAYS",
+    "DETECTION_RULES",
+    "LOCK_TIMEOUT",
+    "OFFICE_TZ",
+    "CaseAction",
+    "DetectionAction",
+    "Evidence",
+    "Rule",
+    "TransitionResult",
+    "allowed_case_actions",
+    "allowed_detection_actions",
+    "history",
+    "link_detection",
+    "resolve_case",
+    "review_detection",
+    "transaction",
+    "transition_case",
+    "transition_cases",
+]

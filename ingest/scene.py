@@ -36,6 +36,7 @@ from ingest.raster import check_readable, data_band_indexes, open_raster, parse_
 Platform = Literal["drone", "satellite"]
 DateSource = Literal["explicit", "sidecar", "filename", "tiff-tag"]
 #: Time zone assumed for date-times written without one (drone controllers use local time).
+#: The same zone as gis_db.domain.SHANGHAI, kept here because ingest imports no later stage.
 SHANGHAI = timezone(timedelta(hours=8))
 #: Below this ground sample distance (m) a scene is taken for a drone orthophoto.
 DRONE_MAX_GSD_M = 0.25

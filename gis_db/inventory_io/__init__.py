@@ -49,7 +49,7 @@ The package, by concern (SQL only in ``importing`` and ``exporting``):
 Everything public is importable from ``gis_db.inventory_io`` as before the split.
 """
 
-from gis_db.inventory import ImportReport, Progress, RowProblem, UnitLevel
+from gis_db.inventory import ImportReport, RowProblem, UnitLevel
 from gis_db.inventory_io.exporting import EXPORT_HEADERS, EXPORT_LABELS, export_cases
 from gis_db.inventory_io.geometry import MAX_REPAIR_AREA_CHANGE, SHANGHAI_LONLAT, shanghai_extent
 from gis_db.inventory_io.importing import (
@@ -89,7 +89,6 @@ __all__ = [
     "FieldMapping",
     "ImportReport",
     "Kind",
-    "Progress",
     "RawTable",
     "ReadResult",
     "RowProblem",

@@ -13,6 +13,7 @@ from pyproj import CRS
 from sqlalchemy import Engine
 
 from gis_db import domain
+from gis_db.domain import OFFICE_TZ
 from gis_db.errors import InvalidInputError
 from gis_db.inventory_io.mapping import ENUM_FIELDS
 
@@ -76,7 +77,7 @@ def export_cases(
     out = frame[[*EXPORT_HEADERS, frame.geometry.name]].copy()
     out["updated_at"] = (
         pd.to_datetime(out["updated_at"], utc=True)
-        .dt.tz_convert("Asia/Shanghai")
+        .dt.tz_convert(OFFICE_TZ)
         .dt.strftime("%Y-%m-%d %H:%M:%S")
     )
     out["discovered_on"] = out["discovered_on"].map(lambda d: d.isoformat() if d else None)

@@ -7,20 +7,17 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Engine, text
 
-from gis_db.errors import InvalidInputError
-from gis_db.inventory import (
-    ImportReport,
-    Progress,
-    UnitLevel,
-    upsert_cases,
-    upsert_units,
-)
+from gis_db.inventory import ImportReport, UnitLevel, upsert_cases, upsert_units
 from gis_db.inventory_io.geometry import shanghai_extent
 from gis_db.inventory_io.validation import read_cases, read_units, write_problem_report
-from gis_db.schema import stored_crs
+from gis_db.schema import require_working_crs
+
+if TYPE_CHECKING:
+    from ingest.align import Progress
 
 #: Tolerance around the loaded 街镇 extent, metres.
 DISTRICT_MARGIN_M = 500.0
@@ -45,10 +42,7 @@ def district_extent(
 
 def _working_crs(engine: Engine) -> str:
     with engine.connect() as conn:
-        stored = stored_crs(conn)
-    if stored is None:
-        raise InvalidInputError("the database has no weijian schema yet: run 'weijian db upgrade'")
-    return stored[0]
+        return require_working_crs(conn)[0]
 
 
 def _stored_case_numbers(engine: Engine) -> list[str]:
