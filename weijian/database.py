@@ -21,8 +21,14 @@ def database_url(settings: Settings | None = None, start: bool = True) -> str:
 def connect(settings: Settings | None = None, migrate: bool = True) -> Engine:
     """An engine on the database in force, migrated to the newest schema (analysts start here).
 
-    >>> engine = connect()
-    >>> cases = gis_db.load_cases(engine, street_town="月浦镇")
+    ``migrate=False`` leaves the schema as it is. Dispose of the engine when done (the command
+    line uses :func:`weijian.cli.options.database`, which always does). Example::
+
+        from gis_db.query import load_cases
+        from weijian.database import connect
+
+        engine = connect()
+        cases = load_cases(engine, street_town="月浦镇")  # a GeoDataFrame in the working CRS
     """
     from gis_db import schema
     from gis_db.engine import make_engine

@@ -14,36 +14,19 @@ ACTION is a code (dashes or underscores) or its Chinese label (派单, 查实, �
 
 from __future__ import annotations
 
-from datetime import date
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-if TYPE_CHECKING:
-    from sqlalchemy import Engine
+from weijian.cli.options import action_code, database, parse_date
 
 app = typer.Typer(
     help="案件: 复查到期清单、案件记录、案件办理 (派单→查实→处置→申请销项→销项→复查)。",
     no_args_is_help=True,
 )
 out = Console()
-
-
-def _engine() -> Engine:
-    from weijian.database import connect
-
-    return connect()
-
-
-def _parse_date(value: str | None) -> date | None:
-    if value is None:
-        return None
-    try:
-        return date.fromisoformat(value)
-    except ValueError:
-        raise typer.BadParameter(f"{value!r} is not a date: write it as YYYY-MM-DD") from None
 
 
 @app.command()
@@ -55,11 +38,10 @@ def due(
     """列出逾期 (或即将到期) 的拆后复查, 按街镇分组。"""
     from gis_db.stats import due_reinspections
 
-    engine = _engine()
-    frame = due_reinspections(
-        engine, as_of=_parse_date(as_of), within_days=within, street_town=street_town
-    )
-    engine.dispose()
+    with database() as engine:
+        frame = due_reinspections(
+            engine, as_of=parse_date(as_of), within_days=within, street_town=street_town
+        )
     if frame.empty:
         out.print("没有逾期的拆后复查 no re-inspection overdue")
         return
@@ -89,45 +71,44 @@ def show(case: str = typer.Argument(..., help="case number or id")) -> None:
     from gis_db.domain import CaseState
     from gis_db.workflow import allowed_case_actions, history, resolve_case
 
-    engine = _engine()
-    case_id = resolve_case(engine, case)
-    with engine.connect() as conn:
-        row = (
-            conn.execute(
-                text(
-                    "SELECT case_number, state, version, street_town_code, village_code, area_m2, "
-                    "disposal, write_off_requested_by, written_off_by, reinspection_due_on "
-                    "FROM inventory_case WHERE id = :i"
-                ),
-                {"i": case_id},
+    with database() as engine:
+        case_id = resolve_case(engine, case)
+        with engine.connect() as conn:
+            row = (
+                conn.execute(
+                    text(
+                        "SELECT case_number, state, version, street_town_code, village_code, "
+                        "area_m2, disposal, write_off_requested_by, written_off_by, "
+                        "reinspection_due_on FROM inventory_case WHERE id = :i"
+                    ),
+                    {"i": case_id},
+                )
+                .mappings()
+                .one()
             )
-            .mappings()
-            .one()
-        )
-    state = CaseState(row["state"])
-    out.print(
-        f"[bold]{row['case_number']}[/] (id {case_id}, version {row['version']}): "
-        f"{state.zh} ({state.value})"
-    )
-    out.print(
-        f"街镇 {row['street_town_code'] or '-'}  居村 {row['village_code'] or '-'}  "
-        f"面积 {row['area_m2']:,.1f} m²  处置 {row['disposal'] or '-'}  "
-        f"复查期限 {row['reinspection_due_on'] or '-'}"
-    )
-    actions = allowed_case_actions(state)
-    out.print("可办理 allowed: " + (", ".join(f"{a.zh} ({a.value})" for a in actions) or "-"))
-    out.print("[bold]办理记录 history[/]")
-    for h in history(engine, case_id=case_id):
-        evidence = "; ".join(str(e.get("ref", e)) for e in h["evidence"])
+        state = CaseState(row["state"])
         out.print(
-            f"{h['at']:%Y-%m-%d %H:%M}  {h['actor']} ({h['role']})  {h['action']}: "
-            f"{h['from_state'] or '-'} → {h['to_state'] or '-'}"
-            + (f"  {h['comment']}" if h["comment"] else "")
-            + (f"  证据: {evidence}" if evidence else ""),
-            highlight=False,
-            soft_wrap=True,
+            f"[bold]{row['case_number']}[/] (id {case_id}, version {row['version']}): "
+            f"{state.zh} ({state.value})"
         )
-    engine.dispose()
+        out.print(
+            f"街镇 {row['street_town_code'] or '-'}  居村 {row['village_code'] or '-'}  "
+            f"面积 {row['area_m2']:,.1f} m²  处置 {row['disposal'] or '-'}  "
+            f"复查期限 {row['reinspection_due_on'] or '-'}"
+        )
+        actions = allowed_case_actions(state)
+        out.print("可办理 allowed: " + (", ".join(f"{a.zh} ({a.value})" for a in actions) or "-"))
+        out.print("[bold]办理记录 history[/]")
+        for h in history(engine, case_id=case_id):
+            evidence = "; ".join(str(e.get("ref", e)) for e in h["evidence"])
+            out.print(
+                f"{h['at']:%Y-%m-%d %H:%M}  {h['actor']} ({h['role']})  {h['action']}: "
+                f"{h['from_state'] or '-'} → {h['to_state'] or '-'}"
+                + (f"  {h['comment']}" if h["comment"] else "")
+                + (f"  证据: {evidence}" if evidence else ""),
+                highlight=False,
+                soft_wrap=True,
+            )
 
 
 @app.command()
@@ -154,25 +135,18 @@ def act(
     from weijian.settings import get_settings
 
     settings = get_settings()
-    engine = _engine()
-    result = transition_case(
-        engine,
-        resolve_case(engine, case),
-        action_code(action),
-        actor=user or settings.user,
-        role=role,
-        comment=comment,
-        evidence=evidence or [],
-        disposal=disposal,
-        expected_version=version,
-        actor_unit=unit,
-        reinspection_days=settings.matching.reinspection_days,
-    )
-    engine.dispose()
+    with database() as engine:
+        result = transition_case(
+            engine,
+            resolve_case(engine, case),
+            action_code(action),
+            actor=user or settings.user,
+            role=role,
+            comment=comment,
+            evidence=evidence or [],
+            disposal=disposal,
+            expected_version=version,
+            actor_unit=unit,
+            reinspection_days=settings.matching.reinspection_days,
+        )
     out.print(f"{case}: {result.from_state} → {result.to_state} (version {result.version})")
-
-
-def action_code(value: str) -> str:
-    """An action as typed (``write-off``, ``write_off`` or ``销项``) in the form the API parses."""
-    value = value.strip()
-    return value.replace("-", "_") if value.isascii() else value

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
+from weijian.cli.options import database
+
 if TYPE_CHECKING:
     from gis_db.embedded import EmbeddedCluster
 
@@ -84,13 +86,11 @@ def url(
 def upgrade(revision: str = typer.Argument("head")) -> None:
     """将数据库结构升级到指定版本 (默认最新)。"""
     from gis_db import schema
-    from gis_db.engine import make_engine
-    from weijian.database import database_url
     from weijian.settings import get_settings
 
-    engine = make_engine(database_url())
-    schema.upgrade(engine, get_settings().working_crs, revision)
-    out.print(f"schema at {schema.current_revision(engine)}")
+    with database(migrate=False) as engine:
+        schema.upgrade(engine, get_settings().working_crs, revision)
+        out.print(f"schema at {schema.current_revision(engine)}")
 
 
 @app.command()
@@ -99,9 +99,7 @@ def downgrade(
 ) -> None:
     """将数据库结构降级到指定版本。"""
     from gis_db import schema
-    from gis_db.engine import make_engine
-    from weijian.database import database_url
 
-    engine = make_engine(database_url())
-    schema.downgrade(engine, revision)
-    out.print(f"schema at {schema.current_revision(engine)}")
+    with database(migrate=False) as engine:
+        schema.downgrade(engine, revision)
+        out.print(f"schema at {schema.current_revision(engine)}")

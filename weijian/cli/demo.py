@@ -10,11 +10,14 @@ the flight and changes nothing in the database.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+from weijian.cli.options import database
 
 out = Console()
 
@@ -31,56 +34,57 @@ def demo(
     from gis_db.demo_district import generate
     from gis_db.inventory import upsert_cases, upsert_units
     from gis_db.query import summary_by_street_town
-    from weijian.database import connect
     from weijian.settings import get_settings
 
     settings = get_settings()
-    with out.status("启动数据库 starting the database ..."):
-        engine = connect(settings)
-    out.print(f"数据库 database: {engine.url.render_as_string(hide_password=True)}")
-    with out.status("生成示范区 generating the demo district ..."):
-        district = generate(settings.working_crs, seed=seed, n_cases=cases)
-    actor = f"{settings.user} (demo)"
-    with out.status("载入街镇与居村 loading 街镇 and 居村 ..."):
-        upsert_units(engine, "street_town", district.street_towns, actor=actor)
-        upsert_units(engine, "village", district.villages, actor=actor)
-    with out.status(f"载入 {len(district.cases)} 个违建点位 loading cases ..."):
-        report = upsert_cases(engine, district.cases, actor=actor, reason="demo district")
-    out.print(
-        f"违建点位 cases: 新增 created {report.created}, 更新 updated {report.updated}, "
-        f"未变 unchanged {report.unchanged}, 用时 {report.seconds:.1f} s"
-    )
+    with ExitStack() as stack:
+        with out.status("启动数据库 starting the database ..."):
+            engine = stack.enter_context(database(settings))
+        out.print(f"数据库 database: {engine.url.render_as_string(hide_password=True)}")
+        with out.status("生成示范区 generating the demo district ..."):
+            district = generate(settings.working_crs, seed=seed, n_cases=cases)
+        actor = f"{settings.user} (demo)"
+        with out.status("载入街镇与居村 loading 街镇 and 居村 ..."):
+            upsert_units(engine, "street_town", district.street_towns, actor=actor)
+            upsert_units(engine, "village", district.villages, actor=actor)
+        with out.status(f"载入 {len(district.cases)} 个违建点位 loading cases ..."):
+            report = upsert_cases(engine, district.cases, actor=actor, reason="demo district")
+        out.print(
+            f"违建点位 cases: 新增 created {report.created}, 更新 updated {report.updated}, "
+            f"未变 unchanged {report.unchanged}, 用时 {report.seconds:.1f} s"
+        )
 
-    summary = summary_by_street_town(engine)
-    table = Table(title=f"{settings.district_name} 违建点位汇总 (按街镇)")
-    for header in ("街镇代码", "街镇", "点位数", "重点类型", "库内", "未销项", "面积 (m²)"):
-        table.add_column(
-            header, justify="left" if header in ("街镇", "街镇代码") else "right", overflow="fold"
-        )
-    for row in summary.itertuples():
+        summary = summary_by_street_town(engine)
+        table = Table(title=f"{settings.district_name} 违建点位汇总 (按街镇)")
+        for header in ("街镇代码", "街镇", "点位数", "重点类型", "库内", "未销项", "面积 (m²)"):
+            table.add_column(
+                header,
+                justify="left" if header in ("街镇", "街镇代码") else "right",
+                overflow="fold",
+            )
+        for row in summary.itertuples():
+            table.add_row(
+                row.street_town_code,
+                row.street_town_name,
+                f"{row.cases:,}",
+                f"{row.priority_cases:,}",
+                f"{row.in_database:,}",
+                f"{row.active_cases:,}",
+                f"{row.area_m2:,.0f}",
+            )
         table.add_row(
-            row.street_town_code,
-            row.street_town_name,
-            f"{row.cases:,}",
-            f"{row.priority_cases:,}",
-            f"{row.in_database:,}",
-            f"{row.active_cases:,}",
-            f"{row.area_m2:,.0f}",
+            "",
+            "合计",
+            f"{summary.cases.sum():,}",
+            f"{summary.priority_cases.sum():,}",
+            f"{summary.in_database.sum():,}",
+            f"{summary.active_cases.sum():,}",
+            f"{summary.area_m2.sum():,.0f}",
+            style="bold",
         )
-    table.add_row(
-        "",
-        "合计",
-        f"{summary.cases.sum():,}",
-        f"{summary.priority_cases.sum():,}",
-        f"{summary.in_database.sum():,}",
-        f"{summary.active_cases.sum():,}",
-        f"{summary.area_m2.sum():,.0f}",
-        style="bold",
-    )
-    out.print(table)
-    if flight:
-        _demo_flight(engine, settings, serve=serve)
-    engine.dispose()
+        out.print(table)
+        if flight:
+            _demo_flight(engine, settings, serve=serve)
 
 
 def _demo_flight(engine: Any, settings: Any, *, serve: bool) -> None:

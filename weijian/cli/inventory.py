@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 
+from weijian.cli.options import UnitLevel, database
+
 if TYPE_CHECKING:
-    from gis_db.inventory import ImportReport, Progress, UnitLevel
+    from gis_db.inventory import ImportReport, Progress
 
 app = typer.Typer(help="违建库: 导入、导出违建点位。", no_args_is_help=True)
 admin_app = typer.Typer(help="行政区划: 导入街镇与居村边界。", no_args_is_help=True)
@@ -120,11 +122,9 @@ def import_(
 ) -> None:
     """导入违建点位 (按案件编号更新, 不重复; 全部成功或全部不写入)。"""
     from gis_db.inventory_io import import_cases_file
-    from weijian.database import connect
     from weijian.settings import get_settings
 
-    engine = connect()
-    try:
+    with database() as engine:
         with _progress() as progress:
             result = import_cases_file(
                 engine,
@@ -138,8 +138,6 @@ def import_(
                 report_path=report,
                 progress=progress,
             )
-    finally:
-        engine.dispose()
     _summary(result, f"导入 {file.name}")
 
 
@@ -161,10 +159,8 @@ def export(
 ) -> None:
     """导出违建点位 (GeoPackage / GeoJSON / Excel), 可按街镇、状态、类型筛选。"""
     from gis_db.inventory_io import export_cases
-    from weijian.database import connect
 
-    engine = connect()
-    try:
+    with database() as engine:
         n = export_cases(
             engine,
             path,
@@ -173,8 +169,6 @@ def export(
             priority_type=type_ or None,
             language="en" if english else "zh",
         )
-    finally:
-        engine.dispose()
     out.print(f"导出 exported {n:,} 个违建点位 cases to {path}")
 
 
@@ -183,29 +177,25 @@ def admin_import(
     file: Annotated[
         Path, typer.Argument(help="GeoPackage, Shapefile, GeoJSON, Excel or CSV (WKT)")
     ],
-    level: Annotated[str, typer.Option("--level", help="street_town (街镇) or village (居村)")],
+    level: Annotated[
+        UnitLevel, typer.Option("--level", help="街镇 (street_town) or 居村 (village)")
+    ],
     crs: Annotated[str | None, typer.Option("--crs", help=CRS_HELP)] = None,
     mapping: Annotated[Path | None, typer.Option("--mapping", help=MAPPING_HELP)] = None,
     layer: Annotated[str | None, typer.Option("--layer", help=LAYER_HELP)] = None,
     strict: Annotated[bool, typer.Option("--strict", help="refuse unknown columns")] = False,
 ) -> None:
     """导入街镇或居村边界 (按代码更新; 之后重新计算每个违建点位的街镇/居村)。"""
-    from gis_db.errors import InvalidInputError
     from gis_db.inventory_io import import_units_file
-    from weijian.database import connect
     from weijian.settings import get_settings
 
-    if level not in ("street_town", "village"):
-        raise InvalidInputError(f"--level must be street_town or village, not {level!r}")
-    unit_level: UnitLevel = "street_town" if level == "street_town" else "village"
     settings = get_settings()
-    engine = connect()
-    try:
+    with database() as engine:
         with _progress() as progress:
             result = import_units_file(
                 engine,
                 file,
-                unit_level,
+                level.value,
                 actor=settings.user,
                 crs=crs,
                 mapping=mapping,
@@ -214,6 +204,4 @@ def admin_import(
                 district=settings.district_name if level == "street_town" else None,
                 progress=progress,
             )
-    finally:
-        engine.dispose()
     _summary(result, f"导入{'街镇' if level == 'street_town' else '居村'} {file.name}")

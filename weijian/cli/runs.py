@@ -11,13 +11,13 @@ weijian stats [--from 2026-06-01] [--to 2026-06-30] [--period month] [--by villa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, cast
+from typing import Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from weijian.cli.cases import _engine, _parse_date, action_code
+from weijian.cli.options import Period, UnitLevel, action_code, database, parse_date
 
 app = typer.Typer(help="比对批次: 列表、与违建库比对、图斑核查。", no_args_is_help=True)
 out = Console()
@@ -28,9 +28,8 @@ def list_runs() -> None:
     """列出全部比对批次 (新的在前) 与图斑核查进度。"""
     from gis_db.runs import list_runs as runs_frame
 
-    engine = _engine()
-    frame = runs_frame(engine)
-    engine.dispose()
+    with database() as engine:
+        frame = runs_frame(engine)
     table = Table(title="比对批次 detection runs")
     for header in ("批次", "状态", "网络", "图斑", "前时相", "后时相", "待核查", "已确认", "误报"):
         table.add_column(header)
@@ -57,11 +56,10 @@ def match(run_id: int = typer.Argument(..., help="run id (see 'weijian runs list
     from weijian.settings import get_settings
 
     cfg = get_settings().matching
-    engine = _engine()
-    summary = match_run(
-        engine, run_id, overlap_threshold=cfg.overlap_threshold, tolerance_m=cfg.tolerance_m
-    )
-    engine.dispose()
+    with database() as engine:
+        summary = match_run(
+            engine, run_id, overlap_threshold=cfg.overlap_threshold, tolerance_m=cfg.tolerance_m
+        )
     note = " (already matched: nothing changed)" if summary.already_matched else ""
     out.print(
         f"run {run_id}{note}: "
@@ -88,19 +86,18 @@ def review(
     from weijian.settings import get_settings
 
     settings = get_settings()
-    engine = _engine()
-    result = review_detection(
-        engine,
-        detection_id,
-        action_code(action),
-        actor=user or settings.user,
-        role=role,
-        comment=comment,
-        evidence=evidence or [],
-        expected_version=version,
-        overlap_threshold=settings.matching.overlap_threshold,
-    )
-    engine.dispose()
+    with database() as engine:
+        result = review_detection(
+            engine,
+            detection_id,
+            action_code(action),
+            actor=user or settings.user,
+            role=role,
+            comment=comment,
+            evidence=evidence or [],
+            expected_version=version,
+            overlap_threshold=settings.matching.overlap_threshold,
+        )
     tail = ""
     if result.case_id is not None:
         tail = f"; case {result.case_id} " + ("created" if result.case_created else "updated")
@@ -117,10 +114,9 @@ def dispatch(
     from gis_db.dispatch import write_dispatch_packages
 
     target = out_dir or Path("dispatch") / f"run{run}"
-    engine = _engine()
-    with out.status(f"writing dispatch packages of run {run} ..."):
-        packages = write_dispatch_packages(engine, run, target)
-    engine.dispose()
+    with database() as engine:
+        with out.status(f"writing dispatch packages of run {run} ..."):
+            packages = write_dispatch_packages(engine, run, target)
     table = Table(title=f"派单包 run {run} → {target}")
     for header in ("街镇", "疑似", "截图", "Excel"):
         table.add_column(header)
@@ -137,8 +133,10 @@ def dispatch(
 def stats(
     start: str | None = typer.Option(None, "--from", help="first day; default 1st of month"),
     end: str | None = typer.Option(None, "--to", help="last day (inclusive); default today"),
-    period: str = typer.Option("all", help="all, day, week or month"),
-    by: str = typer.Option("street_town", help="street_town (街镇) or village (居村)"),
+    period: Annotated[Period, typer.Option(help="统计周期 period")] = Period.ALL,
+    by: Annotated[
+        UnitLevel, typer.Option(help="街镇 (street_town) or 居村 (village)")
+    ] = UnitLevel.STREET_TOWN,
     save: Annotated[Path | None, typer.Option("--out", help="also write .csv or .xlsx")] = None,
 ) -> None:
     """按街镇 (或居村) 与周期统计。
@@ -148,8 +146,6 @@ def stats(
     import pandas as pd
 
     from gis_db.stats import (
-        Period,
-        UnitLevel,
         WarningThresholds,
         office_today,
         unit_stats,
@@ -157,21 +153,20 @@ def stats(
     )
     from weijian.settings import get_settings
 
-    last = _parse_date(end) or office_today()
-    first = _parse_date(start) or last.replace(day=1)
+    last = parse_date(end) or office_today()
+    first = parse_date(start) or last.replace(day=1)
     thresholds = WarningThresholds(**get_settings().warnings.model_dump())
-    engine = _engine()
-    frame = zh_columns(
-        unit_stats(
-            engine,
-            first,
-            last,
-            by=cast(UnitLevel, by),  # unit_stats refuses other values in one line
-            period=cast(Period, period),
-            thresholds=thresholds,
+    with database() as engine:
+        frame = zh_columns(
+            unit_stats(
+                engine,
+                first,
+                last,
+                by=by.value,
+                period=period.value,
+                thresholds=thresholds,
+            )
         )
-    )
-    engine.dispose()
     colours = {"绿色": "green", "黄色": "yellow", "红色": "red"}
     table = Table(title=f"{get_settings().district_name} {first} — {last}")
     for header in frame.columns:

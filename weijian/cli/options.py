@@ -1,0 +1,72 @@
+"""What the ``weijian`` commands share, as ``rasterio/rio/options.py`` serves every ``rio`` command.
+
+- :func:`database`: the engine the settings point at, disposed when the command ends, even on
+  an error;
+- :func:`parse_date` and :func:`action_code`: values typed on the command line, in the form the
+  API takes, with one clear line when they are wrong;
+- enum options (:class:`Period`, :class:`UnitLevel`): typer offers and checks their values.
+
+Command modules import from here, never from each other.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import date
+from enum import StrEnum
+from typing import TYPE_CHECKING
+
+import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy import Engine
+
+    from weijian.settings import Settings
+
+
+@contextmanager
+def database(settings: Settings | None = None, migrate: bool = True) -> Iterator[Engine]:
+    """The database in force (configured server or embedded cluster); always disposed.
+
+    ``migrate``: bring the schema to the newest revision first (``weijian db`` passes False).
+    """
+    from weijian.database import connect
+
+    engine = connect(settings, migrate=migrate)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def parse_date(value: str | None) -> date | None:
+    """A ``YYYY-MM-DD`` option as a date (None when not given); a usage error otherwise."""
+    if value is None:
+        return None
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"{value!r} is not a date: write it as YYYY-MM-DD") from None
+
+
+def action_code(value: str) -> str:
+    """An action as typed (``write-off``, ``write_off`` or ``销项``) in the form the API parses."""
+    value = value.strip()
+    return value.replace("-", "_") if value.isascii() else value
+
+
+class Period(StrEnum):
+    """Statistics period (the values of ``gis_db.stats.Period``)."""
+
+    ALL = "all"
+    DAY = "day"
+    WEEK = "week"
+    MONTH = "month"
+
+
+class UnitLevel(StrEnum):
+    """Administrative level (the values of ``gis_db.inventory.UnitLevel``): 街镇 or 居村."""
+
+    STREET_TOWN = "street_town"
+    VILLAGE = "village"
