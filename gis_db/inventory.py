@@ -21,7 +21,6 @@ INSERT; the effect is the same upsert by case number (docs/decisions/inventory-i
 
 from __future__ import annotations
 
-import io
 import logging
 import time
 from collections.abc import Sequence
@@ -30,14 +29,18 @@ from typing import TYPE_CHECKING, Literal
 
 import geopandas as gpd
 import pandas as pd
-import shapely
 from pyproj import CRS
 from sqlalchemy import Connection, Engine, text
 from sqlalchemy.exc import IntegrityError
 
-from gis_db.engine import psycopg_connection
 from gis_db.errors import ConflictError, InvalidInputError
 from gis_db.schema import require_working_crs
+from gis_db.sql import (
+    changes_json_sql,
+    copy_frame,
+    differs_sql,
+    largest_overlap_sql,
+)
 
 if TYPE_CHECKING:
     # The one progress callback type of every stage: (step name, rows done, rows in total).
@@ -63,10 +66,6 @@ CASE_FIELDS: dict[str, str | None] = {
 _SQL_TYPES = {"in_database": "boolean", "discovered_on": "date"}
 #: Units a case is assigned to in SQL (largest overlap); compared and recorded like fields.
 UNIT_FIELDS = ("street_town_code", "village_code")
-#: Vertex movements up to this (metres) are not a geometry change (CRS round trips).
-GEOM_TOLERANCE_M = 0.001
-
-COPY_CHUNK_ROWS = 20_000
 
 
 @dataclass
@@ -155,90 +154,6 @@ def _no_duplicates(values: pd.Series, what: str) -> None:
         )
 
 
-def _copy_frame(
-    conn: Connection,
-    table: str,
-    frame: pd.DataFrame,
-    geometry: gpd.GeoSeries,
-    progress: Progress | None,
-) -> None:
-    """Stream ``frame`` plus ``geometry`` (as hex WKB in column ``geom``) into ``table``."""
-    columns = [*frame.columns, "geom"]
-    out = frame.copy()
-    out["geom"] = shapely.to_wkb(shapely.force_2d(geometry.values), hex=True)
-    total = len(out)
-    sql = f"COPY {table} ({', '.join(columns)}) FROM STDIN (FORMAT csv)"
-    with psycopg_connection(conn).cursor() as cur, cur.copy(sql) as copy:
-        for start in range(0, total, COPY_CHUNK_ROWS):
-            buf = io.StringIO()
-            out.iloc[start : start + COPY_CHUNK_ROWS].to_csv(
-                buf, header=False, index=False, na_rep="", date_format="%Y-%m-%d"
-            )
-            copy.write(buf.getvalue())
-            if progress:
-                progress("copy", min(start + COPY_CHUNK_ROWS, total), total)
-
-
-def largest_overlap_sql(table: str, geom: str, alias: str, area: str | None = None) -> str:
-    """SQL: LATERAL join giving the code of the ``table`` unit that ``geom`` overlaps most.
-
-    The one rule by which a case or a detection belongs to a 街镇 / 居村. A unit that covers the
-    geometry wholly wins without computing an intersection (its overlap is ``area``, default
-    ``ST_Area(geom)``, m²); ties go to the lowest code so that the result is deterministic.
-    """
-    area = area or f"ST_Area({geom})"
-    return f"""
-    LEFT JOIN LATERAL (
-        SELECT u.code FROM {table} u
-        WHERE u.geom && {geom} AND ST_Intersects(u.geom, {geom})
-        ORDER BY CASE WHEN ST_Covers(u.geom, {geom}) THEN {area}
-                      ELSE ST_Area(ST_Intersection(u.geom, {geom})) END DESC, u.code
-        LIMIT 1
-    ) {alias} ON true"""
-
-
-def _geom_changed(old: str, new: str) -> str:
-    """SQL: the geometries differ by more than :data:`GEOM_TOLERANCE_M` at some vertex.
-
-    Re-reading the same footprint through another CRS (GeoJSON lon/lat, WKT text) moves
-    vertices by far less than a millimetre; that is not a change worth a new version.
-    """
-    return (
-        f"(NOT ST_OrderingEquals({old}.geom, {new}.geom) AND "
-        f"(ST_NPoints({old}.geom) <> ST_NPoints({new}.geom) OR "
-        f"ST_HausdorffDistance({old}.geom, {new}.geom) > {GEOM_TOLERANCE_M}))"
-    )
-
-
-def _changes_json(fields: Sequence[str], old: str, new: str, geom: bool) -> str:
-    """SQL jsonb {field: [old, new]} of the fields that differ between aliases old and new.
-
-    With ``geom``, a changed geometry is recorded as WKT (mm precision) with its area.
-    """
-    parts = [
-        f"'{f}', CASE WHEN {old}.{f} IS DISTINCT FROM {new}.{f} "
-        f"THEN jsonb_build_array({old}.{f}, {new}.{f}) END"
-        for f in fields
-    ]
-    if geom:
-        changed = _geom_changed(old, new)
-        parts.append(
-            f"'geom', CASE WHEN {changed} "
-            f"THEN jsonb_build_array(ST_AsText({old}.geom, 3), ST_AsText({new}.geom, 3)) END"
-        )
-        parts.append(
-            f"'area_m2', CASE WHEN {changed} "
-            f"THEN jsonb_build_array({old}.area_m2, {new}.area_m2) END"
-        )
-    return "jsonb_strip_nulls(jsonb_build_object(" + ", ".join(parts) + "))"
-
-
-def _differs(fields: Sequence[str], old: str, new: str) -> str:
-    cols_old = ", ".join(f"{old}.{f}" for f in fields)
-    cols_new = ", ".join(f"{new}.{f}" for f in fields)
-    return f"(ROW({cols_old}) IS DISTINCT FROM ROW({cols_new}) OR {_geom_changed(old, new)})"
-
-
 def _integrity(exc: IntegrityError, what: str) -> Exception:
     if "case_number" in str(exc.orig) or "unique" in str(exc.orig).lower():
         return ConflictError(
@@ -304,7 +219,7 @@ def upsert_cases(
                     + "geom geometry) ON COMMIT DROP"
                 )
             )
-            _copy_frame(conn, "_case_stage", data, frame.geometry, progress)
+            copy_frame(conn, "_case_stage", data, frame.geometry, progress)
 
             t_load = time.perf_counter()
             if progress:
@@ -341,9 +256,9 @@ def upsert_cases(
             conn.execute(
                 text(f"""
                 CREATE TEMP TABLE _case_changed ON COMMIT DROP AS
-                SELECT o.id, n.row_no, {_changes_json(compared, "o", "n", geom=True)} AS changes
+                SELECT o.id, n.row_no, {changes_json_sql(compared, "o", "n", geom=True)} AS changes
                 FROM inventory_case o JOIN _case_new n USING (case_number)
-                WHERE {_differs(compared, "o", "n")}
+                WHERE {differs_sql(compared, "o", "n")}
             """)
             )
             existing = conn.execute(
@@ -466,7 +381,7 @@ def upsert_units(
                     "geom geometry) ON COMMIT DROP"
                 )
             )
-            _copy_frame(conn, "_unit_stage", data, frame.geometry, progress)
+            copy_frame(conn, "_unit_stage", data, frame.geometry, progress)
             if level == "village":
                 parent = """COALESCE(
                     (SELECT t.code FROM street_town t WHERE t.code = s.street_town_code
@@ -507,7 +422,7 @@ def upsert_units(
             report.updated = conn.execute(
                 text(f"""
                 UPDATE {level} o SET {sets}, geom = n.geom FROM _unit_new n
-                WHERE o.code = n.code AND {_differs(fields, "o", "n")}
+                WHERE o.code = n.code AND {differs_sql(fields, "o", "n")}
             """)
             ).rowcount
             report.created = conn.execute(

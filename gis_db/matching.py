@@ -32,7 +32,7 @@ from sqlalchemy import Connection, Engine, text
 
 from gis_db.domain import OFFICE_TZ, MatchClass, Role
 from gis_db.errors import InvalidInputError, NotFoundError
-from gis_db.inventory import largest_overlap_sql
+from gis_db.sql import largest_overlap_sql
 from gis_db.workflow import (
     ACTIVE_CASE_STATES,
     CLOSED_CASE_STATES,

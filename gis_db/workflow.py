@@ -21,6 +21,11 @@ the second's update waits for the first's row lock, then matches no row, and get
 
 Every function takes an Engine (one transaction of its own) or a Connection (joins the caller's
 transaction, so a batch either happens entirely or not at all).
+
+The rules themselves (which action from which state, by whom) are in :mod:`gis_db.rules`, with
+no database. This module is longer than 500 lines on purpose: every SQL transition of both
+machines uses the one lock / version / rule check and the one history record written below, and
+keeping them together is what makes a change to that protocol a change in one place.
 """
 
 from __future__ import annotations
@@ -123,6 +128,9 @@ class _Machine:
     what: str
     #: SELECT of one row (``:id``) with at least ``state`` and ``version``
     select: str
+    #: the append-only record: table and its key column
+    history: str
+    history_key: str
     rules: Mapping[tuple[Any, Any], Rule]
     state: Callable[[str], LabelledEnum]
     allowed: Callable[[Any], list[Any]]
@@ -133,6 +141,8 @@ _CASE = _Machine(
     "case",
     "SELECT case_number, state, version, street_town_code, write_off_requested_by "
     "FROM inventory_case WHERE id = :id",
+    "case_history",
+    "case_id",
     CASE_RULES,
     CaseState,
     allowed_case_actions,
@@ -141,6 +151,8 @@ _CASE = _Machine(
 _DETECTION = _Machine(
     "detection",
     "SELECT run_id, state, version, match_class, matched_case_id FROM detection WHERE id = :id",
+    "detection_history",
+    "detection_id",
     DETECTION_RULES,
     DetectionState,
     allowed_detection_actions,
@@ -174,6 +186,36 @@ def _lock_and_check(
     state = machine.state(row["state"])
     rule = check_rule(machine.rules, state, action, role, subject, machine.allowed(state))
     return row, subject, state, rule
+
+
+def _record(
+    conn: Connection,
+    machine: _Machine,
+    row_id: int,
+    actor: str,
+    role: Role,
+    action: LabelledEnum,
+    state: LabelledEnum,
+    rule: Rule,
+    comment: str | None,
+    evidence: Sequence[Evidence],
+    changes: Mapping[str, Any],
+) -> None:
+    """The history row of one transition checked by :func:`_lock_and_check`."""
+    _append_history(
+        conn,
+        machine.history,
+        machine.history_key,
+        row_id,
+        actor=actor,
+        role=role,
+        action=action.value,
+        from_state=state.value,
+        to_state=rule.to,
+        comment=comment,
+        evidence=evidence_json(evidence),
+        changes=changes,
+    )
 
 
 def _append_history(
@@ -288,20 +330,7 @@ def transition_case(
             raise _conflict(subject)
         if action == CaseAction.WRITE_OFF:
             changes["reinspection_due_on"] = new.reinspection_due_on.isoformat()
-        _append_history(
-            conn,
-            "case_history",
-            "case_id",
-            case_id,
-            actor=actor,
-            role=role,
-            action=action.value,
-            from_state=state.value,
-            to_state=rule.to,
-            comment=comment,
-            evidence=evidence_json(evidence),
-            changes=changes,
-        )
+        _record(conn, _CASE, case_id, actor, role, action, state, rule, comment, evidence, changes)
     return TransitionResult(case_id, action.value, state.value, rule.to, new.version, case_id)
 
 
@@ -426,19 +455,18 @@ def review_detection(
                 conn, detection_id, row, actor, role, overlap_threshold
             )
             changes = {"case_id": case_id, "case_created": created}
-        _append_history(
+        _record(
             conn,
-            "detection_history",
-            "detection_id",
+            _DETECTION,
             detection_id,
-            actor=actor,
-            role=role,
-            action=action.value,
-            from_state=state.value,
-            to_state=rule.to,
-            comment=comment,
-            evidence=evidence_json(evidence),
-            changes=changes,
+            actor,
+            role,
+            action,
+            state,
+            rule,
+            comment,
+            evidence,
+            changes,
         )
     return TransitionResult(
         detection_id, action.value, state.value, rule.to, new.version, case_id, created

@@ -14,13 +14,20 @@ ACTION is a code (dashes or underscores) or its Chinese label (派单, 查实, �
 
 from __future__ import annotations
 
-from typing import Annotated
-
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from weijian.cli.options import action_code, database, parse_date
+from weijian.cli.options import (
+    CommentOption,
+    EvidenceOption,
+    RoleOption,
+    UserOption,
+    VersionOption,
+    action_code,
+    database,
+    parse_date,
+)
 
 app = typer.Typer(
     help="案件: 复查到期清单、案件记录、案件办理 (派单→查实→处置→申请销项→销项→复查)。",
@@ -119,16 +126,13 @@ def act(
         help="dispatch, verify, dispose, request-write-off, "
         "write-off, reject-write-off, reinspect-clean, report-rebound",
     ),
-    comment: str | None = typer.Option(None, "--comment", "-m", help="说明"),
-    evidence: Annotated[
-        list[str] | None,
-        typer.Option("--evidence", "-e", help="photo path, scene id, file number (repeatable)"),
-    ] = None,
+    comment: CommentOption = None,
+    evidence: EvidenceOption = None,
     disposal: str | None = typer.Option(None, help="for dispose: 拆除/转化/缓拆/注记/代为拆除"),
-    role: str = typer.Option("office", help="office (拆违办) or street_town (街镇)"),
+    role: RoleOption = "office",
     unit: str | None = typer.Option(None, help="the 街镇 code of a street_town user"),
-    user: str | None = typer.Option(None, help="acting user; default: settings' user"),
-    version: int | None = typer.Option(None, help="the version you saw; refused if changed"),
+    user: UserOption = None,
+    version: VersionOption = None,
 ) -> None:
     """办理案件: 按状态机推进一步并留痕。"""
     from gis_db.workflow import resolve_case, transition_case

@@ -4,7 +4,8 @@
   an error;
 - :func:`parse_date` and :func:`action_code`: values typed on the command line, in the form the
   API takes, with one clear line when they are wrong;
-- enum options (:class:`Period`, :class:`UnitLevel`): typer offers and checks their values.
+- enum options (:class:`Period`, :class:`UnitLevel`): typer offers and checks their values;
+- the options of every command that acts on a case or a detection (:data:`CommentOption`, ...).
 
 Command modules import from here, never from each other.
 """
@@ -15,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -70,3 +71,21 @@ class UnitLevel(StrEnum):
 
     STREET_TOWN = "street_town"
     VILLAGE = "village"
+
+
+# The options of the commands that move a case or a detection (``cases act``, ``runs review``).
+#: A free-text note kept in the history row.
+CommentOption = Annotated[
+    str | None, typer.Option("--comment", "-m", help="说明 (kept in the record)")
+]
+#: Evidence references kept in the history row.
+EvidenceOption = Annotated[
+    list[str] | None,
+    typer.Option("--evidence", "-e", help="photo path, scene id, file number (repeatable)"),
+]
+#: The acting role, as its code or Chinese label (gis_db.domain.Role parses it).
+RoleOption = Annotated[str, typer.Option(help="office (拆违办) or street_town (街镇)")]
+#: The acting user (default: the settings' ``user``).
+UserOption = Annotated[str | None, typer.Option(help="acting user; default: settings' user")]
+#: Optimistic locking: the version the user saw.
+VersionOption = Annotated[int | None, typer.Option(help="the version you saw; refused if changed")]

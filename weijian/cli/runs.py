@@ -17,7 +17,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from weijian.cli.options import Period, UnitLevel, action_code, database, parse_date
+from weijian.cli.options import (
+    CommentOption,
+    EvidenceOption,
+    Period,
+    RoleOption,
+    UnitLevel,
+    UserOption,
+    VersionOption,
+    action_code,
+    database,
+    parse_date,
+)
 
 app = typer.Typer(help="比对批次: 列表、与违建库比对、图斑核查。", no_args_is_help=True)
 out = Console()
@@ -73,13 +84,11 @@ def match(run_id: int = typer.Argument(..., help="run id (see 'weijian runs list
 def review(
     detection_id: int = typer.Argument(..., help="detection id"),
     action: str = typer.Argument(..., help="confirm, false-positive, bad-imagery, reopen"),
-    comment: str | None = typer.Option(None, "--comment", "-m"),
-    evidence: Annotated[
-        list[str] | None, typer.Option("--evidence", "-e", help="repeatable")
-    ] = None,
-    role: str = typer.Option("office", help="office (拆违办) or street_town (街镇)"),
-    user: str | None = typer.Option(None, help="acting user; default: settings' user"),
-    version: int | None = typer.Option(None, help="the version you saw; refused if changed"),
+    comment: CommentOption = None,
+    evidence: EvidenceOption = None,
+    role: RoleOption = "office",
+    user: UserOption = None,
+    version: VersionOption = None,
 ) -> None:
     """核查一个图斑: 确认入库、误报、影像问题或重新核查。"""
     from gis_db.workflow import review_detection
