@@ -29,7 +29,7 @@ from sqlalchemy.engine import make_url
 from gis_db import schema
 from gis_db.inventory import upsert_units
 from gis_db.inventory_io import import_cases_file
-from tests.gis_db.factories import make_cases, street_town_grid, write_gpkg
+from weijian_testdata.inventory import make_cases, street_town_grid, write_gpkg
 
 WORKING_CRS = "EPSG:4549"
 #: "cases in this 街镇": by the assigned code (indexed), and spatially (GiST)

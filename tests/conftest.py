@@ -20,8 +20,9 @@ import pytest
 from sqlalchemy import Engine, create_engine, text
 from sqlalchemy.engine import make_url
 
+from weijian_testdata import SHARED_DATA as SHARED_DATA  # also imported from here by tests
+
 WORKING_CRS = "EPSG:4549"
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 

@@ -14,9 +14,9 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from gis_db.stats import office_today
-from tests.gis_db.runs_factory import add_case, add_street_town, make_run, rect
 from weijian.cli import app
 from weijian.settings import get_settings
+from weijian_testdata.runs import add_case, add_street_town, make_run, rect
 
 runner = CliRunner()
 

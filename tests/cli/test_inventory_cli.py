@@ -14,7 +14,7 @@ from click.testing import Result
 from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
-from tests.gis_db.factories import as_ledger, bowtie, make_cases, street_town_grid, write_gpkg
+from weijian_testdata.inventory import as_ledger, bowtie, make_cases, street_town_grid, write_gpkg
 
 WEIJIAN = [str(Path(sys.executable).with_name("weijian"))]
 

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.ingest import data_gen
 from weijian.cli import app
+from weijian_testdata import rasters as data_gen
 
 runner = CliRunner()
 

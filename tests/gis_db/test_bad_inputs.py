@@ -15,7 +15,7 @@ from sqlalchemy import Engine, text
 from gis_db.errors import InvalidInputError
 from gis_db.inventory import upsert_cases
 from gis_db.inventory_io import import_cases_file
-from tests.gis_db.factories import as_ledger, as_wkt_table, bowtie, make_cases, write_gpkg
+from weijian_testdata.inventory import as_ledger, as_wkt_table, bowtie, make_cases, write_gpkg
 
 Builder = Callable[[Path], tuple[Path, dict[str, Any]]]
 

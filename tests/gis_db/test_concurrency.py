@@ -14,7 +14,7 @@ from sqlalchemy import Engine, text
 
 from gis_db import matching, workflow
 from gis_db.errors import ConflictError, IllegalTransitionError
-from tests.gis_db.runs_factory import add_case, detection_ids, make_run, rect
+from weijian_testdata.runs import add_case, detection_ids, make_run, rect
 
 
 def _race(

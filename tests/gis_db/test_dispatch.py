@@ -14,7 +14,7 @@ from sqlalchemy import Engine
 
 from gis_db import dispatch, matching, runs, workflow
 from gis_db.errors import InvalidInputError
-from tests.gis_db.runs_factory import (
+from weijian_testdata.runs import (
     CRS,
     X0,
     Y0,

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, text
 from gis_db.errors import InvalidInputError
 from gis_db.inventory import upsert_cases, upsert_units
 from gis_db.inventory_io import import_cases_file
-from tests.gis_db.factories import make_cases, street_town_grid, write_gpkg
+from weijian_testdata.inventory import make_cases, street_town_grid, write_gpkg
 
 
 def counts(engine: Engine) -> tuple[int, int]:

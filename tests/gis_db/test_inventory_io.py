@@ -19,7 +19,7 @@ from gis_db.inventory_io import (
     import_units_file,
     read_cases,
 )
-from tests.gis_db.factories import (
+from weijian_testdata.inventory import (
     WORKING_CRS,
     as_ledger,
     as_wkt_table,

@@ -9,7 +9,7 @@ from sqlalchemy import Engine, text
 
 from gis_db import matching, workflow
 from gis_db.errors import InvalidInputError
-from tests.gis_db.runs_factory import (
+from weijian_testdata.runs import (
     add_case,
     add_permit,
     add_street_town,

@@ -11,7 +11,7 @@ from sqlalchemy import Engine, create_engine, inspect, text
 
 from gis_db import matching, runs, schema, workflow
 from gis_db.errors import ConflictError, InvalidInputError, NotFoundError
-from tests.gis_db.runs_factory import (
+from weijian_testdata.runs import (
     CRS,
     add_case,
     add_scenes,

@@ -10,7 +10,7 @@ from sqlalchemy import Engine, text
 
 from gis_db import matching, stats, workflow
 from gis_db.stats import WarningThresholds, warning_colour
-from tests.gis_db.runs_factory import (
+from weijian_testdata.runs import (
     add_case,
     add_street_town,
     add_village,

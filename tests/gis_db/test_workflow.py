@@ -22,7 +22,7 @@ from gis_db.errors import (
 )
 from gis_db.stats import office_today
 from gis_db.workflow import CASE_RULES, DETECTION_RULES, CaseAction, DetectionAction
-from tests.gis_db.runs_factory import add_case, add_street_town, detection_ids, make_run, rect
+from weijian_testdata.runs import add_case, add_street_town, detection_ids, make_run, rect
 
 #: Arguments that satisfy each action's requirements (disposal, evidence).
 ARGS = {

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.ingest import data_gen
+from weijian_testdata import rasters as data_gen
 
 
 @pytest.fixture(scope="session")

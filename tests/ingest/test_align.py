@@ -12,7 +12,7 @@ from affine import Affine
 
 import ingest
 from ingest.align import working_grid
-from tests.ingest import data_gen
+from weijian_testdata import rasters as data_gen
 
 pytestmark = pytest.mark.filterwarnings("ignore::ingest.AcquisitionDateWarning")
 

@@ -16,7 +16,7 @@ from scipy import ndimage
 
 import ingest
 from ingest.coregister import estimate_shift, tile_shift
-from tests.ingest import data_gen
+from weijian_testdata import rasters as data_gen
 
 pytestmark = pytest.mark.filterwarnings("ignore::ingest.AcquisitionDateWarning")
 

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 
 import ingest
-from tests.ingest import data_gen
+from weijian_testdata import rasters as data_gen
 
 
 def test_write_cogs_and_report(tmp_path: Path, ground: Path) -> None:

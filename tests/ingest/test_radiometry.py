@@ -10,7 +10,7 @@ import rasterio
 
 import ingest
 from ingest.radiometry import apply_histogram, histogram_tables
-from tests.ingest import data_gen
+from weijian_testdata import rasters as data_gen
 
 pytestmark = pytest.mark.filterwarnings("ignore::ingest.AcquisitionDateWarning")
 

@@ -18,7 +18,7 @@ from ingest.raster import (
     parse_crs,
     projected_metres_crs,
 )
-from tests.ingest import data_gen
+from weijian_testdata import rasters as data_gen
 
 pytestmark = pytest.mark.filterwarnings("ignore::ingest.AcquisitionDateWarning")
 

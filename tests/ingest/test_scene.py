@@ -13,7 +13,7 @@ import pytest
 from affine import Affine
 
 import ingest
-from tests.ingest import data_gen
+from weijian_testdata import rasters as data_gen
 
 
 @pytest.mark.parametrize("crs", ["EPSG:4326", "EPSG:3857", "EPSG:32651", "EPSG:4549"])

@@ -11,7 +11,7 @@ import pytest
 
 import ingest
 from ingest.tiles import TileTask, iter_tiles, read_tiles
-from tests.ingest import data_gen
+from weijian_testdata import rasters as data_gen
 
 pytestmark = pytest.mark.filterwarnings("ignore::ingest.AcquisitionDateWarning")
 
