@@ -19,7 +19,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from weijian.cli.cases import _engine
+from weijian.cli.options import database
 
 if TYPE_CHECKING:
     from web_map import WebConfig
@@ -75,12 +75,12 @@ def serve(
     from weijian.settings import get_settings
 
     settings = get_settings()
-    engine = _engine()
-    app = create_app(engine, web_config(settings))
     host = host or settings.web.host
     port = port or settings.web.port
-    out.print(f"核查系统 review application: http://{host}:{port}/  (Ctrl+C 停止 to stop)")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    with database() as engine:
+        app = create_app(engine, web_config(settings))
+        out.print(f"核查系统 review application: http://{host}:{port}/  (Ctrl+C 停止 to stop)")
+        uvicorn.run(app, host=host, port=port, log_level="info")
 
 
 def _password(prompt: bool, from_stdin: bool) -> str:
@@ -105,11 +105,10 @@ def users_add(
     from web_map import accounts
 
     password = _password(True, password_stdin)
-    engine = _engine()
-    user = accounts.add_user(
-        engine, username, password, role, street_town=street_town, display_name=name
-    )
-    engine.dispose()
+    with database() as engine:
+        user = accounts.add_user(
+            engine, username, password, role, street_town=street_town, display_name=name
+        )
     out.print(f"已新增用户 added {user.username} ({user.role.zh} {user.role.value})")
 
 
@@ -118,9 +117,8 @@ def users_list() -> None:
     """列出全部用户。List the users."""
     from web_map import accounts
 
-    engine = _engine()
-    users = accounts.list_users(engine)
-    engine.dispose()
+    with database() as engine:
+        users = accounts.list_users(engine)
     table = Table(title="用户 users")
     for header in ("用户名", "姓名", "角色", "街镇", "状态"):
         table.add_column(header)
@@ -140,9 +138,8 @@ def users_disable(username: str) -> None:
     """停用用户 (立即结束其登录)。Disable a user."""
     from web_map import accounts
 
-    engine = _engine()
-    accounts.set_disabled(engine, username, True)
-    engine.dispose()
+    with database() as engine:
+        accounts.set_disabled(engine, username, True)
     out.print(f"已停用 disabled {username}")
 
 
@@ -151,9 +148,8 @@ def users_enable(username: str) -> None:
     """重新启用用户。Enable a user again."""
     from web_map import accounts
 
-    engine = _engine()
-    accounts.set_disabled(engine, username, False)
-    engine.dispose()
+    with database() as engine:
+        accounts.set_disabled(engine, username, False)
     out.print(f"已启用 enabled {username}")
 
 
@@ -168,9 +164,8 @@ def users_passwd(
     from web_map import accounts
 
     password = _password(True, password_stdin)
-    engine = _engine()
-    accounts.set_password(engine, username, password)
-    engine.dispose()
+    with database() as engine:
+        accounts.set_password(engine, username, password)
     out.print(f"已修改密码 password changed for {username}")
 
 
@@ -179,9 +174,8 @@ def users_demo() -> None:
     """建立示范账号 (每个角色一个, 密码见 README; 仅用于示范区)。Create the demo log-ins."""
     from web_map import ensure_demo_users
 
-    engine = _engine()
-    demo = ensure_demo_users(engine)
-    engine.dispose()
+    with database() as engine:
+        demo = ensure_demo_users(engine)
     table = Table(title="示范账号 demo log-ins")
     for header in ("用户名", "密码", "角色", "街镇"):
         table.add_column(header)
@@ -205,15 +199,14 @@ def map_export(
     from web_map import export_map
     from weijian.settings import get_settings
 
-    engine = _engine()
-    with out.status("导出地图 exporting the map ..."):
-        path = export_map(
-            engine,
-            run,
-            out_path,
-            street_town=street_town,
-            max_features=max_features,
-            lang=get_settings().web.language,
-        )
-    engine.dispose()
+    with database() as engine:
+        with out.status("导出地图 exporting the map ..."):
+            path = export_map(
+                engine,
+                run,
+                out_path,
+                street_town=street_town,
+                max_features=max_features,
+                lang=get_settings().web.language,
+            )
     out.print(f"已导出 written {path} ({path.stat().st_size / 1e6:.1f} MB)")
