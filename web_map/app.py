@@ -14,7 +14,6 @@ from importlib.resources import files
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
@@ -26,7 +25,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gis_db import stats, workflow
-from gis_db.domain import CaseState, DetectionState, Disposal, MatchClass
+from gis_db.domain import SHANGHAI, CaseState, DetectionState, Disposal, MatchClass
 from gis_db.errors import GisDbError, InvalidInputError
 from gis_db.schema import working_srid
 from gis_db.workflow import CaseAction, DetectionAction, transaction
@@ -44,7 +43,7 @@ from web_map.security import LoginLimiter, check_csrf, csrf_token
 log = logging.getLogger("web_map")
 PACKAGE = files("web_map")
 SESSION_COOKIE = "weijian_session"
-OFFICE_ZONE = ZoneInfo(workflow.OFFICE_TZ)
+OFFICE_ZONE = SHANGHAI
 
 
 class ReviewBody(BaseModel):
