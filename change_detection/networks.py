@@ -152,7 +152,7 @@ class FCSiamDiff(nn.Module):
     ``dropout``: ``Dropout2d`` rate after every convolution. The paper used 0.2; the default here
     is 0 because in the shared encoder the two epochs get different dropout masks, so every
     skip ``|f_a - f_b|`` carries dropout noise, and with our short training the network then
-    did not learn (loss stuck near 1.05; see ``docs/decisions/0007-change-detection-network.md``).
+    did not learn (loss stuck near 1.05; see ``docs/decisions/0008-change-detection-network.md``).
     """
 
     def __init__(

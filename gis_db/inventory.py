@@ -16,7 +16,7 @@ How a load works (one transaction, all rows or none):
 
 PostgreSQL 15 cannot return a row's old values from ``INSERT ... ON CONFLICT DO UPDATE``, so
 the old values are snapshotted (under ``FOR UPDATE`` row locks) before one UPDATE and one
-INSERT; the effect is the same upsert by case number (docs/decisions/0008-inventory-import.md).
+INSERT; the effect is the same upsert by case number (docs/decisions/0009-inventory-import.md).
 """
 
 from __future__ import annotations

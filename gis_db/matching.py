@@ -7,7 +7,7 @@ Overlap of a detection D with a case or permit X is measured as
 (intersection over the smaller area, the detection widened by a tolerance for misregistration
 between the two images; all in the working CRS, metres). X counts when overlap ≥ threshold.
 
-Class of each detection (first that applies; see docs/decisions/0009-matching.md):
+Class of each detection (first that applies; see docs/decisions/0010-matching.md):
 
 - change_kind ``disappeared`` (the structure is gone in the after image):
   **demolition_evidence** when it overlaps an active case (best overlap), else **unrelated**;

@@ -22,7 +22,7 @@ CRS with canonical columns and domain codes, plus the rows rejected and repaired
   repair is polygonal and changes the area by less than 1 %, otherwise rejected; footprints must
   lie within the district (the 街镇 already loaded, else a Shanghai bounding box).
 
-* **Files as offices send them** (issue 15; rules in docs/decisions/0008-inventory-import.md):
+* **Files as offices send them** (issue 15; rules in docs/decisions/0009-inventory-import.md):
   spreadsheets are read cell by cell (header under title rows, total and blank rows skipped
   and listed, merged cells carried), Excel error values, uncalculated formulas and over-long
   cells refuse their row, case numbers are normalised (NFKC, zero-width, spaces) or refused

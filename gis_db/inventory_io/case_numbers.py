@@ -2,7 +2,7 @@
 
 An import updates the case whose number it names, so a number that differs from the stored one
 only in invisible ways would create the same case twice, and a number Excel mangled would
-overwrite or create the wrong one. Rules (docs/decisions/0008-inventory-import.md):
+overwrite or create the wrong one. Rules (docs/decisions/0009-inventory-import.md):
 
 * **Normalised** (safe: the characters mean the same thing): Unicode NFKC (full-width letters,
   digits and spaces become ASCII), zero-width characters removed (U+200B-U+200D, U+2060, BOM,
