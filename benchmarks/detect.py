@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from ingest_pair import SHIFT_M, generate, wrap
 
 DISTRICT_MPX = 270e6 / 0.25 / 1e6  # 270 km² at 0.5 m
-TILE, OVERLAP, BATCH = 512, 64, 4
+TILE, OVERLAP, BATCH = 512, 64, 2
 #: Largest generated image; bigger pairs are VRT mosaics of it (same texture, no copy).
 BASE_PX = 5000
 

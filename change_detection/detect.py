@@ -773,7 +773,7 @@ def detect_pair(
     min_area_m2: float | None = None,
     tile_px: int = 512,
     overlap_px: int = 64,
-    batch_size: int = 4,
+    batch_size: int = 2,
     workers: int = 1,
     scheduler: str | None = None,
     engine: Engine = "torch",

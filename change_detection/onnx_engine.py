@@ -45,6 +45,7 @@ def onnx_session(model_bytes: bytes, threads: int | None = None) -> Any:
     if threads:
         options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
+    options.enable_cpu_mem_arena = False  # measured: ~180 MB less peak RSS, same speed
     options.log_severity_level = 3
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 

@@ -95,7 +95,9 @@ class DetectionSettings(_Section):
     overlap_px: int = Field(
         64, ge=0, description="overlap of neighbouring tiles (blended), working-grid px"
     )
-    batch_size: int = Field(4, gt=0, description="tiles per network call")
+    batch_size: int = Field(
+        2, gt=0, description="tiles per network call (each 512 px tile adds ~90 MB at peak)"
+    )
     workers: int = Field(
         1, gt=0, description="local worker processes (1: in the calling process; >1: Dask)"
     )
