@@ -17,7 +17,6 @@ interrupted command leaves no half-written entry or index.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -31,6 +30,7 @@ from typing import Any
 from change_detection.data import Pair
 from change_detection.errors import ChangeDetectionError, WeightsError
 from change_detection.weights import ChangeModel, load_model, shipped_weights
+from ingest.scene import sha256_file
 
 INDEX = "registry.json"
 SHIPPED = "shipped"  #: the name under which the package's own weights appear
@@ -42,15 +42,6 @@ class RegistryError(ChangeDetectionError, ValueError):
 
 class PromotionRefused(RegistryError):
     """The candidate scores worse than the current model, or does not fit in its place."""
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_json(path: Path, data: Any) -> None:

@@ -182,7 +182,8 @@ def write_demo_flight(
     """
     from affine import Affine
 
-    from weijian.flight import sha256_file, write_atomic
+    from ingest.scene import sha256_file
+    from weijian.flight import write_atomic
 
     folder.mkdir(parents=True, exist_ok=True)
     transform = mosaic_transform(working_crs)

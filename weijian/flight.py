@@ -44,6 +44,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from ingest.scene import sha256_file
 from weijian.errors import WeijianError
 
 if TYPE_CHECKING:
@@ -197,15 +198,6 @@ class FlightProgress:
 # files and the state record
 
 
-def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
-    """SHA-256 of a file in 4 MiB chunks (bounded memory)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_atomic(path: Path, text: str) -> None:
     """Write ``text`` to ``path`` through a temporary file and a rename (never half-written)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
@@ -214,6 +206,27 @@ def write_atomic(path: Path, text: str) -> None:
         f.flush()
         os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def remove_stale_temp_files(folder: Path) -> list[Path]:
+    """Remove ``.NAME.PID.tmp`` files left in ``folder`` by a writer that was killed (kill -9).
+
+    Only files whose writing process no longer exists are removed, so a writer still running is
+    never disturbed. Returns the removed paths.
+    """
+    removed = []
+    for tmp in folder.glob(".*.tmp"):
+        pid_text = tmp.name.rsplit(".", 2)[-2]
+        if not pid_text.isdigit():
+            continue
+        try:
+            os.kill(int(pid_text), 0)
+        except ProcessLookupError:
+            tmp.unlink(missing_ok=True)
+            removed.append(tmp)
+        except PermissionError:
+            continue
+    return removed
 
 
 class FlightState:
@@ -228,6 +241,8 @@ class FlightState:
     def open(cls, folder: Path, name: str) -> FlightState:
         """Read the record in ``folder``, or start an empty one (not written until a step ends)."""
         path = folder / STATE_FILE
+        if folder.is_dir():
+            remove_stale_temp_files(folder)
         if path.is_file():
             try:
                 data = json.loads(path.read_text(encoding="utf-8"))

@@ -24,7 +24,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from weijian.flight import EXIT_DONE, EXIT_STEP_FAILED, sha256_file, write_atomic
+from ingest.scene import sha256_file
+from weijian.flight import EXIT_DONE, EXIT_STEP_FAILED, write_atomic
 
 log = logging.getLogger(__name__)
 

@@ -27,7 +27,7 @@ from sqlalchemy import create_engine, text
 
 from tests.conftest import _scratch_database
 from tests.weijian.flight_data import CRS, add_district, demo_crop_files
-from weijian.flight import STATE_FILE
+from weijian.flight import STATE_FILE, FlightState
 
 WEIJIAN = str(Path(sys.executable).with_name("weijian"))
 TABLES = (
@@ -215,3 +215,17 @@ def test_killed_flight_resumes_to_the_same_rows_and_files(
     assert again["status"] == "nothing to do"
     assert all(v["status"] == "skipped" for v in again["steps"].values())  # type: ignore[union-attr]
     assert _database(second_db_url) == _database(db_url)
+
+
+def test_a_killed_writers_temporary_file_is_removed_when_the_flight_is_opened_again(
+    tmp_path: Path,
+) -> None:
+    """`.NAME.PID.tmp` of a dead writer goes; a live writer's temporary file stays."""
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # reaped: its pid no longer names a process
+    stale = tmp_path / f".{STATE_FILE}.{finished.pid}.tmp"
+    live = tmp_path / f".report.html.{os.getpid()}.tmp"
+    stale.write_text("{")
+    live.write_text("<html>")
+    FlightState.open(tmp_path, "f")
+    assert not stale.exists() and live.exists()

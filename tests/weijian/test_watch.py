@@ -86,7 +86,7 @@ def test_restart_resumes_an_interrupted_item_and_keeps_the_ledger(tmp_path: Path
     image = tmp_path / "a_20260310.tif"
     image.write_bytes(b"a")
     # a watcher that died while running this item left it marked "processing"
-    from weijian.flight import sha256_file
+    from ingest.scene import sha256_file
 
     ledger = {"items": {sha256_file(image): {"name": image.name, "status": "processing"}}}
     (tmp_path / LEDGER).write_text(json.dumps(ledger))
