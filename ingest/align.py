@@ -1,5 +1,8 @@
 """Aligning a pair of scenes onto one working grid, lazily.
 
+Why ~600 lines: the pair spec, its reader and ``prepare_pair`` change together (the spec is what
+``pair.json`` stores and the reader replays); co-registration and radiometry are already apart.
+
 :func:`prepare_pair` validates and describes both images, builds the working grid (working CRS,
 working GSD, snapped to multiples of the GSD, over the intersection of the valid footprints),
 estimates and checks the co-registration shift and the histogram-matching tables, and returns an

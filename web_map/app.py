@@ -1,5 +1,9 @@
 """The review application: FastAPI pages (Jinja2 + Folium) and the JSON/GeoJSON API.
 
+Why one file of ~800 lines: every route is a closure over the one engine and configuration that
+``create_app`` receives, and the routes are thin (rules live in ``gis_db.workflow``). The next cut,
+when it grows, is FastAPI routers: pages, the JSON API, tiles and chips.
+
 ``create_app(engine, config)`` builds it. Every rule of the workflow is ``gis_db.workflow``'s:
 the routes add only who may call them (roles, the user's 街镇) and turn domain errors into HTTP
 statuses through the one table in :mod:`web_map.errors`.

@@ -1,5 +1,9 @@
 """The per-flight pipeline: one orthophoto in, a matched detection run and its publication out.
 
+Why one file of ~1,200 lines: the seven steps share the private run context and the state record
+(what a step wrote, its checksums, how it is checked on a resume); they read best side by side in
+the order they run. The next natural cut, when it grows, is the publish step and its HTML report.
+
 ``run_flight`` chains the stages for one new image (the *after* scene) as named steps:
 
 =========== ===================================================================== ==============

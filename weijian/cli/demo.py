@@ -90,7 +90,7 @@ def demo(
 def _demo_flight(engine: Any, settings: Any, *, serve: bool) -> None:
     """The demo flight: images, seeded inventory, the before scene catalogued, the pipeline."""
     from gis_db.domain import MatchClass
-    from weijian.cli.flight import _print_summary, execute_flight
+    from weijian.cli.flight import execute_flight, print_summary
     from weijian.demo_flight import seed_inventory, write_demo_flight
     from weijian.flight import catalogue_scene, detection_available
 
@@ -122,7 +122,7 @@ def _demo_flight(engine: Any, settings: Any, *, serve: bool) -> None:
     if code != 0:
         out.print(f"[bold red]示范航飞失败 demo flight failed:[/] {summary['error']}")
         raise typer.Exit(code)
-    _print_summary(summary)
+    print_summary(summary)
     missing = [
         m.zh for m in MatchClass if m != MatchClass.UNRELATED and not summary["counts"].get(m.value)
     ]

@@ -155,7 +155,8 @@ def execute_flight(
     return 0, result.summary()
 
 
-def _print_summary(summary: dict[str, Any]) -> None:
+def print_summary(summary: dict[str, Any]) -> None:
+    """Print a flight's JSON summary as a table: counts per match class, images, outputs."""
     from gis_db.domain import MatchClass
 
     if summary["status"] == "nothing to do":
@@ -203,7 +204,7 @@ def run(
     if as_json:
         print(json.dumps(summary, ensure_ascii=False, indent=1, default=str))
     elif code == 0:
-        _print_summary(summary)
+        print_summary(summary)
     if code != 0:
         label = "拒绝 refused" if code == 2 else "失败 failed"
         err.print(f"[bold red]{label}:[/] {summary['error']}", highlight=False, soft_wrap=True)
