@@ -1,5 +1,10 @@
 """Change detection over a whole aligned pair: probability COG, polygons, ``detect.json``.
 
+Why one file of ~1,200 lines: the tile ledger that makes a run resumable, the blending of
+overlapping tiles, the local/remote Dask paths and the outputs' incomplete/complete marking all
+share the same run state and must change together; polygon post-processing is already apart
+(:mod:`change_detection.vectorize`), and the ONNX engine is in :mod:`change_detection.onnx_engine`.
+
 :func:`detect_pair` runs the network over the tiles of :func:`ingest.iter_tiles` (overlapping
 windows of the pair's working grid), blends overlapping tiles with a linear cross-fade over the
 overlap (so tile seams do not show), and writes, in ``out_dir``:
