@@ -18,9 +18,10 @@ overlap (so tile seams do not show), and writes, in ``out_dir``:
   ``"status": "complete"`` only once everything else is in place.
 
 Work state lives in ``out_dir/.detect-work``: one ``.npy`` per finished tile (probability and
-brightness cue, float16) and one GeoTIFF strip per finished band of rows. Both are written to a
+brightness cue, float16) and one GeoTIFF per finished output block. Both are written to a
 temporary name and renamed, so a run killed at any moment (even ``kill -9``) resumes where it
-stopped and ends with the same output. Memory stays bounded by a band of rows (two tile rows).
+stopped and ends with the same output. Memory stays bounded by one block (one tile step high,
+about 2,048 px wide), whatever the pair's size.
 
 Tiles run in this process (``workers=1``), on a local Dask cluster of ``workers`` processes, or on
 an existing ``dask.distributed`` cluster (``scheduler="tcp://host:port"``; the workers must see the
@@ -63,7 +64,7 @@ from change_detection.errors import (
     PairInputError,
     SchedulerError,
 )
-from change_detection.inference import logits_padded
+from change_detection.inference import LogitsFn, logits_padded, logits_tta
 from change_detection.vectorize import (
     VectorizeParams,
     block_pieces,
@@ -89,10 +90,12 @@ META_NAME = "detect.json"
 #: uint8 probability raster: value / SCALE is the probability, NODATA is outside the footprint.
 SCALE = 254
 NODATA = 255
-#: Cue (excess-green change) stored in the work strips as uint8: 128 + cue * CUE_SCALE.
+#: Cue (excess-green change) stored in the work blocks as uint8: 128 + cue * CUE_SCALE.
 CUE_SCALE = 40.0
 #: Side (px) of the blocks the probability raster is vectorised in.
 VECTOR_BLOCK_PX = 2048
+#: About the width (px) of the blocks tiles are blended into (a whole number of tile steps).
+BLOCK_PX = 2048
 Engine = Literal["torch", "onnxruntime"]
 #: Progress callback: (tiles done, tiles total, pixels done).
 ProgressCallback = Callable[[int, int, int], None]
@@ -270,6 +273,8 @@ class InferSpec:
     mean: tuple[float, ...]
     std: tuple[float, ...]
     torch_threads: int | None = None
+    #: Test-time augmentation: mean of the network over the 8 flips/rotations (8x the cost).
+    tta: bool = False
 
 
 def tile_key(task: TileTask | Tile) -> str:
@@ -295,6 +300,18 @@ def _network_input(tiles: Sequence[Tile], spec: InferSpec) -> tuple[np.ndarray, 
     return (data[:, 0] * k - mean) / std, (data[:, 1] * k - mean) / std
 
 
+def _torch_logits(model: Any, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """The torch engine's network call (``model``: a :class:`ChangeModel`), logits on the CPU."""
+    return logits_padded(model, before.to(model.device), after.to(model.device)).float().cpu()
+
+
+def _onnx_logits(session: Any, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+    """The ONNX Runtime engine's network call (``session``: an onnxruntime session)."""
+    from change_detection.onnx_engine import onnx_logits
+
+    return torch.from_numpy(onnx_logits(session, before.numpy(), after.numpy()))
+
+
 def model_proba(model: Any, before: np.ndarray, after: np.ndarray, spec: InferSpec) -> np.ndarray:
     """Change probability ``(N, S, S)`` of normalised inputs, at the network's GSD.
 
@@ -309,12 +326,11 @@ def model_proba(model: Any, before: np.ndarray, after: np.ndarray, spec: InferSp
         mode = "bilinear" if spec.resize > 1 else "area"
         xb = F.interpolate(xb, size=(net_size, net_size), mode=mode)
         xa = F.interpolate(xa, size=(net_size, net_size), mode=mode)
-    if spec.engine == "torch":
-        logits = logits_padded(model, xb.to(model.device), xa.to(model.device)).float().cpu()
+    run: LogitsFn = _torch_logits if spec.engine == "torch" else _onnx_logits
+    if spec.tta:
+        logits = logits_tta(model, xb, xa, logits=run)
     else:
-        from change_detection.onnx_engine import onnx_logits
-
-        logits = torch.from_numpy(onnx_logits(model, xb.numpy(), xa.numpy()))
+        logits = run(model, xb, xa)
     if spec.resize != 1.0:
         logits = F.interpolate(logits, size=(size, size), mode="bilinear")
     return torch.sigmoid(logits)[:, 0].numpy()
@@ -339,18 +355,21 @@ _WORKER_STATE: dict[str, Any] = {}
 
 
 def _worker_reader(pair: AlignedPair) -> PairReader:
-    key = "reader:" + hashlib.sha256(pair.to_json().encode()).hexdigest()
-    reader = _WORKER_STATE.get(key)
-    if reader is None:
-        for old in [k for k in _WORKER_STATE if k.startswith("reader:")]:
-            _WORKER_STATE.pop(old).__exit__(None, None, None)
-        reader = PairReader(pair).__enter__()
-        _WORKER_STATE[key] = reader
+    """This worker's open reader of ``pair`` (one pair at a time; compared by value, cheaply)."""
+    held = _WORKER_STATE.get("reader")
+    if held is not None and held[0] == pair:
+        return held[1]
+    if held is not None:
+        held[1].__exit__(None, None, None)
+    reader = PairReader(pair).__enter__()
+    _WORKER_STATE["reader"] = (pair, reader)
     return reader
 
 
-def _worker_model(payload: Any, spec: InferSpec) -> Any:
-    if spec.torch_threads:
+def _worker_model(payload: Any, spec: InferSpec, in_worker: bool = False) -> Any:
+    if in_worker and spec.engine == "onnxruntime":
+        torch.set_num_threads(1)  # torch only resamples; see _Runner.start_method
+    elif spec.torch_threads:
         torch.set_num_threads(spec.torch_threads)
     if spec.engine == "torch":
         return payload
@@ -372,7 +391,7 @@ def run_batch(
     """
     reader = _worker_reader(tasks[0].pair)
     tiles = _read_tiles(reader, tasks)
-    model = _worker_model(payload, spec)
+    model = _worker_model(payload, spec, in_worker=True)
     with torch.inference_mode():
         return list(
             zip([tile_key(t) for t in tasks], tile_results(model, tiles, spec), strict=True)
@@ -380,7 +399,7 @@ def run_batch(
 
 
 # ---------------------------------------------------------------------------------------------
-# blending and band strips
+# blending and output blocks
 
 
 def ramp(length: int, overlap: int) -> np.ndarray:
@@ -393,33 +412,50 @@ def ramp(length: int, overlap: int) -> np.ndarray:
 
 @dataclass
 class Plan:
-    """Tiles and row bands of one detection: which tiles each band needs."""
+    """Tiles and output blocks of one detection: which tiles each block needs.
+
+    Blocks tile the grid in rows of ``tile - overlap`` px and columns of a whole number of such
+    steps (about :data:`BLOCK_PX` wide), row-major, so that blending memory is one block whatever
+    the pair's width and height.
+    """
 
     pair: AlignedPair
     tasks: list[TileTask]
-    bands: list[tuple[int, int]]
-    band_tiles: list[list[int]]
-    tile_last_band: list[int]
+    #: ``(row0, row1, col0, col1)`` of every block, row-major.
+    blocks: list[tuple[int, int, int, int]]
+    block_tiles: list[list[int]]
+    tile_last_block: list[int]
     overlap: int
 
     @classmethod
-    def build(cls, pair: AlignedPair, tile_px: int, overlap_px: int) -> Plan:
-        """All tiles over the common footprint, bands of ``tile_px - overlap_px`` rows."""
+    def build(
+        cls, pair: AlignedPair, tile_px: int, overlap_px: int, block_px: int = BLOCK_PX
+    ) -> Plan:
+        """All tiles over the common footprint and the blocks they are blended into.
+
+        ``block_px``: about the blocks' width (rounded down to whole tile steps, at least one).
+        """
         tasks = list(iter_tiles(pair, tile_px, overlap_px))
         step = tile_px - overlap_px
-        bands = [(a, min(a + step, pair.height)) for a in range(0, pair.height, step)]
-        band_tiles: list[list[int]] = [[] for _ in bands]
+        block_w = step * max(1, block_px // step)
+        row_edges = list(range(0, pair.height, step))
+        col_edges = list(range(0, pair.width, block_w))
+        blocks = [
+            (a, min(a + step, pair.height), c, min(c + block_w, pair.width))
+            for a in row_edges
+            for c in col_edges
+        ]
+        n_cols = len(col_edges)
+        block_tiles: list[list[int]] = [[] for _ in blocks]
         last = [0] * len(tasks)
         for i, t in enumerate(tasks):
-            first_band = t.row_off // step
-            for k in range(first_band, len(bands)):
-                a, b = bands[k]
-                if a >= t.row_off + t.height:
-                    break
-                if b > t.row_off:
-                    band_tiles[k].append(i)
-                    last[i] = k
-        return cls(pair, tasks, bands, band_tiles, last, overlap_px)
+            rows = range(t.row_off // step, (t.row_off + t.height - 1) // step + 1)
+            cols = range(t.col_off // block_w, (t.col_off + t.width - 1) // block_w + 1)
+            for kr in rows:
+                for kc in cols:
+                    block_tiles[kr * n_cols + kc].append(i)
+                    last[i] = max(last[i], kr * n_cols + kc)
+        return cls(pair, tasks, blocks, block_tiles, last, overlap_px)
 
 
 def _atomic_save(path: Path, array: np.ndarray) -> None:
@@ -437,16 +473,17 @@ def _atomic_save(path: Path, array: np.ndarray) -> None:
     os.replace(tmp, path)
 
 
-def _strip_profile(pair: AlignedPair, a: int, b: int) -> dict[str, Any]:
+def _block_profile(pair: AlignedPair, block: tuple[int, int, int, int]) -> dict[str, Any]:
+    r0, r1, c0, c1 = block
     return {
         "driver": "GTiff",
-        "width": pair.width,
-        "height": b - a,
+        "width": c1 - c0,
+        "height": r1 - r0,
         "count": 2,
         "dtype": "uint8",
         "nodata": NODATA,
         "crs": pair.crs,
-        "transform": pair.affine @ rasterio.Affine.translation(0, a),
+        "transform": pair.affine @ rasterio.Affine.translation(c0, r0),
         "compress": "DEFLATE",
         "zlevel": 1,
         "predictor": 2,
@@ -455,43 +492,47 @@ def _strip_profile(pair: AlignedPair, a: int, b: int) -> dict[str, Any]:
     }
 
 
-def assemble_band(plan: Plan, k: int, parts_dir: Path, strip_path: Path) -> int:
-    """Blend the tiles of band ``k`` (weighted cross-fade), write its strip atomically.
+def assemble_block(plan: Plan, b: int, parts_dir: Path, block_path: Path) -> int:
+    """Blend the tiles of block ``b`` (weighted cross-fade), write it atomically as a GeoTIFF.
 
-    Returns the number of valid (data) pixels in the band.
+    Only the part of each tile inside the block is read (memory-mapped ``.npy``), so memory is
+    one block (about 2 x 448 x 1,792 float32 for 512 px tiles) whatever the pair's size.
+    Returns the number of valid (data) pixels in the block.
     """
-    pair = plan.pair
-    a, b = plan.bands[k]
-    acc = np.zeros((2, b - a, pair.width), np.float32)
-    wsum = np.zeros((b - a, pair.width), np.float32)
-    for i in plan.band_tiles[k]:
+    r0b, r1b, c0b, c1b = plan.blocks[b]
+    acc = np.zeros((2, r1b - r0b, c1b - c0b), np.float32)
+    wsum = np.zeros((r1b - r0b, c1b - c0b), np.float32)
+    for i in plan.block_tiles[b]:
         t = plan.tasks[i]
-        part = np.load(parts_dir / f"{tile_key(t)}.npy")
-        r0, r1 = max(a, t.row_off), min(b, t.row_off + t.height)
-        sub = part[:, r0 - t.row_off : r1 - t.row_off].astype(np.float32)
-        wy = ramp(t.height, plan.overlap)[r0 - t.row_off : r1 - t.row_off]
-        weight = wy[:, None] * ramp(t.width, plan.overlap)[None, :]
+        part = np.load(parts_dir / f"{tile_key(t)}.npy", mmap_mode="r")
+        r0, r1 = max(r0b, t.row_off), min(r1b, t.row_off + t.height)
+        c0, c1 = max(c0b, t.col_off), min(c1b, t.col_off + t.width)
+        rows = slice(r0 - t.row_off, r1 - t.row_off)
+        cols = slice(c0 - t.col_off, c1 - t.col_off)
+        sub = np.asarray(part[:, rows, cols], dtype=np.float32)
+        del part
+        weight = ramp(t.height, plan.overlap)[rows][:, None] * ramp(t.width, plan.overlap)[cols]
         ok = np.isfinite(sub[0])
         weight = np.where(ok, weight, 0.0)
-        cols = slice(t.col_off, t.col_off + t.width)
-        acc[:, r0 - a : r1 - a, cols] += np.where(ok, sub, 0.0) * weight
-        wsum[r0 - a : r1 - a, cols] += weight
+        target = (slice(r0 - r0b, r1 - r0b), slice(c0 - c0b, c1 - c0b))
+        acc[(slice(None), *target)] += np.where(ok, sub, 0.0) * weight
+        wsum[target] += weight
     valid = wsum > 0
-    out = np.full((2, b - a, pair.width), NODATA, np.uint8)
+    out = np.full((2, r1b - r0b, c1b - c0b), NODATA, np.uint8)
     with np.errstate(invalid="ignore", divide="ignore"):
         proba = acc[0] / wsum
         cue = acc[1] / wsum
     out[0][valid] = np.clip(np.rint(proba[valid] * SCALE), 0, SCALE).astype(np.uint8)
     out[1][valid] = np.clip(np.rint(128 + cue[valid] * CUE_SCALE), 0, 254).astype(np.uint8)
-    tmp = strip_path.with_name(strip_path.name + ".tmp.tif")
-    with rasterio.open(tmp, "w", **_strip_profile(pair, a, b)) as dst:
+    tmp = block_path.with_name(block_path.name + ".tmp.tif")
+    with rasterio.open(tmp, "w", **_block_profile(plan.pair, plan.blocks[b])) as dst:
         dst.write(out)
-    os.replace(tmp, strip_path)
+    os.replace(tmp, block_path)
     return int(valid.sum())
 
 
-def write_strips_vrt(plan: Plan, work: Path, path: Path, bands: Sequence[int]) -> Path:
-    """A VRT mosaicking the band strips (``bands``: which strip bands, 1 = probability)."""
+def write_blocks_vrt(plan: Plan, work: Path, path: Path, bands: Sequence[int]) -> Path:
+    """A VRT mosaicking the blended blocks (``bands``: which block bands, 1 = probability)."""
     from xml.sax.saxutils import escape
 
     pair = plan.pair
@@ -513,14 +554,14 @@ def write_strips_vrt(plan: Plan, work: Path, path: Path, bands: Sequence[int]) -
         ]
         if src_band == 1:
             lines += [f"    <Scale>{1 / SCALE!r}</Scale>", "    <Offset>0</Offset>"]
-        for k, (a, b) in enumerate(plan.bands):
-            name = strip_name(k)
+        for k, (r0, r1, c0, c1) in enumerate(plan.blocks):
+            w, h = c1 - c0, r1 - r0
             lines += [
                 "    <ComplexSource>",
-                f'      <SourceFilename relativeToVRT="1">{name}</SourceFilename>',
+                f'      <SourceFilename relativeToVRT="1">{block_name(k)}</SourceFilename>',
                 f"      <SourceBand>{src_band}</SourceBand>",
-                f'      <SrcRect xOff="0" yOff="0" xSize="{pair.width}" ySize="{b - a}"/>',
-                f'      <DstRect xOff="0" yOff="{a}" xSize="{pair.width}" ySize="{b - a}"/>',
+                f'      <SrcRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>',
+                f'      <DstRect xOff="{c0}" yOff="{r0}" xSize="{w}" ySize="{h}"/>',
                 f"      <NODATA>{NODATA}</NODATA>",
                 "    </ComplexSource>",
             ]
@@ -531,9 +572,9 @@ def write_strips_vrt(plan: Plan, work: Path, path: Path, bands: Sequence[int]) -
     return path
 
 
-def strip_name(k: int) -> str:
-    """File name of band ``k``'s strip in the work folder."""
-    return f"band_{k:06d}.tif"
+def block_name(k: int) -> str:
+    """File name of block ``k``'s blended GeoTIFF in the work folder."""
+    return f"block_{k:07d}.tif"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -570,7 +611,12 @@ class _Runner:
                     "`dask scheduler` is running and reachable from here"
                 ) from None
         else:
-            with warnings.catch_warnings():
+            import dask
+
+            with (
+                warnings.catch_warnings(),
+                dask.config.set({"distributed.worker.multiprocessing-method": self.start_method}),
+            ):
                 warnings.simplefilter("ignore")
                 self.cluster = LocalCluster(
                     n_workers=self.workers,
@@ -583,6 +629,22 @@ class _Runner:
             self.client = Client(self.cluster)
         self.start_s = time.perf_counter() - t0
         return self
+
+    @property
+    def start_method(self) -> str:
+        """How local workers are started: ``fork`` when safe, else Dask's default (``spawn``).
+
+        A forked worker inherits this process's imported modules (torch, GDAL, onnxruntime), so
+        it starts in about a second instead of re-importing them (15-30 s on 2 shared cores,
+        measured). It is safe when the worker's torch runs single-threaded: torch's GNU OpenMP
+        pool does not survive a fork and hangs a child that uses it with several threads
+        (measured). ONNX Runtime workers use torch only for light single-thread steps.
+        """
+        import dask
+
+        if self.spec.engine == "onnxruntime" or (self.spec.torch_threads or 0) == 1:
+            return "fork"
+        return str(dask.config.get("distributed.worker.multiprocessing-method"))
 
     def __exit__(self, *exc: object) -> None:
         if self.client is not None:
@@ -723,6 +785,8 @@ def _fingerprint(
             "scale": spec.scale,
             "engine": spec.engine,
             "format": FORMAT,
+            # only when on, so that the keys of earlier runs (without TTA) stay the same
+            **({"tta": True} if spec.tta else {}),
         },
         sort_keys=True,
         default=str,
@@ -786,6 +850,7 @@ def detect_pair(
     progress: bool | ProgressCallback = True,
     vectorize: VectorizeParams | None = None,
     scheduler_timeout_s: float = 10.0,
+    tta: bool = False,
 ) -> DetectResult:
     """Detect changes over a whole aligned pair and write the outputs in ``out_dir``.
 
@@ -807,6 +872,8 @@ def detect_pair(
         progress: True for a progress bar on stderr, or a callback (done, total, pixels).
         vectorize: post-processing parameters (:class:`VectorizeParams`).
         scheduler_timeout_s: how long to try reaching ``scheduler``.
+        tta: test-time augmentation, in either engine: the network's mean over the eight
+            flips/rotations of every tile (8x the network's cost).
 
     Returns:
         A :class:`DetectResult` (polygons in the pair's working CRS, metadata, paths). A finished
@@ -866,6 +933,7 @@ def detect_pair(
         mean=tuple(cmodel.mean),
         std=tuple(cmodel.std),
         torch_threads=None if scheduler else max(1, cores // n_workers),
+        tta=tta,
     )
     raster_key = _fingerprint(spec_pair, checksum, cmodel.network, spec, overlap_px)
     full_key = hashlib.sha256(
@@ -896,6 +964,7 @@ def detect_pair(
             k: cmodel.metadata.get(k) for k in ("code_version", "trained_at", "epoch", "threshold")
         },
         "engine": engine,
+        "tta": tta,
         "threshold": params.threshold,
         "threshold_source": "weights" if threshold is None and vectorize is None else "given",
         "pair_gsd_m": spec_pair.gsd_m,
@@ -943,8 +1012,8 @@ def detect_pair(
         )
 
         t0 = time.perf_counter()
-        strips_vrt = write_strips_vrt(plan, work, work / "strips.vrt", bands=(1, 2))
-        proba_vrt = write_strips_vrt(plan, work, work / "proba.vrt", bands=(1,))
+        blocks_vrt = write_blocks_vrt(plan, work, work / "blocks.vrt", bands=(1, 2))
+        proba_vrt = write_blocks_vrt(plan, work, work / "proba.vrt", bands=(1,))
         tmp_cog = work / "change_proba.cog.tif"
         with rasterio.Env(**GDAL_ENV, GDAL_NUM_THREADS=str(max(1, spec.torch_threads or 1))):
             rasterio.shutil.copy(
@@ -962,7 +1031,7 @@ def detect_pair(
         log.info("detect: step cog %.2f s", timings["cog"])
 
         t0 = time.perf_counter()
-        records = vectorize_strips(plan, strips_vrt, params)
+        records = vectorize_blocks(plan, blocks_vrt, params)
         frame = _frame(records, spec_pair, plan, run_id)
         timings["vectorize"] = time.perf_counter() - t0
         log.info("detect: step vectorize %.2f s (%d polygons)", timings["vectorize"], len(frame))
@@ -1037,10 +1106,10 @@ def _infer_and_blend(
     timeout_s: float,
     progress: bool | ProgressCallback,
 ) -> dict[str, Any]:
-    """Run the missing tiles, write every band strip as soon as its tiles are in; resumable."""
-    n_bands = len(plan.bands)
-    band_done = [(work / strip_name(k)).is_file() for k in range(n_bands)]
-    needed = sorted({i for k in range(n_bands) if not band_done[k] for i in plan.band_tiles[k]})
+    """Run the missing tiles, write every block as soon as its tiles are in; resumable."""
+    n_blocks = len(plan.blocks)
+    block_done = [(work / block_name(k)).is_file() for k in range(n_blocks)]
+    needed = sorted({i for k in range(n_blocks) if not block_done[k] for i in plan.block_tiles[k]})
     have = {i for i in needed if (parts_dir / f"{tile_key(plan.tasks[i])}.npy").is_file()}
     todo = [plan.tasks[i] for i in needed if i not in have]
     total = len(plan.tasks)
@@ -1058,26 +1127,27 @@ def _infer_and_blend(
         update = progress
     else:
         update = None
-    next_band = 0
+    next_block = 0
     valid_px = 0
     cluster_start_s = 0.0
 
     def advance() -> None:
-        nonlocal next_band, valid_px
-        while next_band < n_bands:
-            k = next_band
-            if not band_done[k]:
-                if not all(present[i] for i in plan.band_tiles[k]):
+        """Blend and write the blocks, in row-major order, whose tiles are all in."""
+        nonlocal next_block, valid_px
+        while next_block < n_blocks:
+            k = next_block
+            if not block_done[k]:
+                if not all(present[i] for i in plan.block_tiles[k]):
                     return
-                valid_px += assemble_band(plan, k, parts_dir, work / strip_name(k))
-                band_done[k] = True
+                valid_px += assemble_block(plan, k, parts_dir, work / block_name(k))
+                block_done[k] = True
             else:
-                with rasterio.open(work / strip_name(k)) as src:
+                with rasterio.open(work / block_name(k)) as src:
                     valid_px += int((src.read(1) != NODATA).sum())
-            for i in plan.band_tiles[k]:
-                if plan.tile_last_band[i] == k:
+            for i in plan.block_tiles[k]:
+                if plan.tile_last_block[i] == k:
                     (parts_dir / f"{tile_key(plan.tasks[i])}.npy").unlink(missing_ok=True)
-            next_band += 1
+            next_block += 1
 
     try:
         if update:
@@ -1103,8 +1173,8 @@ def _infer_and_blend(
     finally:
         if stop:
             stop()
-    if next_band < n_bands:  # pragma: no cover - every tile was computed above
-        raise RuntimeError("not every band of the probability raster could be assembled")
+    if next_block < n_blocks:  # pragma: no cover - every tile was computed above
+        raise RuntimeError("not every block of the probability raster could be assembled")
     return {
         "computed": len(todo),
         "resumed": total - len(todo),
@@ -1113,7 +1183,7 @@ def _infer_and_blend(
     }
 
 
-def vectorize_strips(plan: Plan, vrt: Path, params: VectorizeParams) -> list[dict[str, Any]]:
+def vectorize_blocks(plan: Plan, vrt: Path, params: VectorizeParams) -> list[dict[str, Any]]:
     """Change polygons of the whole grid, computed in blocks with a halo, merged across blocks."""
     pair = plan.pair
     halo = halo_px(params)

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -80,16 +83,28 @@ def _d4_inverse(t: torch.Tensor, k: int, flip: bool) -> torch.Tensor:
     return torch.flip(t, dims=(-1,)) if flip else t
 
 
+#: A network call: ``(model, before, after) -> logits (N, 1, H, W)`` for normalised tensors.
+LogitsFn = Callable[[Any, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
 @torch.inference_mode()
-def logits_tta(model: ChangeModel, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+def logits_tta(
+    model: Any,
+    before: torch.Tensor,
+    after: torch.Tensor,
+    logits: LogitsFn | None = None,
+) -> torch.Tensor:
     """Mean logits over the eight flips/rotations (:data:`D4`) of normalised ``(N, 3, H, W)`` pairs.
 
     Each transform is applied to both epochs, the network's logits are mapped back and averaged
-    (eight times the cost of one prediction).
+    (eight times the cost of one prediction). ``logits``: the network call, default
+    :func:`logits_padded` on a :class:`ChangeModel`; any engine's call works (the ONNX Runtime
+    engine passes its own), so test-time augmentation is the same in every engine.
     """
+    run: LogitsFn = logits or logits_padded
     total = torch.zeros((before.shape[0], 1, *before.shape[-2:]), device=before.device)
     for k, flip in D4:
-        out = logits_padded(model, _d4(before, k, flip), _d4(after, k, flip))
+        out = run(model, _d4(before, k, flip), _d4(after, k, flip))
         total += _d4_inverse(out, k, flip).float()
     return total / len(D4)
 

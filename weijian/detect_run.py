@@ -73,6 +73,8 @@ def run_params(meta: dict[str, Any]) -> dict[str, Any]:
         "overlap_px": meta["overlap_px"],
         "pair_gsd_m": meta["pair_gsd_m"],
         "network_gsd_m": meta["network_gsd_m"],
+        # only when on, so that runs made before TTA existed keep their keys
+        **({"tta": True} if meta.get("tta") else {}),
     }
 
 

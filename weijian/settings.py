@@ -106,6 +106,9 @@ class DetectionSettings(_Section):
     )
     scheduler_timeout_s: float = Field(10.0, gt=0, description="give up reaching it after, s")
     engine: Literal["torch", "onnxruntime"] = "torch"
+    tta: bool = Field(
+        False, description="test-time augmentation: mean over 8 flips/rotations (8x slower)"
+    )
     opening_px: int = Field(1, ge=0, description="morphological opening radius, px")
     closing_px: int = Field(2, ge=0, description="morphological closing radius, px")
     max_hole_m2: float = Field(100.0, ge=0, description="fill holes smaller than this, m²")

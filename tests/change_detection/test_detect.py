@@ -21,7 +21,18 @@ from PIL import Image
 
 import ingest
 from change_detection import detect_pair, load_model, predict_proba
-from change_detection.detect import PROBA_NAME, SCALE, DetectResult, read_meta
+from change_detection.detect import (
+    PROBA_NAME,
+    SCALE,
+    DetectResult,
+    Plan,
+    assemble_block,
+    block_name,
+    read_meta,
+    resolve_pair,
+    tile_key,
+    write_blocks_vrt,
+)
 from change_detection.errors import (
     InputError,
     OutputExistsError,
@@ -309,7 +320,7 @@ def test_killed_run_resumes_without_recomputing_and_ends_identical(tmp_path: Pat
     work = out / ".detect-work"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        done = len(list(work.glob("tiles/*.npy"))) + len(list(work.glob("band_*.tif")))
+        done = len(list(work.glob("tiles/*.npy"))) + len(list(work.glob("block_*.tif")))
         if done >= 8:
             break
         time.sleep(0.05)
@@ -468,3 +479,32 @@ def test_progress_callback_counts_every_tile_and_pixel(
     assert done == total == result.meta["counts"]["tiles"]
     assert px == result.meta["counts"]["tile_px_total"]
     assert [c[0] for c in calls] == sorted(c[0] for c in calls)
+
+
+def test_blocks_narrower_than_the_pair_blend_exactly_like_one_wide_block(tmp_path: Path) -> None:
+    """Blending memory is one block; blocks cut at any tile step give the same raster exactly."""
+    pair_dir, _, _ = dd.roof_pair(tmp_path, size=300, crs="EPSG:4549")
+    pair = resolve_pair(pair_dir)
+    wide = Plan.build(pair, 64, 8)  # one block per row of tiles: the pair is narrower than a block
+    narrow = Plan.build(pair, 64, 8, block_px=112)  # blocks two tile steps wide
+    assert len({b[2] for b in wide.blocks}) == 1 and len({b[2] for b in narrow.blocks}) == 3
+    assert max(b[3] - b[2] for b in narrow.blocks) == 112
+    rng = np.random.default_rng(0)
+    parts = tmp_path / "tiles"
+    parts.mkdir()
+    for t in wide.tasks:
+        part = rng.random((2, t.height, t.width)).astype(np.float16)
+        part[:, :3, :5] = np.nan  # outside the valid area
+        np.save(parts / f"{tile_key(t)}.npy", part)
+    mosaics, counts = {}, {}
+    for name, plan in (("wide", wide), ("narrow", narrow)):
+        work = tmp_path / name
+        work.mkdir()
+        counts[name] = sum(
+            assemble_block(plan, k, parts, work / block_name(k)) for k in range(len(plan.blocks))
+        )
+        with rasterio.open(write_blocks_vrt(plan, work, work / "b.vrt", bands=(1, 2))) as src:
+            mosaics[name] = src.read()
+    assert np.array_equal(mosaics["wide"], mosaics["narrow"])
+    assert counts["wide"] == counts["narrow"] == (mosaics["wide"][0] != 255).sum() > 0
+    assert (mosaics["wide"][0] == 255).any()  # the NaN corners that no other tile covers

@@ -10,7 +10,7 @@ import rasterio
 from PIL import Image
 
 import ingest
-from change_detection import detect_pair, load_model
+from change_detection import detect_pair, load_model, predict_proba
 from change_detection.detect import InferSpec, model_proba
 from change_detection.onnx_engine import TOLERANCE, export_onnx, onnx_session
 from tests.change_detection.conftest import REAL_PAIRS
@@ -58,3 +58,51 @@ def test_detect_with_onnxruntime_equals_torch_to_the_stored_precision(tmp_path: 
     assert diff.max() <= 1  # uint8 steps of 1/254: rounding of values within 1e-3
     assert len(torch_run.polygons) == len(onnx_run.polygons)
     assert np.allclose(torch_run.polygons.area_m2, onnx_run.polygons.area_m2, rtol=0.02)
+
+
+def test_tta_in_both_engines_agrees_within_the_tolerance() -> None:
+    """Test-time augmentation is the same shared step for torch and ONNX Runtime."""
+    model = load_model(device="cpu")
+    session = onnx_session(export_onnx(model))
+    spec = InferSpec("torch", 255.0, 1.0, 256, tuple(model.mean), tuple(model.std), tta=True)
+    _, a, b = _real(1)
+    mean = np.asarray(model.mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(model.std, np.float32).reshape(1, 3, 1, 1)
+    xb = (np.moveaxis(a, -1, 0)[None].astype(np.float32) - mean) / std
+    xa = (np.moveaxis(b, -1, 0)[None].astype(np.float32) - mean) / std
+    ref = model_proba(model, xb, xa, spec)
+    got = model_proba(session, xb, xa, replace(spec, engine="onnxruntime"))
+    assert np.abs(ref - got).max() < TOLERANCE
+    # TTA really ran: it is not the plain prediction, and it is the shared predict_proba's TTA
+    plain = model_proba(model, xb, xa, replace(spec, tta=False))
+    assert np.abs(ref - plain).max() > 10 * TOLERANCE
+    assert np.abs(ref[0] - predict_proba(model, a, b, tta=True)).max() < 1e-5
+
+
+def test_detect_with_tta_in_onnxruntime_equals_torch(tmp_path: Path) -> None:
+    name, _, _ = _real(1)
+    a, b, _ = data_gen.real_pair_geotiffs(tmp_path, name=name, folder="levir_256")
+    pair = ingest.prepare_pair(a, b, coregister=False, histogram_match=False)
+    model = load_model(device="cpu")
+    kw = {"tile_px": 128, "overlap_px": 32, "progress": False, "tta": True}
+    torch_run = detect_pair(pair, model, tmp_path / "torch", **kw)
+    onnx_run = detect_pair(pair, model, tmp_path / "onnx", engine="onnxruntime", **kw)
+    plain = detect_pair(
+        pair,
+        model,
+        tmp_path / "plain",
+        engine="onnxruntime",
+        progress=False,
+        tile_px=128,
+        overlap_px=32,
+    )
+    assert torch_run.meta["tta"] is True and onnx_run.meta["tta"] is True
+    assert plain.run_id != onnx_run.run_id
+    with (
+        rasterio.open(torch_run.proba_path) as x,
+        rasterio.open(onnx_run.proba_path) as y,
+        rasterio.open(plain.proba_path) as z,
+    ):
+        tx, oy, pz = (d.read(1).astype(int) for d in (x, y, z))
+    assert np.abs(tx - oy).max() <= 1  # uint8 steps of 1/254
+    assert np.abs(oy - pz).max() > 1  # the augmented mosaic is another one

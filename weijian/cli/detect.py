@@ -49,6 +49,14 @@ def detect(
         bool, typer.Option("--no-db", help="write the files only; do not load into the database")
     ] = False,
     progress: Annotated[bool, typer.Option(help="show the progress bar")] = True,
+    tta: Annotated[
+        bool | None,
+        typer.Option(
+            "--tta/--no-tta",
+            help="test-time augmentation: mean over 8 flips/rotations, 8x slower "
+            "(default: settings detection.tta)",
+        ),
+    ] = None,
 ) -> None:
     """变化检测: 逐瓦片推理, 输出变化概率图与变化图斑并载入比对批次 (change detection)."""
     from rich.console import Console
@@ -94,6 +102,7 @@ def detect(
         progress=progress,
         vectorize=params,
         scheduler_timeout_s=cfg.scheduler_timeout_s,
+        tta=cfg.tta if tta is None else tta,
     )
     meta = result.meta
     kinds = ", ".join(f"{k} {v}" for k, v in meta["counts"]["by_change_kind"].items())
