@@ -127,13 +127,16 @@ def _export_checked(model: ChangeModel, cached: Path, check_px: int) -> bytes:
     data = buf.getvalue()
     _check(model, cpu_net, data, check_px)
     folder = cached.parent
+    tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
     try:  # a cache only: a read-only or full home folder just means exporting again next time
         folder.mkdir(parents=True, exist_ok=True)
-        tmp = cached.with_name(cached.name + f".{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, cached)
     except OSError:
-        pass
+        try:
+            tmp.unlink(missing_ok=True)  # no half-written cache entry left behind
+        except OSError:
+            pass
     return data
 
 

@@ -105,7 +105,11 @@ class DetectionSettings(_Section):
         None, description="tcp://HOST:PORT of a dask.distributed scheduler; unset: local"
     )
     scheduler_timeout_s: float = Field(10.0, gt=0, description="give up reaching it after, s")
-    engine: Literal["torch", "onnxruntime"] = "torch"
+    engine: Literal["torch", "onnxruntime"] = Field(
+        "onnxruntime",
+        description="onnxruntime: the network exported to ONNX, several times faster on CPUs and "
+        "checked within 1e-3 of torch; torch: for a GPU (device cuda)",
+    )
     tta: bool = Field(
         False, description="test-time augmentation: mean over 8 flips/rotations (8x slower)"
     )

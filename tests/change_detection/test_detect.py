@@ -459,7 +459,15 @@ def test_out_of_disk_space_leaves_nothing_marked_complete(tmp_path: Path) -> Non
     assert meta is None or meta["status"] == "incomplete"
     assert not (out / PROBA_NAME).exists() and not (out / "changes.gpkg").exists()
     assert not list(out.glob(".detect-work/**/*.tmp*"))
-    result = detect_pair(pair_dir, load_model(), out, tile_px=128, overlap_px=16, progress=False)
+    result = detect_pair(  # the same run as the command's (its default engine), resumed
+        pair_dir,
+        load_model(),
+        out,
+        tile_px=128,
+        overlap_px=16,
+        engine="onnxruntime",
+        progress=False,
+    )
     assert result.meta["status"] == "complete"
 
 

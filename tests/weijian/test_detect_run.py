@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -80,10 +81,13 @@ def test_cli_detect_prints_the_run_id_and_loads_it(
         "128",
         "--overlap-px",
         "16",
+        "--tta",
         cwd=tmp_path,
         WEIJIAN_DATABASE_URL=db_url,
     )
     assert done.returncode == 0, done.stderr
+    meta = json.loads((tmp_path / "out" / "detect.json").read_text(encoding="utf-8"))
+    assert meta["engine"] == "onnxruntime" and meta["tta"] is True  # the default engine, --tta
     run_id = int(done.stdout.split("run id:")[1].split()[0])
     with engine.connect() as conn:
         n = conn.execute(
