@@ -173,6 +173,7 @@ class _Chipper:
     ) -> None:
         self.margin, self.max_px, self.working = margin_m, max_px, working
         self.sources: list[Any] = []
+        self._crs_equal: dict[int, bool] = {}
         paths = [Path(p) if p else None for p in (before, after)]
         if all(p is not None and p.is_file() for p in paths):
             import rasterio
@@ -196,34 +197,59 @@ class _Chipper:
         return names[0], names[1]
 
     def _write(self, src: Any, geom: Any, path: Path) -> None:
+        """One chip: the window around ``geom`` (read inside the image, padded black outside)."""
         from PIL import Image, ImageDraw
         from rasterio.enums import Resampling
         from rasterio.warp import transform_bounds, transform_geom
-        from rasterio.windows import from_bounds
+        from rasterio.windows import Window, from_bounds
 
-        minx, miny, maxx, maxy = geom.buffer(self.margin).bounds
-        bounds = transform_bounds(self.working, src.crs, minx, miny, maxx, maxy)
-        window = from_bounds(*bounds, transform=src.transform)
-        scale = min(1.0, self.max_px / max(window.width, window.height, 1))
-        shape = (max(1, round(window.height * scale)), max(1, round(window.width * scale)))
-        bands = [1, 2, 3] if src.count >= 3 else [1]
-        data = src.read(
-            bands,
-            window=window,
-            out_shape=(len(bands), *shape),
-            boundless=True,
-            fill_value=0,
-            resampling=Resampling.bilinear,
+        same_crs = self._same_crs(src)
+        minx, miny, maxx, maxy = geom.buffer(self.margin, join_style="mitre").bounds
+        bounds = (
+            (minx, miny, maxx, maxy)
+            if same_crs
+            else transform_bounds(self.working, src.crs, minx, miny, maxx, maxy)
         )
+        window = from_bounds(*bounds, transform=src.transform)
+        col0, row0 = round(window.col_off), round(window.row_off)
+        width, height = max(1, round(window.width)), max(1, round(window.height))
+        window = Window(col0, row0, width, height)
+        scale = min(1.0, self.max_px / max(width, height, 1))
+        shape = (max(1, round(height * scale)), max(1, round(width * scale)))
+        bands = [1, 2, 3] if src.count >= 3 else [1]
+        # the part of the window inside the image, read as is (a boundless read goes through a
+        # VRT and costs several times more); what lies outside stays black
+        c0, r0 = max(col0, 0), max(row0, 0)
+        c1, r1 = min(col0 + width, src.width), min(row0 + height, src.height)
+        data = np.zeros((len(bands), *shape), dtype=src.dtypes[0])
+        if c1 > c0 and r1 > r0:
+            inner = Window(c0, r0, c1 - c0, r1 - r0)
+            oc0, or0 = round((c0 - col0) * scale), round((r0 - row0) * scale)
+            oc1 = max(oc0 + 1, min(shape[1], round((c1 - col0) * scale)))
+            or1 = max(or0 + 1, min(shape[0], round((r1 - row0) * scale)))
+            data[:, or0:or1, oc0:oc1] = src.read(
+                bands,
+                window=inner,
+                out_shape=(len(bands), or1 - or0, oc1 - oc0),
+                resampling=Resampling.bilinear,
+            )
         image = Image.fromarray(_to_uint8(data).transpose(1, 2, 0).squeeze())
         image = image.convert("RGB")
-        outline = transform_geom(self.working, src.crs, geom.__geo_interface__)
+        outline = geom.__geo_interface__
+        if not same_crs:
+            outline = transform_geom(self.working, src.crs, outline)
         win_transform = src.window_transform(window)
         draw = ImageDraw.Draw(image)
         for polygon in _rings(outline):
             cols_rows = [~win_transform @ (x, y) for x, y in polygon]
             draw.line([(c * scale, r * scale) for c, r in cols_rows], fill=(255, 0, 0), width=2)
-        image.save(path)
+        image.save(path, compress_level=1)
+
+    def _same_crs(self, src: Any) -> bool:
+        key = id(src)
+        if key not in self._crs_equal:
+            self._crs_equal[key] = CRS.from_user_input(src.crs.to_wkt()) == self.working
+        return self._crs_equal[key]
 
 
 def _rings(geojson: dict[str, Any]) -> list[list[tuple[float, float]]]:

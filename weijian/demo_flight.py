@@ -156,6 +156,36 @@ def _write_cog(path: Path, data: np.ndarray, transform: Any, crs: str) -> None:
     tmp.replace(path)
 
 
+def _write_pair(
+    manifest_path: Path,
+    paths: dict[str, Path],
+    images: tuple[np.ndarray, np.ndarray],
+    transform: Any,
+    crs: str,
+    identity: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Write both COGs unless the manifest says the same generator wrote them (SHA-256 hold)."""
+    from ingest.scene import sha256_file
+    from weijian.flight import write_atomic
+
+    manifest: dict[str, Any] = {}
+    if manifest_path.is_file():
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    fresh = all(manifest.get(k) == v for k, v in identity.items())
+    if fresh and all(p.is_file() and sha256_file(p) == manifest.get(k) for k, p in paths.items()):
+        return
+    _write_cog(paths["before"], images[0], transform, crs)
+    _write_cog(paths["after"], images[1], transform, crs)
+    manifest = {
+        **identity,
+        "transform": list(transform)[:6],
+        **(extra or {}),
+        **{k: sha256_file(p) for k, p in paths.items()},
+    }
+    write_atomic(manifest_path, json.dumps(manifest, indent=1))
+
+
 @dataclass(frozen=True)
 class DemoFlight:
     """Where the demo flight's images are and the change truth used for seeding."""
@@ -169,7 +199,7 @@ class DemoFlight:
     @property
     def area_km2(self) -> float:
         """Area of the mosaic, km²."""
-        return (SIZE_PX * GSD_M) ** 2 / 1e6
+        return float(self.truth.size * GSD_M**2 / 1e6)
 
 
 def write_demo_flight(
@@ -182,9 +212,6 @@ def write_demo_flight(
     """
     from affine import Affine
 
-    from ingest.scene import sha256_file
-    from weijian.flight import write_atomic
-
     folder.mkdir(parents=True, exist_ok=True)
     transform = mosaic_transform(working_crs)
     before, after, truth = build_mosaic()
@@ -193,28 +220,64 @@ def write_demo_flight(
         before, after = before[:, cut[0], cut[1]].copy(), after[:, cut[0], cut[1]].copy()
         truth = truth[cut].copy()
         transform = transform * Affine.translation(1024, 1024)
-    manifest_path = folder / "demo_flight.json"
     paths = {"before": folder / BEFORE_NAME, "after": folder / AFTER_NAME}
-    manifest: dict[str, Any] = {}
-    if manifest_path.is_file():
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-    fresh = (
-        manifest.get("version") == GENERATOR_VERSION
-        and manifest.get("crs") == working_crs
-        and manifest.get("crop_px") == crop_px
+    _write_pair(
+        folder / "demo_flight.json",
+        paths,
+        (before, after),
+        transform,
+        working_crs,
+        {"version": GENERATOR_VERSION, "crs": working_crs, "crop_px": crop_px},
+        extra={"origin_lonlat": ORIGIN_LONLAT},
     )
-    if not (fresh and all(p.is_file() and sha256_file(p) == manifest[k] for k, p in paths.items())):
-        _write_cog(paths["before"], before, transform, working_crs)
-        _write_cog(paths["after"], after, transform, working_crs)
-        manifest = {
-            "version": GENERATOR_VERSION,
-            "crs": working_crs,
-            "transform": list(transform)[:6],
-            "origin_lonlat": ORIGIN_LONLAT,
-            "crop_px": crop_px,
-            **{k: sha256_file(p) for k, p in paths.items()},
-        }
-        write_atomic(manifest_path, json.dumps(manifest, indent=1))
+    return DemoFlight(paths["before"], paths["after"], truth, transform, working_crs)
+
+
+#: The generated large flight's NW corner: this far east of the demo flight's (no overlap), m.
+LARGE_OFFSET_M = 1100.0
+LARGE_SEED = 20261122
+
+
+def build_large_mosaic(size: int, seed: int = LARGE_SEED) -> tuple[np.ndarray, ...]:
+    """A ``size`` px square flight made of the demo mosaic's real imagery: before, after, truth.
+
+    The 2,048 px demo mosaic is laid in blocks, each turned by a seeded multiple of 90° and
+    mirrored or not (so that neighbouring blocks differ), cut at the right and bottom edges.
+    Truth as :func:`build_mosaic` (1 appeared, 2 disappeared).
+    """
+    rng = np.random.default_rng(seed)
+    base = build_mosaic()
+    before = np.zeros((3, size, size), np.uint8)
+    after = np.zeros_like(before)
+    truth = np.zeros((size, size), np.uint8)
+    for row in range(0, size, SIZE_PX):
+        for col in range(0, size, SIZE_PX):
+            turns, mirror = int(rng.integers(4)), bool(rng.integers(2))
+            h, w = min(SIZE_PX, size - row), min(SIZE_PX, size - col)
+            for src, dst in zip(base, (before, after, truth), strict=True):
+                block = np.rot90(src, turns, axes=(-2, -1))
+                if mirror:
+                    block = block[..., ::-1]
+                dst[..., row : row + h, col : col + w] = block[..., :h, :w]
+    return before, after, truth
+
+
+def write_large_flight(folder: Path, size: int, working_crs: str = "EPSG:4549") -> DemoFlight:
+    """Write (or reuse) a generated ``size`` px flight (:func:`build_large_mosaic`) as COGs.
+
+    Placed ``LARGE_OFFSET_M`` east of the demo flight (same row, 0.5 m, north up), dated as the
+    demo flight (``large_20250310.tif``, ``large_20260310.tif``). For benchmarks.
+    """
+    from affine import Affine
+
+    folder.mkdir(parents=True, exist_ok=True)
+    transform = Affine.translation(LARGE_OFFSET_M, 0.0) * mosaic_transform(working_crs)
+    before, after, truth = build_large_mosaic(size)
+    paths = {"before": folder / "large_20250310.tif", "after": folder / "large_20260310.tif"}
+    identity = {"version": GENERATOR_VERSION, "crs": working_crs, "size": size, "seed": LARGE_SEED}
+    _write_pair(
+        folder / "large_flight.json", paths, (before, after), transform, working_crs, identity
+    )
     return DemoFlight(paths["before"], paths["after"], truth, transform, working_crs)
 
 
@@ -254,8 +317,14 @@ class SeedReport:
     permits_updated: int
 
 
-def seed_inventory(engine: Any, flight: DemoFlight, *, actor: str) -> SeedReport:
-    """Seed cases and permits on the demo flight's real changes (idempotent)."""
+def seed_inventory(
+    engine: Any, flight: DemoFlight, *, actor: str, prefix: str = "DEMO", per_class: int = PER_CLASS
+) -> SeedReport:
+    """Seed cases and permits on the demo flight's real changes (idempotent).
+
+    ``per_class`` objects of each kind (known, written-off, permitted, demolished), numbered
+    ``PREFIX-K1``, ``PREFIX-R1``, ``PREFIX-P1``, ``PREFIX-D1`` ...
+    """
     import geopandas as gpd
     from sqlalchemy import text
 
@@ -265,10 +334,10 @@ def seed_inventory(engine: Any, flight: DemoFlight, *, actor: str) -> SeedReport
 
     objects = truth_objects(flight)
     appeared = objects["appeared"]
-    known = appeared[0 : 3 * PER_CLASS : 3]
-    rebound = appeared[1 : 3 * PER_CLASS : 3]
-    permitted = appeared[2 : 3 * PER_CLASS : 3]
-    demolished = objects["disappeared"][:PER_CLASS]
+    known = appeared[0 : 3 * per_class : 3]
+    rebound = appeared[1 : 3 * per_class : 3]
+    permitted = appeared[2 : 3 * per_class : 3]
+    demolished = objects["disappeared"][:per_class]
     rows = []
 
     def case(number: str, geom: Any, status: str, discovered: date, remark: str) -> None:
@@ -289,16 +358,16 @@ def seed_inventory(engine: Any, flight: DemoFlight, *, actor: str) -> SeedReport
         )
 
     for i, g in enumerate(known, 1):
-        case(f"DEMO-K{i}", g, "under_construction", date(2025, 9, 1), "在建, 12345 热线举报")
+        case(f"{prefix}-K{i}", g, "under_construction", date(2025, 9, 1), "在建, 12345 热线举报")
     for i, g in enumerate(rebound, 1):
-        case(f"DEMO-R{i}", g, "existing", date(2024, 6, 1), "已拆除销项, 复查反弹")
+        case(f"{prefix}-R{i}", g, "existing", date(2024, 6, 1), "已拆除销项, 复查反弹")
     for i, g in enumerate(demolished, 1):
-        case(f"DEMO-D{i}", g, "existing", date(2024, 6, 1), "待拆除")
+        case(f"{prefix}-D{i}", g, "existing", date(2024, 6, 1), "待拆除")
     frame = gpd.GeoDataFrame(rows, geometry="geometry", crs=flight.crs)
     report = upsert_cases(engine, frame, actor=actor, reason="demo flight")
 
     written_off = 0
-    numbers = [f"DEMO-R{i}" for i in range(1, len(rebound) + 1)]
+    numbers = [f"{prefix}-R{i}" for i in range(1, len(rebound) + 1)]
     with engine.connect() as conn:
         ids = conn.execute(
             text(
@@ -331,7 +400,7 @@ def seed_inventory(engine: Any, flight: DemoFlight, *, actor: str) -> SeedReport
 
     permits = gpd.GeoDataFrame(
         {
-            "permit_number": [f"DEMO-P{i}" for i in range(1, len(permitted) + 1)],
+            "permit_number": [f"{prefix}-P{i}" for i in range(1, len(permitted) + 1)],
             "issuer": ["planning"] * len(permitted),
             "description": ["示范: 已批准新建厂房"] * len(permitted),
             "valid_from": [date(2025, 1, 1)] * len(permitted),

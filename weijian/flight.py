@@ -78,6 +78,12 @@ STATE_VERSION = 1
 MAX_GSD_RATIO = 2.0
 #: With ``before="auto"``: the earlier scene must cover at least this share of the new one.
 MIN_COVER_FRACTION = 0.5
+#: Demolition evidence (see :func:`_step_detect`): ``cases`` runs the epochs-swapped detection
+#: only around the inventory's active cases, ``full`` over the whole pair, ``off`` not at all
+#: (only the forward pass's own ``change_kind``).
+DEMOLITION_MODES = ("cases", "full", "off")
+#: ``cases``: ground around each active case that the swapped pass looks at, m.
+DEMOLITION_MARGIN_M = 30.0
 #: Before/after chips shown in the run report.
 REPORT_CHIPS = 6
 
@@ -118,6 +124,9 @@ class FlightConfig:
     min_overlap_fraction: float = 0.2
     max_shift_m: float = 5.0
     histogram_match: bool = True
+    coregistration_min_blocks: int = 4
+    coregistration_min_confidence: float = 0.5
+    coregistration_affine: bool = True
     network: str = "tinysiam"
     weights: Path | None = None
     device: str = "auto"
@@ -130,7 +139,8 @@ class FlightConfig:
     engine: str = "torch"
     max_gsd_ratio: float = MAX_GSD_RATIO
     min_cover_fraction: float = MIN_COVER_FRACTION
-    demolition_pass: bool = True
+    demolition: str = "cases"
+    demolition_margin_m: float = DEMOLITION_MARGIN_M
 
 
 @dataclass
@@ -393,6 +403,10 @@ def run_flight(
     flight's folder under ``config.output_root`` (default: the after image's name).
     Raises :class:`FlightRefusedError` (bad input, nothing stored) or :class:`FlightStepError`.
     """
+    if config.demolition not in DEMOLITION_MODES:
+        raise FlightRefusedError(
+            f"flight.demolition is {config.demolition!r}: use one of {', '.join(DEMOLITION_MODES)}"
+        )
     after_path = Path(after)
     if not after_path.exists():
         raise FlightRefusedError(f"{after_path} does not exist: give the new orthophoto's path")
@@ -724,6 +738,9 @@ def _step_align(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
                 max_shift_m=cfg.max_shift_m,
                 histogram_match=cfg.histogram_match,
                 progress=lambda step, done, total: ctx.progress.advance("align", done, total),
+                coregistration_min_blocks=cfg.coregistration_min_blocks,
+                coregistration_min_confidence=cfg.coregistration_min_confidence,
+                coregistration_affine=cfg.coregistration_affine,
             )
         except IngestError as exc:
             raise _refuse_ingest("align", exc) from exc
@@ -839,13 +856,99 @@ def reversed_pair(pair: AlignedPair) -> AlignedPair:
 
     dx, dy = pair.shift_m
     tables = [(b, a) for a, b in pair.histogram] if pair.histogram else None
+    # an affine co-registration model maps the later epoch only: swapped, the pair keeps the
+    # translation part (``shift_m``) of it, reversed
     return replace(
         pair,
         before=pair.after,
         after=pair.before,
         shift_m=(-dx, -dy),
         histogram=tables,
+        coregistration=None,
     )
+
+
+def active_cases_area(engine: Engine, pair: AlignedPair, margin_m: float) -> tuple[Any, int]:
+    """The pair's footprint within ``margin_m`` of an active inventory case, and their number.
+
+    Working CRS, metres. Demolition evidence can only arise on an active case, so this is where
+    the epochs-swapped pass needs to look. An empty geometry when no active case lies there.
+    """
+    import shapely
+    from sqlalchemy import text
+
+    from gis_db.schema import working_srid
+    from gis_db.workflow import ACTIVE_CASE_STATES
+
+    footprint = pair.footprint
+    with engine.connect() as conn:
+        srid = working_srid(conn)
+        geoms = (
+            conn.execute(
+                text(
+                    "SELECT ST_AsBinary(ST_Buffer(geom, :m, 'join=mitre')) FROM inventory_case "
+                    "WHERE state = ANY(:active) "
+                    "AND ST_Intersects(geom, ST_Buffer(ST_GeomFromWKB(:f, :srid), :m))"
+                ),
+                {
+                    "f": shapely.to_wkb(footprint),
+                    "srid": srid,
+                    "m": margin_m,
+                    "active": [s.value for s in ACTIVE_CASE_STATES],
+                },
+            )
+            .scalars()
+            .all()
+        )
+    if not geoms:
+        return shapely.Polygon(), 0
+    area = shapely.union_all(shapely.from_wkb([bytes(g) for g in geoms]))
+    return shapely.make_valid(area.intersection(footprint)), len(geoms)
+
+
+def _reverse_pass_pair(ctx: _Context) -> AlignedPair | None:
+    """The epochs-swapped pair of the demolition pass (``None``: no pass to run).
+
+    ``cases``: its footprint is cut to the ground near active cases, so only the tiles there are
+    computed; the area is recorded in ``detect_reverse_area.json`` before the pass and reused
+    when the step resumes, so a resumed pass computes the same tiles.
+    """
+    from dataclasses import replace
+
+    import shapely
+
+    mode = ctx.config.demolition
+    if mode == "off":
+        return None
+    pair = reversed_pair(_pair(ctx))
+    if mode == "full":
+        return pair
+    record = ctx.folder / "detect_reverse_area.json"
+    area_wkt = None
+    if record.is_file():
+        try:
+            area_wkt = json.loads(record.read_text(encoding="utf-8"))["area_wkt"]
+        except (ValueError, KeyError):
+            area_wkt = None
+    if area_wkt is None:
+        area, n_cases = active_cases_area(ctx.engine, _pair(ctx), ctx.config.demolition_margin_m)
+        area_wkt = "" if area.is_empty else shapely.to_wkt(area, rounding_precision=3)
+        write_atomic(
+            record,
+            json.dumps(
+                {
+                    "active_cases": n_cases,
+                    "margin_m": ctx.config.demolition_margin_m,
+                    "area_m2": round(area.area, 1),
+                    "share_of_pair": round(area.area / max(_pair(ctx).footprint.area, 1e-9), 4),
+                    "area_wkt": area_wkt,
+                }
+            ),
+        )
+    ctx.extra["reverse_area"] = record
+    if not area_wkt:
+        return None
+    return replace(pair, footprint_wkt=area_wkt)
 
 
 def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, total: int) -> Any:
@@ -870,29 +973,41 @@ def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, tot
 
 
 def _step_detect(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
-    """Detection: the pair as is, and (``demolition_pass``) again with the epochs swapped.
+    """Detection: the pair as is, and (``demolition``) again with the epochs swapped.
 
     The shipped networks learned one direction only, a structure appearing (LEVIR-CD labels new
     buildings): on a swapped pair they find what was there before and is gone after. Those
-    polygons are loaded as ``disappeared``, which matching turns into demolition evidence.
+    polygons are loaded as ``disappeared``, which matching turns into demolition evidence where
+    they overlap an active case. With ``demolition="cases"`` (the default) the swapped pass only
+    computes the tiles near active cases, since nothing elsewhere can become demolition evidence
+    (see docs/decisions/0006-flight-pipeline.md for the measurement).
     """
     passes = [("detect", _pair(ctx))]
-    if ctx.config.demolition_pass:
-        passes.append(("detect_reverse", reversed_pair(_pair(ctx))))
+    reverse = _reverse_pass_pair(ctx)
+    if reverse is not None:
+        passes.append(("detect_reverse", reverse))
     outputs: list[Path] = []
+    if "reverse_area" in ctx.extra:
+        outputs.append(ctx.extra["reverse_area"])
     metas: dict[str, Any] = {}
     for i, (folder, pair) in enumerate(passes):
+        started = time.perf_counter()
         result = _detect_once(ctx, pair, ctx.folder / folder, i, len(passes))
         outputs += [result.proba_path, result.gpkg_path, result.geojson_path, result.meta_path]
         meta = dict(result.meta)
         metas[folder] = {
             "n_polygons": len(result.polygons),
+            "seconds": round(time.perf_counter() - started, 3),
             **{
                 k: meta.get(k)
                 for k in ("network", "weights_checksum", "threshold", "network_gsd_m", "key")
             },
         }
-    return outputs, {"passes": metas, "meta": metas["detect"]}
+    summary: dict[str, Any] = {"passes": metas, "meta": metas["detect"]}
+    if "reverse_area" in ctx.extra:
+        area = json.loads(ctx.extra["reverse_area"].read_text(encoding="utf-8"))
+        summary["reverse_area"] = {k: v for k, v in area.items() if k != "area_wkt"}
+    return outputs, summary
 
 
 # --- load -------------------------------------------------------------------------------------
@@ -948,8 +1063,9 @@ def _step_load(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
 
     pair = _pair(ctx)
     forward = DetectResult.open(ctx.folder / "detect")
+    passes = ctx.state.steps["detect"]["result"].get("passes", {})
     reverse = (
-        DetectResult.open(ctx.folder / "detect_reverse") if ctx.config.demolition_pass else None
+        DetectResult.open(ctx.folder / "detect_reverse") if "detect_reverse" in passes else None
     )
     before_id, after_id = register_pair_scenes(ctx.engine, pair)
     params = run_params(forward.meta)
@@ -1045,7 +1161,17 @@ def _step_publish(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
 
     run_id = _run_id(ctx)
     dispatch_dir = ctx.folder / "dispatch"
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal clock
+        now = time.perf_counter()
+        timings[name] = round(now - clock, 3)
+        clock = now
+
     packages = write_dispatch_packages(ctx.engine, run_id, dispatch_dir)
+    lap("dispatch")
     outputs: list[Path] = []
     for p in packages:
         outputs += [p.gpkg, p.xlsx]
@@ -1053,10 +1179,13 @@ def _step_publish(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
     map_path = _export_map(ctx, run_id, ctx.folder / "map.html")
     if map_path is not None:
         outputs.append(map_path)
+    lap("map")
     by_town = counts_by_street_town(ctx.engine, run_id)
     report = write_run_report(ctx, run_id, by_town, packages, map_path)
     outputs.append(report)
+    lap("report")
     return outputs, {
+        "timings_s": timings,
         "dispatch": str(dispatch_dir),
         "packages": {p.street_town: p.n_suspects for p in packages},
         "map": str(map_path) if map_path else None,
@@ -1129,7 +1258,7 @@ def write_run_report(
         "weights SHA-256": run["weights_checksum"],
         "threshold": meta.get("threshold"),
         "model GSD (m)": check["model"]["gsd_m"],
-        "demolition pass": "yes (epochs swapped)"
+        "demolition pass": f"epochs swapped ({ctx.config.demolition})"
         if "detect_reverse" in detect.get("passes", {})
         else "no",
         "before": f"{check['before']['path']} · {check['before']['acquired']} · "

@@ -192,10 +192,11 @@ class FlightSettings(_Section):
     min_cover_fraction: float = Field(
         0.5, gt=0, le=1, description="--before auto: share of the new scene the earlier must cover"
     )
-    demolition_pass: bool = Field(
-        True,
-        description="run detection a second time with the epochs swapped to find demolitions "
-        "(the shipped networks only learned structures appearing)",
+    demolition: Literal["cases", "full", "off"] = Field(
+        "cases",
+        description="demolition evidence: run detection again with the epochs swapped (the "
+        "shipped networks only learned structures appearing) near active cases only ('cases'), "
+        "over the whole flight ('full'), or not ('off')",
     )
     watch_settle_s: float = Field(
         30.0, ge=0, description="a watched file counts as complete once unchanged this long, s"

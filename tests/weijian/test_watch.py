@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import signal
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from pathlib import Path
+from subprocess import PIPE
 
+import pytest
 from sqlalchemy import Engine, text
 
 from tests.weijian.flight_data import add_district, pair_files
@@ -137,3 +143,96 @@ def test_watch_once_command_moves_a_refused_flight(
         timeout=300,
     )
     assert proc.returncode == EXIT_DONE, proc.stderr
+
+
+def _wait_for(predicate: Callable[[], bool], proc: subprocess.Popen[str], timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        if proc.poll() is not None:
+            _, err = proc.communicate()
+            raise AssertionError(f"the watcher exited ({proc.returncode}): {err}")
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    raise AssertionError(f"timed out after {timeout} s; watcher said: {err}")
+
+
+def _stop(proc: subprocess.Popen[str]) -> str:
+    proc.send_signal(signal.SIGINT)  # Ctrl+C, as an operator (systemd sends SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    return err
+
+
+@pytest.mark.slow
+def test_watch_processes_a_dropped_flight_once_across_a_restart(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """``weijian flight watch`` (running, not --once) on a real small flight.
+
+    Processed once, moved to done/, and neither the moved file nor the same image dropped again
+    after a restart is processed again (one run in PostGIS, the flight's record untouched).
+    """
+    from ingest import describe_scene
+    from tests.weijian.flight_data import demo_crop_files
+    from weijian.flight import STATE_FILE, catalogue_scene
+
+    add_district(engine)
+    images = tmp_path / "images"
+    before, after, _ = demo_crop_files(images, size=256)
+    catalogue_scene(engine, describe_scene(before), "EPSG:4549")  # last flight's imagery
+    inbox = tmp_path / "inbox"
+    inbox.mkdir()
+    flights = tmp_path / "flights"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("WEIJIAN_")},
+        "WEIJIAN_DATABASE_URL": db_url,
+        "WEIJIAN_DATA_DIR": str(tmp_path / "data"),
+        "WEIJIAN_FLIGHT__OUTPUT_DIR": str(flights),
+    }
+    cmd = [str(Path(sys.executable).with_name("weijian")), "flight", "watch", str(inbox)]
+    cmd += ["--settle", "1", "--poll", "0.5"]
+
+    def watcher() -> subprocess.Popen[str]:
+        return subprocess.Popen(cmd, env=env, text=True, stdout=PIPE, stderr=PIPE)
+
+    first = watcher()
+    # the drone team copies the file in (written under a hidden name, then renamed, as rsync)
+    shutil.copy(after, inbox / f".{after.name}.part")
+    os.replace(inbox / f".{after.name}.part", inbox / after.name)
+    done = inbox / "done" / after.name
+    _wait_for(done.is_file, first, timeout=300)
+    _wait_for(lambda: "done" in (inbox / LEDGER).read_text("utf-8"), first, timeout=30)
+    err = _stop(first)
+    assert f"{after.name}: done" in err, err
+    assert not (inbox / after.name).exists()
+    ledger = json.loads((inbox / LEDGER).read_text("utf-8"))
+    (entry,) = ledger["items"].values()
+    assert entry["status"] == "done" and entry["exit_code"] == EXIT_DONE
+    state_file = flights / entry["flight"] / STATE_FILE
+    state = json.loads(state_file.read_text("utf-8"))
+    assert set(state["steps"]) >= {"check", "align", "detect", "load", "match", "publish"}
+    recorded = state_file.stat().st_mtime_ns
+    with engine.connect() as conn:
+        runs = conn.execute(text("SELECT id, status FROM detection_run")).all()
+    assert [r.status for r in runs] == ["matched"]
+
+    # restart: the watcher reads its ledger; the same image dropped again under another name
+    second = watcher()
+    shutil.copy(after, inbox / "again_20260310.tif")
+    reason = inbox / "done" / "again_20260310.tif.reason.txt"
+    _wait_for(reason.is_file, second, timeout=120)
+    time.sleep(2)  # a few more polls: nothing else may happen
+    err = _stop(second)
+    assert "again_20260310.tif: duplicate" in err, err
+    assert "already processed" in reason.read_text("utf-8")
+    assert f"航飞 flight: {after.name}" not in err  # not run again
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT count(*) FROM detection_run")).scalar_one() == 1
+    assert state_file.stat().st_mtime_ns == recorded
+    assert sorted(p.name for p in (inbox / "done").iterdir()) == [
+        after.name,
+        "again_20260310.tif",
+        "again_20260310.tif.reason.txt",
+    ]

@@ -51,6 +51,9 @@ def flight_config(
         min_overlap_fraction=s.ingest.min_overlap_fraction,
         max_shift_m=s.ingest.max_shift_m,
         histogram_match=s.ingest.histogram_match,
+        coregistration_min_blocks=s.ingest.coregistration_min_blocks,
+        coregistration_min_confidence=s.ingest.coregistration_min_confidence,
+        coregistration_affine=s.ingest.coregistration_affine,
         network=s.detection.network,
         # detection.weights, else the registry's current model, else the shipped weights
         weights=s.detection.weights or model_registry(s).current_path(),
@@ -61,9 +64,10 @@ def flight_config(
         tolerance_m=s.matching.tolerance_m,
         workers=workers or s.flight.workers,
         scheduler=scheduler or s.flight.scheduler,
+        engine=s.detection.engine,
         max_gsd_ratio=s.flight.max_gsd_ratio,
         min_cover_fraction=s.flight.min_cover_fraction,
-        demolition_pass=s.flight.demolition_pass,
+        demolition=s.flight.demolition,
     )
 
 

@@ -1,0 +1,93 @@
+"""Settings reach the flight: co-registration limits into ``pair prepare``, engine, demolition."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+from sqlalchemy import Engine
+
+from tests.weijian.flight_data import add_district, levir, write_image
+from weijian.flight import FlightConfig, FlightRefusedError, run_flight
+
+
+def test_flight_config_takes_the_coregistration_engine_and_demolition_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from weijian.cli.flight import flight_config
+    from weijian.settings import get_settings
+
+    for key, value in {
+        "WEIJIAN_DATA_DIR": str(tmp_path),
+        "WEIJIAN_INGEST__COREGISTRATION_MIN_BLOCKS": "7",
+        "WEIJIAN_INGEST__COREGISTRATION_MIN_CONFIDENCE": "0.8",
+        "WEIJIAN_INGEST__COREGISTRATION_AFFINE": "false",
+        "WEIJIAN_DETECTION__ENGINE": "onnxruntime",
+        "WEIJIAN_FLIGHT__DEMOLITION": "full",
+    }.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        config = flight_config(out_root=tmp_path / "flights")
+    finally:
+        get_settings.cache_clear()
+    assert config.coregistration_min_blocks == 7
+    assert config.coregistration_min_confidence == 0.8
+    assert config.coregistration_affine is False
+    assert config.engine == "onnxruntime"
+    assert config.demolition == "full"
+
+
+def _shifted_pair(folder: Path, shift_px: int = 6) -> tuple[Path, Path]:
+    """A real 1024 px tile; the after image's georeference is off by ``shift_px`` px east."""
+    a, b = levir("test_7")
+    before = write_image(folder / "shift_20250310.tif", np.ascontiguousarray(a))
+    from tests.weijian.flight_data import X0
+
+    after = write_image(
+        folder / "shift_20260310.tif", np.ascontiguousarray(b), x0=X0 + 0.5 * shift_px
+    )
+    return before, after
+
+
+def test_align_uses_the_flights_coregistration_limits(engine: Engine, tmp_path: Path) -> None:
+    """Co-registration limits of the flight reach ``prepare_pair``.
+
+    The shift is found and applied by default; a flight demanding 10,000 agreeing blocks keeps
+    the georeference as is and says so.
+    """
+    from ingest import prepare_pair
+
+    add_district(engine)
+    before, after = _shifted_pair(tmp_path / "images")
+    default = prepare_pair(before, after)
+    assert abs(default.shift_m[0] - 3.0) < 0.5 and default.coregistration is not None
+    assert default.coregistration.model_applied != "none"
+
+    config = FlightConfig(
+        output_root=tmp_path / "flights",
+        coregistration_min_blocks=10_000,
+        coregistration_min_confidence=0.9,
+        coregistration_affine=False,
+        demolition="off",
+    )
+    result = run_flight(engine, after, before=before, config=config)
+    align = result.state["steps"]["align"]["result"]
+    assert align["shift_m"] == [0.0, 0.0]
+    assert any("co-registration not confident" in w for w in align["warnings"])
+    assert "10000 blocks and 90% needed" in " ".join(align["warnings"])
+    from ingest import AlignedPair
+
+    pair = AlignedPair.load(result.folder / "pair.json")
+    assert pair.coregistration is not None
+    assert pair.coregistration.min_blocks == 10_000
+    assert pair.coregistration.min_confidence == 0.9
+
+
+def test_unknown_demolition_mode_is_refused(engine: Engine, tmp_path: Path) -> None:
+    before, after = _shifted_pair(tmp_path / "images")
+    config = replace(FlightConfig(output_root=tmp_path / "flights"), demolition="sometimes")
+    with pytest.raises(FlightRefusedError, match=r"flight\.demolition"):
+        run_flight(engine, after, before=before, config=config)
