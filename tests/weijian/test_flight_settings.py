@@ -41,13 +41,13 @@ def test_flight_config_takes_the_coregistration_engine_and_demolition_settings(
 
 
 def _shifted_pair(folder: Path, shift_px: int = 6) -> tuple[Path, Path]:
-    """A real 1024 px tile; the after image's georeference is off by ``shift_px`` px east."""
-    a, b = levir("test_7")
+    """A real 1024 px tile twice (no change), the later copy's georeference ``shift_px`` px east."""
+    a, _ = levir("test_7")
     before = write_image(folder / "shift_20250310.tif", np.ascontiguousarray(a))
     from tests.weijian.flight_data import X0
 
     after = write_image(
-        folder / "shift_20260310.tif", np.ascontiguousarray(b), x0=X0 + 0.5 * shift_px
+        folder / "shift_20260310.tif", np.ascontiguousarray(a), x0=X0 + 0.5 * shift_px
     )
     return before, after
 
