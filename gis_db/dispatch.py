@@ -238,11 +238,15 @@ class _Chipper:
         outline = geom.__geo_interface__
         if not same_crs:
             outline = transform_geom(self.working, src.crs, outline)
-        win_transform = src.window_transform(window)
+        inv = ~src.window_transform(window)
         draw = ImageDraw.Draw(image)
         for polygon in _rings(outline):
-            cols_rows = [~win_transform @ (x, y) for x, y in polygon]
-            draw.line([(c * scale, r * scale) for c, r in cols_rows], fill=(255, 0, 0), width=2)
+            xy = np.asarray(polygon, dtype=float)
+            cols = (inv.a * xy[:, 0] + inv.b * xy[:, 1] + inv.c) * scale
+            rows = (inv.d * xy[:, 0] + inv.e * xy[:, 1] + inv.f) * scale
+            draw.line(
+                list(zip(cols.tolist(), rows.tolist(), strict=True)), fill=(255, 0, 0), width=2
+            )
         image.save(path, compress_level=1)
 
     def _same_crs(self, src: Any) -> bool:

@@ -258,8 +258,14 @@ def export_map(
         for key, scene in (("before", run["before_scene_id"]), ("after", run["after_scene_id"])):
             try:
                 image = tiles_mod.scene_image(conn, scene)
+                # fastest PNG compression: 4x quicker to write than the default, 6 % larger
                 png = tiles_mod.render_part(
-                    image, footprint_bbox, "EPSG:4326", max_size=1600, dst_crs="EPSG:3857"
+                    image,
+                    footprint_bbox,
+                    "EPSG:4326",
+                    max_size=1600,
+                    dst_crs="EPSG:3857",
+                    zlevel=1,
                 )
             except ImageryUnavailableError:
                 continue
@@ -270,9 +276,14 @@ def export_map(
             overlays.append((name, png))
     m = _new_map(footprint_bbox)
     w, s, e, n = footprint_bbox
-    for name, png in overlays:
+    # the images go into the page after Folium has rendered it: given to Folium, each data URI
+    # (megabytes) would be parsed as a Jinja template once more (about 1 s per image)
+    images: dict[str, bytes] = {}
+    for i, (name, png) in enumerate(overlays):
+        placeholder = f"data:image/png;base64,wj-export-overlay-{i}"
+        images[placeholder] = png
         folium.raster_layers.ImageOverlay(
-            _data_uri_png(png), bounds=[[s, w], [n, e]], name=name, overlay=True
+            placeholder, bounds=[[s, w], [n, e]], name=name, overlay=True
         ).add_to(m)
     warn_col = labels.WARNING_COLOURS
     folium.GeoJson(
@@ -342,6 +353,8 @@ def export_map(
     m.get_root().html.add_child(Element(banner + legend))  # type: ignore[attr-defined]
     _local_only(m.get_root())
     page = _strip_remote(m.get_root().render())
+    for placeholder, png in images.items():
+        page = page.replace(f'"{placeholder}"', f'"{_data_uri_png(png)}"', 1)
     style = (
         "<style>.wj-export-title{position:fixed;top:8px;left:60px;z-index:1000;background:#fff;"
         "padding:6px 10px;border-radius:4px;box-shadow:0 1px 4px #0005;font:14px sans-serif}"

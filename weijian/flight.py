@@ -84,6 +84,8 @@ MIN_COVER_FRACTION = 0.5
 DEMOLITION_MODES = ("cases", "full", "off")
 #: ``cases``: ground around each active case that the swapped pass looks at, m.
 DEMOLITION_MARGIN_M = 30.0
+#: ``cases``: tile side of the swapped pass (smaller tiles cover the scattered cases tighter), px.
+DEMOLITION_TILE_PX = 256
 #: Before/after chips shown in the run report.
 REPORT_CHIPS = 6
 
@@ -141,6 +143,7 @@ class FlightConfig:
     min_cover_fraction: float = MIN_COVER_FRACTION
     demolition: str = "cases"
     demolition_margin_m: float = DEMOLITION_MARGIN_M
+    demolition_tile_px: int = DEMOLITION_TILE_PX
 
 
 @dataclass
@@ -951,7 +954,14 @@ def _reverse_pass_pair(ctx: _Context) -> AlignedPair | None:
     return replace(pair, footprint_wkt=area_wkt)
 
 
-def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, total: int) -> Any:
+def _detect_once(
+    ctx: _Context,
+    pair: AlignedPair,
+    out_dir: Path,
+    done: int,
+    total: int,
+    tiling: dict[str, int] | None = None,
+) -> Any:
     detect_pair, _ = _detect_api()
     cfg = ctx.config
 
@@ -969,6 +979,7 @@ def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, tot
         engine=cfg.engine,
         overwrite=False,
         progress=report,
+        **(tiling or {}),
     )
 
 
@@ -992,7 +1003,11 @@ def _step_detect(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
     metas: dict[str, Any] = {}
     for i, (folder, pair) in enumerate(passes):
         started = time.perf_counter()
-        result = _detect_once(ctx, pair, ctx.folder / folder, i, len(passes))
+        tiling = None
+        if folder == "detect_reverse" and ctx.config.demolition == "cases":
+            size = ctx.config.demolition_tile_px
+            tiling = {"tile_px": size, "overlap_px": min(64, size // 4)}
+        result = _detect_once(ctx, pair, ctx.folder / folder, i, len(passes), tiling)
         outputs += [result.proba_path, result.gpkg_path, result.geojson_path, result.meta_path]
         meta = dict(result.meta)
         metas[folder] = {

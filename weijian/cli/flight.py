@@ -36,7 +36,11 @@ err = Console(stderr=True)
 
 
 def flight_config(
-    *, workers: int | None = None, scheduler: str | None = None, out_root: Path | None = None
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    out_root: Path | None = None,
+    engine: str | None = None,
 ) -> Any:
     """A FlightConfig from the settings in force (command-line values win)."""
     from weijian.flight import FlightConfig
@@ -64,7 +68,7 @@ def flight_config(
         tolerance_m=s.matching.tolerance_m,
         workers=workers or s.flight.workers,
         scheduler=scheduler or s.flight.scheduler,
-        engine=s.detection.engine,
+        engine=engine or s.detection.engine,
         max_gsd_ratio=s.flight.max_gsd_ratio,
         min_cover_fraction=s.flight.min_cover_fraction,
         demolition=s.flight.demolition,
@@ -124,6 +128,7 @@ def execute_flight(
     scheduler: str | None = None,
     out_root: Path | None = None,
     show_progress: bool = True,
+    detection_engine: str | None = None,
 ) -> tuple[int, dict[str, Any]]:
     """Run one flight with the settings in force; returns (exit code, JSON summary).
 
@@ -132,7 +137,9 @@ def execute_flight(
     from weijian.database import connect
     from weijian.flight import EXIT_STEP_FAILED, FlightError, FlightProgress, run_flight
 
-    config = flight_config(workers=workers, scheduler=scheduler, out_root=out_root)
+    config = flight_config(
+        workers=workers, scheduler=scheduler, out_root=out_root, engine=detection_engine
+    )
     engine = connect()
     try:
         with _progress_display() as progress:
