@@ -139,6 +139,7 @@ class FlightConfig:
     workers: int = 1
     scheduler: str | None = None
     engine: str = "torch"
+    tta: bool = False
     max_gsd_ratio: float = MAX_GSD_RATIO
     min_cover_fraction: float = MIN_COVER_FRACTION
     demolition: str = "cases"
@@ -977,6 +978,7 @@ def _detect_once(
         workers=cfg.workers,
         scheduler=cfg.scheduler,
         engine=cfg.engine,
+        tta=cfg.tta,
         overwrite=False,
         progress=report,
         **(tiling or {}),

@@ -24,7 +24,8 @@ def test_flight_config_takes_the_coregistration_engine_and_demolition_settings(
         "WEIJIAN_INGEST__COREGISTRATION_MIN_BLOCKS": "7",
         "WEIJIAN_INGEST__COREGISTRATION_MIN_CONFIDENCE": "0.8",
         "WEIJIAN_INGEST__COREGISTRATION_AFFINE": "false",
-        "WEIJIAN_DETECTION__ENGINE": "onnxruntime",
+        "WEIJIAN_DETECTION__ENGINE": "torch",
+        "WEIJIAN_DETECTION__TTA": "true",
         "WEIJIAN_FLIGHT__DEMOLITION": "full",
     }.items():
         monkeypatch.setenv(key, value)
@@ -36,7 +37,7 @@ def test_flight_config_takes_the_coregistration_engine_and_demolition_settings(
     assert config.coregistration_min_blocks == 7
     assert config.coregistration_min_confidence == 0.8
     assert config.coregistration_affine is False
-    assert config.engine == "onnxruntime"
+    assert config.engine == "torch" and config.tta is True
     assert config.demolition == "full"
 
 

@@ -118,15 +118,7 @@ def _demo_flight(engine: Any, settings: Any, *, serve: bool) -> None:
             "orthophoto-scale detection yet: the demo flight stops here.[/]"
         )
         return
-    # ONNX Runtime unless detection.engine was set: about 5x faster than torch on this kind of
-    # machine, so the demo takes minutes (same results within 1e-3, checked at every run)
-    engine_name = (
-        settings.detection.engine
-        if "engine" in settings.detection.model_fields_set
-        else "onnxruntime"
-    )
-    out.print(f"变化检测引擎 detection engine: {engine_name}")
-    code, summary = execute_flight(flight.after, before="auto", detection_engine=engine_name)
+    code, summary = execute_flight(flight.after, before="auto")
     if code != 0:
         out.print(f"[bold red]示范航飞失败 demo flight failed:[/] {summary['error']}")
         raise typer.Exit(code)

@@ -69,6 +69,7 @@ def flight_config(
         workers=workers or s.flight.workers,
         scheduler=scheduler or s.flight.scheduler,
         engine=engine or s.detection.engine,
+        tta=s.detection.tta,
         max_gsd_ratio=s.flight.max_gsd_ratio,
         min_cover_fraction=s.flight.min_cover_fraction,
         demolition=s.flight.demolition,
