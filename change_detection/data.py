@@ -2,6 +2,9 @@
 
 A data folder holds ``A/`` (earlier image), ``B/`` (later image) and ``label/`` (0 = no change,
 non-zero = change) with the same file names; any tile size, all three of one pair the same size.
+Partly labelled pairs (the chips cut from the office's reviews) mark pixels nobody decided with
+:data:`UNKNOWN` (127): they are neither change nor no change, and the training loss and the
+metrics leave them out.
 Pairs are named ``<folder>/<stem>``, e.g. ``levir_256/test_7_0256_0512``.
 
 Scenes: LEVIR-CD crops are named ``<tile>_<row>_<col>`` (``test_7_0256_0512`` is cut from the
@@ -32,6 +35,10 @@ from change_detection.errors import DatasetError, DatasetNotFoundError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
 _CROP_SUFFIX = re.compile(r"_\d{3,5}_\d{3,5}$")
+#: label value of a pixel whose state is unknown (partial labels: outside every decided object)
+UNKNOWN = 127
+#: value of unknown pixels in the float training masks (0 = no change, 1 = change)
+IGNORE = -1.0
 
 
 @dataclass(frozen=True)
@@ -47,12 +54,17 @@ class PairFiles:
 
 @dataclass
 class Pair:
-    """One pair in memory: ``before``/``after`` uint8 ``(H, W, 3)``, ``label`` bool ``(H, W)``."""
+    """One pair in memory: ``before``/``after`` uint8 ``(H, W, 3)``, ``label`` bool ``(H, W)``.
+
+    ``known`` (bool ``(H, W)``) marks the labelled pixels of a partly labelled pair; ``None``
+    when every pixel is labelled.
+    """
 
     name: str
     before: np.ndarray
     after: np.ndarray
     label: np.ndarray
+    known: np.ndarray | None = None
 
     @property
     def pixels(self) -> int:
@@ -117,19 +129,22 @@ def load_pair(files: PairFiles) -> Pair:
     with Image.open(files.label) as im:
         grey = np.asarray(im.convert("L"))
     values = np.unique(grey)
-    if len(values) > 2 or (len(values) == 2 and values[0] != 0):
+    labelled = values[values != UNKNOWN]
+    if len(labelled) > 2 or (len(labelled) == 2 and labelled[0] != 0):
         shown = ", ".join(str(v) for v in values[:6]) + (" ..." if len(values) > 6 else "")
         raise DatasetError(
             f"label of pair {files.name} is not binary (values {shown}): a label must be 0 for "
-            "no change and one other value (255 or 1) for change"
+            f"no change and one other value (255 or 1) for change ({UNKNOWN} marks unknown "
+            "pixels of a partly labelled chip)"
         )
-    label = grey > 0
+    known = grey != UNKNOWN if UNKNOWN in values else None
+    label = (grey > 0) if known is None else (grey > 0) & known
     if not before.shape[:2] == after.shape[:2] == label.shape:
         raise DatasetError(
             f"pair {files.name}: sizes differ (A {before.shape[:2]}, B {after.shape[:2]}, "
             f"label {label.shape}); the images of a pair must be co-registered and equal in size"
         )
-    return Pair(files.name, before, after, label)
+    return Pair(files.name, before, after, label, known)
 
 
 def matches(name: str, patterns: Sequence[str]) -> bool:
@@ -208,7 +223,8 @@ class TrainingSamples(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor,
     (torchvision.transforms.v2), then independently per epoch: brightness, contrast, saturation
     and hue jitter and Gaussian noise, so lighting differences are not learned as change.
     Returns ``before, after`` float ``(3, crop, crop)`` in 0..255 and ``mask`` float
-    ``(1, crop, crop)``.
+    ``(1, crop, crop)`` (1 change, 0 no change, :data:`IGNORE` for the unknown pixels of a
+    partly labelled pair).
     """
 
     def __init__(
@@ -250,7 +266,10 @@ class TrainingSamples(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor,
         size = min(size, h, w)
         r, c = int(rng.integers(0, h - size + 1)), int(rng.integers(0, w - size + 1))
         sl = np.s_[r : r + size, c : c + size]
-        return pair.before[sl], pair.after[sl], pair.label[sl]
+        label = pair.label[sl].astype(np.float32)
+        if pair.known is not None:
+            label[~pair.known[sl]] = IGNORE
+        return pair.before[sl], pair.after[sl], label
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         from change_detection.synthetic import synthetic_pair
@@ -264,7 +283,9 @@ class TrainingSamples(torch.utils.data.Dataset[tuple[torch.Tensor, torch.Tensor,
             before, after, label = synthetic_pair(background, rng)
         a = tv_tensors.Image(to_chw_float(before) / 255)
         b = tv_tensors.Image(to_chw_float(after) / 255)
-        m = tv_tensors.Mask(torch.from_numpy(np.ascontiguousarray(label))[None].float())
+        m = tv_tensors.Mask(
+            torch.from_numpy(np.ascontiguousarray(label, dtype=np.float32))[None].float()
+        )
         if a.shape[-1] != self.crop or a.shape[-2] != self.crop:
             size = [self.crop, self.crop]
             a, b = TF.resize(a, size, antialias=True), TF.resize(b, size, antialias=True)

@@ -31,7 +31,7 @@ def evaluate_pairs(
     ``resample=False`` feeds the pixels as they are (for measuring what resampling is worth).
     ``tta``: flip/rotation test-time augmentation (see :func:`predict_proba`). Returns
     :meth:`ChangeScorer.summary` plus the pair names, and with ``per_pair`` each pair's pixel
-    F1/IoU and object recall.
+    F1/IoU and object recall. Unknown pixels of partly labelled pairs are not counted.
     """
     cut = model.threshold if threshold is None else threshold
     gsd = model.gsd_m if gsd_m is None else gsd_m
@@ -41,10 +41,10 @@ def evaluate_pairs(
         proba = predict_proba(
             model, pair.before, pair.after, tta=tta, gsd_m=gsd if resample else None
         )
-        total.add(proba, pair.label)
+        total.add(proba, pair.label, pair.known)
         if per_pair:
             one = ChangeScorer(cut, gsd, min_area_m2)
-            one.add(proba, pair.label)
+            one.add(proba, pair.label, pair.known)
             s = one.summary()
             rows.append(
                 {

@@ -104,17 +104,27 @@ class ChangeScorer:
         )
     )
 
-    def add(self, proba: np.ndarray, truth: np.ndarray) -> None:
-        """Add one tile: change probability ``(H, W)`` in 0..1 and boolean truth ``(H, W)``."""
+    def add(self, proba: np.ndarray, truth: np.ndarray, known: np.ndarray | None = None) -> None:
+        """Add one tile: change probability ``(H, W)`` in 0..1 and boolean truth ``(H, W)``.
+
+        ``known`` (boolean ``(H, W)``, partly labelled tiles): only those pixels are counted,
+        and predicted objects are cut to them (an object outside every decided area is not
+        counted as a false positive); the area is that of the known pixels.
+        """
         truth = truth.astype(bool)
         pred = proba >= self.threshold
+        if known is not None:
+            known = known.astype(bool)
+            truth, pred = truth & known, pred & known
+            proba = proba[known]
         self.tp += int((pred & truth).sum())
         self.fp += int((pred & ~truth).sum())
         self.fn += int((~pred & truth).sum())
-        self.pixels += truth.size
+        self.pixels += truth.size if known is None else int(known.sum())
         bins = np.clip((proba * CURVE_BINS).astype(np.int64), 0, CURVE_BINS - 1)
-        self.hist_pos += np.bincount(bins[truth], minlength=CURVE_BINS)
-        self.hist_neg += np.bincount(bins[~truth], minlength=CURVE_BINS)
+        pos = truth if known is None else truth[known]
+        self.hist_pos += np.bincount(bins[pos], minlength=CURVE_BINS)
+        self.hist_neg += np.bincount(bins[~pos], minlength=CURVE_BINS)
         min_px = int(np.ceil(self.min_area_m2 / self.gsd_m**2))
         for key, value in object_counts(pred, truth, min_px).items():
             self.objects[key] += value

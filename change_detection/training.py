@@ -74,6 +74,9 @@ class TrainConfig:
     device: str = "auto"
     threads: int | None = None  #: torch CPU threads (default: all cores)
     init_weights: str | None = None  #: fine-tune: start from this weights file (its mean/std)
+    #: keep this threshold instead of the best-F1 one on validation (fine-tuning on partial
+    #: labels: the decided pixels are not a fair sample of the imagery to pick a threshold on)
+    fixed_threshold: float | None = None
 
 
 @dataclass
@@ -143,10 +146,24 @@ def channel_stats(pairs: Sequence[Pair]) -> tuple[list[float], list[float]]:
 
 
 def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Binary cross-entropy plus soft Dice (over the batch), suited to rare positive pixels."""
-    bce = F.binary_cross_entropy_with_logits(logits, target)
-    p = torch.sigmoid(logits)
-    dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+    """Binary cross-entropy plus soft Dice (over the batch), suited to rare positive pixels.
+
+    ``target`` holds 1 (change), 0 (no change) or a negative value (:data:`IGNORE`, unknown):
+    unknown pixels of partly labelled chips count in neither term (a masked loss), so a chip
+    from the office's reviews teaches only what the office decided.
+    """
+    unknown = target < 0
+    if not bool(unknown.any()):
+        bce = F.binary_cross_entropy_with_logits(logits, target)
+        p = torch.sigmoid(logits)
+        dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+        return bce + dice
+    known = (~unknown).to(logits.dtype)
+    t = target.clamp(min=0)
+    per_pixel = F.binary_cross_entropy_with_logits(logits, t, reduction="none")
+    bce = (per_pixel * known).sum() / known.sum().clamp(min=1)
+    p = torch.sigmoid(logits) * known
+    dice = 1 - (2 * (p * t).sum() + 1) / (p.sum() + t.sum() + 1)
     return bce + dice
 
 
@@ -361,12 +378,17 @@ def train(
     }
     val_summary = heldout = None
     if val_p:
-        full = evaluate_pairs(best, val_p, 0.5, config.gsd_m, config.min_area_m2)
-        meta["threshold"] = float(full["best_threshold"])
+        if config.fixed_threshold is None:
+            full = evaluate_pairs(best, val_p, 0.5, config.gsd_m, config.min_area_m2)
+            meta["threshold"] = float(full["best_threshold"])
+        else:
+            meta["threshold"] = float(config.fixed_threshold)
         val_summary = summary_line(
             evaluate_pairs(best, val_p, meta["threshold"], config.gsd_m, config.min_area_m2)
         )
         meta["metrics_validation"] = val_summary
+    elif config.fixed_threshold is not None:
+        meta["threshold"] = float(config.fixed_threshold)
     best.metadata["threshold"] = meta["threshold"]
     if held_f:
         held_p = [load_pair(f) for f in drop_contained_crops(held_f)]

@@ -2,16 +2,19 @@
 
 An office on real imagery, simulated: the shipped ``tinysiam`` detects changes on review scenes
 that neither its training nor the held-out evaluation touched (the 9 EGY-BCD pairs of
-``egy_256``, New Cairo); every predicted object (8-connected, at least 10 m²) is a detection, and
+``egy_256``, New Cairo, and the shipped split's two validation pairs, which only chose its epoch
+and threshold); every predicted object (8-connected, at least 10 m²) is a detection, and
 the label plays the reviewer in a seeded random order: a detection with at least half of its
 pixels on a labelled change is *confirmed*, any other one is a *false positive*. After N
 decisions, chips are cut exactly as ``weijian train --from-reviews`` cuts them (128 px around
-each decided detection; the mask holds every confirmed detection's polygon, false positives are
-hard negatives) and the shipped model is fine-tuned with the same settings
-(:data:`weijian.learning.FINE_TUNE`). Each fine-tuned model is scored on the project's held-out
-pairs (LEVIR-CD and DSIFN-CD), which no step above saw. Prints one Markdown table.
+each decided detection, partly labelled: confirmed detections are change, false positives no
+change, every other pixel unknown and ignored by the loss) and the shipped model is fine-tuned
+with the same settings (:data:`weijian.learning.FINE_TUNE`, keeping its threshold). Each
+fine-tuned model is scored on the project's held-out pairs (LEVIR-CD and DSIFN-CD), which no step
+above saw. Prints one Markdown table.
 
     uv run --frozen python scripts/review_loop.py [--decisions 0 50 200 1000] [--out out/loop]
+        [--pool PATTERN ...] [--no-egy]
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from change_detection.data import drop_contained_crops, find_pairs, load_pair, matches
+from change_detection.data import UNKNOWN, drop_contained_crops, find_pairs, load_pair, matches
 from change_detection.evaluation import evaluate_pairs
 from change_detection.inference import predict_proba
 from change_detection.training import TrainConfig, summary_line, train
@@ -64,13 +67,20 @@ def detections(pool: list[Any], model: Any) -> list[dict[str, Any]]:
 
 
 def write_chips(folder: Path, pool: list[Any], decided: list[dict[str, Any]]) -> None:
-    """LEVIR-layout chips around each decided detection (the --from-reviews rule)."""
+    """LEVIR-layout chips around each decided detection (the --from-reviews rule).
+
+    Partly labelled like ``--from-reviews`` chips: 255 inside confirmed detections, 0 inside
+    false positives, :data:`UNKNOWN` wherever nobody decided.
+    """
     for sub in ("A", "B", "label"):
         (folder / sub).mkdir(parents=True, exist_ok=True)
-    confirmed = {i: np.zeros(p.label.shape, bool) for i, p in enumerate(pool)}
+    labels = {i: np.full(p.label.shape, UNKNOWN, np.uint8) for i, p in enumerate(pool)}
+    for d in decided:
+        if not d["confirmed"]:
+            labels[d["pair"]][d["mask"]] = 0
     for d in decided:
         if d["confirmed"]:
-            confirmed[d["pair"]] |= d["mask"]
+            labels[d["pair"]][d["mask"]] = 255
     for n, d in enumerate(decided):
         pair = pool[d["pair"]]
         rows, cols = np.nonzero(d["mask"])
@@ -82,8 +92,7 @@ def write_chips(folder: Path, pool: list[Any], decided: list[dict[str, Any]]) ->
         name = f"d{n:04d}"
         Image.fromarray(pair.before[window]).save(folder / "A" / f"{name}.png")
         Image.fromarray(pair.after[window]).save(folder / "B" / f"{name}.png")
-        label = confirmed[d["pair"]][window].astype(np.uint8) * 255
-        Image.fromarray(label).save(folder / "label" / f"{name}.png")
+        Image.fromarray(labels[d["pair"]][window]).save(folder / "label" / f"{name}.png")
 
 
 def main() -> None:
@@ -93,11 +102,29 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("out/loop"))
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--pool",
+        nargs="*",
+        default=["dsifn_256/5_3", "levir_256/val_27_*"],
+        help="more review scenes (glob patterns of LEVIR/DSIFN pairs): the shipped split's "
+        "validation pairs by default, neither trained on nor held out",
+    )
+    parser.add_argument(
+        "--no-egy", dest="egy", action="store_false", help="leave egy_256 out of the review pool"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model("tinysiam", device="cpu")
-    pool = [load_pair(f) for f in find_pairs([args.data / "egy_256"])]
     files = find_pairs([args.data / f for f in ("levir_256", "levir_1024", "dsifn_256")])
+    pool_files = find_pairs([args.data / "egy_256"]) if args.egy else []
+    pool_files += [f for f in files if matches(f.name, args.pool)]
+    if any(matches(f.name, HELDOUT) for f in pool_files):
+        parser.error("a review scene is one of the held-out pairs")
+    shipped_split = model.metadata.get("split", {})
+    trained = [f.name for f in pool_files if f.name in shipped_split.get("train", [])]
+    if trained:
+        parser.error(f"review scenes the shipped model was trained on: {trained}")
+    pool = [load_pair(f) for f in pool_files]
     held = [
         load_pair(f) for f in drop_contained_crops([f for f in files if matches(f.name, HELDOUT)])
     ]
@@ -128,6 +155,7 @@ def main() -> None:
                 threads=1,
                 seed=args.seed,
                 init_weights=str(shipped_weights(model.network)),
+                fixed_threshold=model.threshold,
                 **FINE_TUNE,
             )
             tuned = load_model(train([run / "chips"], run, config).weights, "cpu")

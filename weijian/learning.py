@@ -3,9 +3,10 @@
 ``weijian train --from-reviews`` calls :func:`fine_tune_from_reviews`: the reviewed detections
 of the chosen runs (confirmed = change, with the polygon as the mask; false positive = a hard
 negative) and the cases decided between the runs' acquisitions (see :mod:`gis_db.reviews`) are
-cut as chips from the runs' registered COGs, on the working CRS grid at the model's GSD; the
-current model (the registry's, else the shipped weights) is fine-tuned on them, and the result
-is added to the registry with its lineage (parent, runs, decisions), *not* made current:
+cut as partly labelled chips (pixels nobody decided are "unknown" and ignored by the loss) from
+the runs' registered COGs, on the working CRS grid at the model's GSD; the current model (the
+registry's, else the shipped weights) is fine-tuned on them, keeping its threshold, and the
+result is added to the registry with its lineage (parent, runs, decisions), *not* made current:
 ``weijian model promote`` does that after the evaluation gate.
 """
 
@@ -124,14 +125,18 @@ def build_review_chips(
     """Write LEVIR-layout chips (``out/A``, ``out/B``, ``out/label``) from the office's decisions.
 
     One chip per reviewed detection and per decided case, centred on it, at ``gsd_m`` m/px on
-    the working CRS grid (``crs``), at least 128 px and at most 512 px a side. Every chip's
-    mask holds all changes the office confirmed in that run and area (confirmed detections,
-    cases), so a false-positive chip next to a real change does not teach "no change" there.
+    the working CRS grid (``crs``), at least 128 px and at most 512 px a side. Chips are
+    *partly labelled*: 255 (change) inside every change the office confirmed in that run and
+    area (confirmed detections, cases), 0 (no change) inside every detection it marked false
+    positive, and :data:`change_detection.data.UNKNOWN` (127) everywhere else, because nobody
+    decided those pixels (a change the model missed is there too); the training loss ignores
+    them.
     """
     import rasterio
     from PIL import Image
     from rasterio.features import rasterize
 
+    from change_detection.data import UNKNOWN
     from gis_db.reviews import decided_cases, reviewed_detections
 
     reviewed = reviewed_detections(engine, run_ids)
@@ -158,6 +163,7 @@ def build_review_chips(
                 )
         positives = list(dets[dets["state"] == "confirmed"].geometry)
         positives += [g for _, _, g in case_items]
+        negatives = list(dets[dets["state"] != "confirmed"].geometry)
         items: list[tuple[str, int, Any]] = [
             ("d", int(i), g) for i, g in zip(dets["detection_id"], dets.geometry, strict=True)
         ]
@@ -172,11 +178,12 @@ def build_review_chips(
                 if (valid_b & valid_a).mean() < MIN_VALID:
                     chips.skipped.append(name)
                     continue
+                # later shapes win: a confirmed change overlapping a false alarm stays change
                 label = rasterize(
-                    [(g, 255) for g in positives],
+                    [(g, 0) for g in negatives] + [(g, 255) for g in positives],
                     out_shape=(px, px),
                     transform=transform,
-                    fill=0,
+                    fill=UNKNOWN,
                     dtype="uint8",
                 )
                 Image.fromarray(before).save(out / "A" / f"{name}.png")
@@ -260,6 +267,7 @@ def fine_tune_from_reviews(
         device=device,
         threads=threads,
         init_weights=str(parent_path),
+        fixed_threshold=parent_model.threshold,
     )
     result = train(
         [chips.folder], out, config, on_progress=on_progress, extra_metadata={"lineage": lineage}

@@ -10,6 +10,8 @@ import torch
 from PIL import Image
 
 from change_detection.data import (
+    IGNORE,
+    UNKNOWN,
     TrainingSamples,
     drop_contained_crops,
     find_pairs,
@@ -91,3 +93,24 @@ def test_explicit_validation_patterns(tiny_folder: Path) -> None:
     assert [p.name for p in val] == ["tiny/p1", "tiny/p2"]
     assert [p.name for p in held] == ["tiny/p0"]
     assert len(train) == 3
+
+
+def test_partly_labelled_pairs_mark_unknown_pixels(tiny_folder: Path) -> None:
+    """127 in a label is "unknown": kept apart from change, and IGNORE in the training masks."""
+    grey = np.full((64, 64), UNKNOWN, np.uint8)
+    grey[:20] = 0  # decided: no change
+    grey[20:30, :10] = 255  # decided: change
+    Image.fromarray(grey).save(tiny_folder / "label" / "p3.png")
+    files = {p.name: p for p in find_pairs([tiny_folder])}
+    pair = load_pair(files["tiny/p3"])
+    assert pair.known is not None and int(pair.known.sum()) == 20 * 64 + 10 * 10
+    assert int(pair.label.sum()) == 100 and not pair.label[30:].any()
+    assert load_pair(files["tiny/p0"]).known is None  # fully labelled
+    ds = TrainingSamples([pair], crop=64, length=2, seed=0, scale_range=(1.0, 1.0))
+    mask = ds[0][2]
+    assert set(torch.unique(mask).tolist()) == {IGNORE, 0.0, 1.0}
+    assert int((mask == IGNORE).sum()) == 64 * 64 - int(pair.known.sum())
+    grey[40:] = 128  # a fourth value is still refused
+    Image.fromarray(grey).save(tiny_folder / "label" / "p3.png")
+    with pytest.raises(DatasetError, match="not binary"):
+        load_pair(files["tiny/p3"])

@@ -71,3 +71,23 @@ def test_empty_tile_predicted_empty_is_perfect() -> None:
     s = scorer.summary()
     assert s["f1"] == 1.0 and s["objects"]["recall"] == 1.0
     assert s["objects"]["false_positives_per_km2"] == 0.0
+
+
+def test_unknown_pixels_are_not_counted() -> None:
+    """Partly labelled tiles: only the known pixels count, in pixels, curve and objects."""
+    proba = np.zeros((20, 20))
+    proba[2:6, 2:6] = 0.9  # a hit on a decided change
+    proba[12:16, 12:16] = 0.9  # a detection where nobody decided: not a false alarm
+    truth = np.zeros((20, 20), bool)
+    truth[2:6, 2:6] = True
+    known = np.zeros((20, 20), bool)
+    known[:10, :10] = True
+    scorer = ChangeScorer(0.5, 1.0, 0.0)
+    scorer.add(proba, truth, known)
+    s = scorer.summary()
+    assert (scorer.tp, scorer.fp, scorer.fn, scorer.pixels) == (16, 0, 0, 100)
+    assert s["f1"] == 1.0 and s["objects"]["false_positive_objects"] == 0
+    assert int(scorer.hist_pos.sum() + scorer.hist_neg.sum()) == 100
+    everything = ChangeScorer(0.5, 1.0, 0.0)
+    everything.add(proba, truth)
+    assert everything.fp == 16 and everything.summary()["objects"]["false_positive_objects"] == 1

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from change_detection.data import find_pairs, load_pair
+from change_detection.data import IGNORE, find_pairs, load_pair
 from change_detection.networks import build_network
 from change_detection.training import TrainConfig, bce_dice_loss, channel_stats, train
 from change_detection.weights import load_model
@@ -41,6 +41,74 @@ def test_loss_falls_on_real_pairs(real_pairs: Path) -> None:
         opt.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0] * 0.9, losses
+
+
+def test_masked_loss_ignores_unknown_pixels() -> None:
+    """Unknown pixels (partial labels) change neither the loss nor the gradient."""
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(2, 1, 16, 16, generator=gen, requires_grad=True)
+    target = (torch.rand(2, 1, 16, 16, generator=gen) > 0.7).float()
+    full = bce_dice_loss(logits, target)
+    # without unknown pixels the loss is plain BCE + soft Dice
+    p = torch.sigmoid(logits)
+    dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
+    plain = torch.nn.functional.binary_cross_entropy_with_logits(logits, target) + dice
+    assert full.item() == pytest.approx(plain.item(), rel=1e-6)
+    unknown = torch.zeros_like(target, dtype=torch.bool)
+    unknown[:, :, :, 8:] = True
+    partial = torch.where(unknown, torch.full_like(target, IGNORE), target)
+    loss = bce_dice_loss(logits, partial)
+    # the same as the loss over the known pixels alone
+    known_only = bce_dice_loss(
+        logits[~unknown].view(1, 1, 1, -1), target[~unknown].view(1, 1, 1, -1)
+    )
+    assert loss.item() == pytest.approx(known_only.item(), rel=1e-6)
+    loss.backward()
+    assert logits.grad is not None
+    assert float(logits.grad[unknown].abs().max()) == 0.0
+    assert float(logits.grad[~unknown].abs().max()) > 0.0
+    # whatever the network says on unknown pixels does not matter
+    other = logits.detach().clone()
+    other[unknown] = 20.0
+    assert bce_dice_loss(other, partial).item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_partial_labels_do_not_teach_missing_changes(real_pairs: Path) -> None:
+    """Fine-tuning the shipped model on a real crop decided only in one strip keeps the others.
+
+    Labelling undecided pixels "no change" (the old review chips) drives the probability of the
+    buildings nobody decided down; marking them unknown leaves them as the network saw them.
+    """
+    files = find_pairs([real_pairs / "levir_256"])
+    pair = load_pair(next(f for f in files if f.name == "levir_256/test_55_0256_0000"))
+    truth = torch.from_numpy(pair.label.copy())[None, None].float()
+    rows = np.nonzero(pair.label.any(axis=1))[0]
+    decided = torch.zeros_like(truth, dtype=torch.bool)
+    decided[..., int(rows[0]) : int(rows[0]) + 32, :] = True  # one strip with a building
+    other_buildings = (truth > 0) & ~decided
+    assert int(other_buildings.sum()) > 500  # the crop has buildings nobody decided
+    partial = torch.where(decided, truth, torch.full_like(truth, IGNORE))
+    as_negative = torch.where(decided, truth, torch.zeros_like(truth))
+    means = {}
+    for name, target in (("unknown", partial), ("no change", as_negative)):
+        model = load_model("tinysiam", device="cpu")
+        m = torch.tensor(model.mean).view(1, 3, 1, 1)
+        s = torch.tensor(model.std).view(1, 3, 1, 1)
+        a = (torch.from_numpy(pair.before.copy()).permute(2, 0, 1)[None].float() - m) / s
+        b = (torch.from_numpy(pair.after.copy()).permute(2, 0, 1)[None].float() - m) / s
+        net = model.net.float().train()
+        opt = torch.optim.AdamW(net.parameters(), lr=5e-4)
+        torch.manual_seed(0)
+        for _ in range(10):
+            loss = bce_dice_loss(net(a, b), target)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+        net.eval()
+        with torch.no_grad():
+            proba = torch.sigmoid(net(a, b))
+        means[name] = float(proba[other_buildings].mean())
+    assert means["unknown"] > means["no change"] + 0.05, means
 
 
 class _Stop(Exception):

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from change_detection import load_model
+from change_detection.data import UNKNOWN
 from change_detection.registry import Registry
 from gis_db import runs
 from gis_db.errors import InvalidInputError, NotFoundError
@@ -180,6 +181,12 @@ def test_from_reviews_fine_tunes_registers_and_gates(env: Path, engine: Engine) 
     )
     ok_label = np.asarray(Image.open(chips / "label" / f"r{run}_d{decided['confirmed'][0]}.png"))
     assert ok_label.max() == 255
+    # partial labels: pixels outside every decided detection are unknown (127), never "no change"
+    for label in (fp_label, ok_label):
+        assert set(np.unique(label).tolist()) <= {0, UNKNOWN, 255}
+    assert (ok_label == UNKNOWN).mean() > 0.3 and (fp_label == 0).sum() >= 100
+    v1 = load_model(Registry(env / "data" / "models").entry("v1")["path"], "cpu")
+    assert v1.threshold == load_model("tinysiam", "cpu").threshold  # keeps its parent's threshold
     registry = Registry(env / "data" / "models")
     assert registry.versions() == ["v1"] and registry.current is None  # registered, not in use
     entry = registry.entry("v1")
