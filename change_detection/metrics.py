@@ -33,6 +33,9 @@ def object_counts(
 ) -> dict[str, int]:
     """Match predicted components to true changed objects (boolean ``(H, W)`` masks).
 
+    ``pred`` may also be an integer array of object labels (0 = background), e.g. after
+    splitting touching objects; its objects are then taken as they are, not as components.
+
     A true object is *found* when some predicted component overlaps it with IoU ``>= iou``; a
     predicted component (of at least ``min_area_px`` pixels; smaller ones are dropped as a
     vectoriser would) is a *false positive* when it reaches that IoU with no true object, and
@@ -42,7 +45,14 @@ def object_counts(
     """
     eight = np.ones((3, 3), dtype=bool)
     gt_lab, n_gt = ndimage.label(truth, structure=eight)
-    pr_lab, n_pr = ndimage.label(pred, structure=eight)
+    if pred.dtype != bool and np.issubdtype(pred.dtype, np.integer):
+        ids, pr_lab = np.unique(pred, return_inverse=True)
+        pr_lab = pr_lab.reshape(pred.shape)
+        if ids[0] != 0:  # no background pixel: every label is an object
+            pr_lab = pr_lab + 1
+        n_pr = int(pr_lab.max())
+    else:
+        pr_lab, n_pr = ndimage.label(pred, structure=eight)
     if n_pr and min_area_px > 0:
         sizes = np.bincount(pr_lab.ravel(), minlength=n_pr + 1)
         keep = sizes >= min_area_px

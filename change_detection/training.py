@@ -53,6 +53,9 @@ class TrainConfig:
     """Training hyper-parameters (sizes in pixels, learning rate per step)."""
 
     network: str = "tinysiam"
+    #: constructor arguments of the network (e.g. ``{"widths": [24, 32, 64, 128], "decoder": 64}``
+    #: for a wider ``tinysiam``); stored in the weights file, so loading needs nothing else
+    network_kwargs: dict[str, Any] = field(default_factory=dict)
     epochs: int = 60
     samples_per_epoch: int = 256  #: augmented crops per epoch
     crop: int = 128  #: training crop side, px (multiple of 16)
@@ -209,9 +212,9 @@ def train(
     )
     train_p = [load_pair(f) for f in train_f]
     val_p = [load_pair(f) for f in val_f]
-    net = build_network(config.network).to(device)
+    kwargs = _network_kwargs(config.network_kwargs)
     if config.init_weights:
-        from change_detection.weights import load_model
+        from change_detection.weights import load_model, network_kwargs_of
 
         parent = load_model(config.init_weights, "cpu")
         if parent.network != config.network:
@@ -219,9 +222,12 @@ def train(
                 f"{config.init_weights} holds a {parent.network} model, not {config.network}: "
                 f"fine-tune with --network {parent.network}"
             )
+        kwargs = _network_kwargs(network_kwargs_of(config.init_weights))
+        net = build_network(config.network, **kwargs).to(device)
         net.load_state_dict(parent.net.state_dict())
         mean, std = parent.mean, parent.std
     else:
+        net = build_network(config.network, **kwargs).to(device)
         mean, std = channel_stats(train_p)
     meta_base: dict[str, Any] = {
         "network": config.network,
@@ -325,7 +331,13 @@ def train(
         row["seconds"] = round(elapsed_before + time.monotonic() - start, 1)
         if score > best_f1:
             best_f1, best_epoch, stale = score, epoch, 0
-            save_weights(out / "best.pt", ema.module, config.network, {**meta_base, "epoch": epoch})
+            save_weights(
+                out / "best.pt",
+                ema.module,
+                config.network,
+                {**meta_base, "epoch": epoch},
+                kwargs,
+            )
         else:
             stale += 1
         log.info(
@@ -397,8 +409,13 @@ def train(
         )
         (out / "heldout.json").write_text(json.dumps(heldout, indent=1))
         meta["metrics_heldout"] = {**summary_line(heldout), "per_pair": heldout["per_pair"]}
-    path = save_weights(out / "model.pt", best.net, config.network, meta)
+    path = save_weights(out / "model.pt", best.net, config.network, meta, kwargs)
     return TrainResult(path, best_epoch, val_summary, heldout, seconds)
+
+
+def _network_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:
+    """Network constructor arguments with lists as tuples (JSON and TOML give lists)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in kwargs.items()}
 
 
 def _device_name(device: torch.device) -> str:

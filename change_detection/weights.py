@@ -120,6 +120,12 @@ def shipped_weights(network: str = DEFAULT_NETWORK) -> Path:
     return path
 
 
+def network_kwargs_of(path: Path | str) -> dict[str, Any]:
+    """The network constructor arguments stored in a weights file (``{}`` for the defaults)."""
+    blob = torch.load(Path(path), map_location="cpu", weights_only=True)
+    return dict(blob.get("network_kwargs", {})) if isinstance(blob, dict) else {}
+
+
 def load_model(
     name_or_path: str | Path | None = None,
     device: str | torch.device = "auto",

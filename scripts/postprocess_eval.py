@@ -12,12 +12,21 @@ figures). The setting with the best object F1 on the validation pairs (named in 
 metadata) is marked; the held-out figures are never used to choose. Prints Markdown tables.
 
     uv run --frozen python scripts/postprocess_eval.py [WEIGHTS] [--tta]
+
+``--objects`` measures instead the mask-level object post-processing of
+:mod:`change_detection.objects` (threshold, opening, watershed splitting of touching buildings,
+minimum area, hysteresis seed, solidity) over a grid; ``--validation PATTERN ...`` chooses the
+validation pairs (default: the weights' own validation split).
+
+    uv run --frozen python scripts/postprocess_eval.py [WEIGHTS] --objects [--tta]
+        [--validation PATTERN ...] [--json out/objects.json]
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -30,6 +39,7 @@ from rasterio.features import rasterize
 from change_detection.data import Pair, drop_contained_crops, find_pairs, load_pair, matches
 from change_detection.inference import predict_proba
 from change_detection.metrics import object_counts, pixel_scores
+from change_detection.objects import ObjectParams, candidate_labels, filter_labels
 from change_detection.vectorize import VectorizeParams, polygons_from_proba
 from change_detection.weights import ChangeModel, load_model
 
@@ -129,22 +139,131 @@ def load(names: Sequence[str], data: Path) -> list[Pair]:
     ]
 
 
+def score_objects(
+    labels: Sequence[np.ndarray], pairs: Sequence[Pair], gsd: float
+) -> dict[str, Any]:
+    """Pixel and object figures of object label arrays over ``pairs`` (no further filtering)."""
+    tp = fp = fn = 0
+    counts = dict.fromkeys(
+        ("true_objects", "found", "predicted_objects", "false_positive_objects"), 0
+    )
+    pixels = 0
+    for lab, pair in zip(labels, pairs, strict=True):
+        pred, truth = lab > 0, pair.label
+        tp += int((pred & truth).sum())
+        fp += int((pred & ~truth).sum())
+        fn += int((~pred & truth).sum())
+        pixels += truth.size
+        for k, v in object_counts(lab, truth, 0).items():
+            if k in counts:
+                counts[k] += v
+    km2 = pixels * gsd**2 / 1e6
+    recall = counts["found"] / max(counts["true_objects"], 1)
+    precision = (counts["predicted_objects"] - counts["false_positive_objects"]) / max(
+        counts["predicted_objects"], 1
+    )
+    return {
+        "f1": pixel_scores(tp, fp, fn)["f1"],
+        "object_recall": recall,
+        "object_precision": precision,
+        "object_f1": 2 * recall * precision / (recall + precision) if recall + precision else 0.0,
+        "fp_per_km2": counts["false_positive_objects"] / km2,
+        "buildings": counts["true_objects"],
+    }
+
+
+def object_grid(threshold: float) -> list[ObjectParams]:
+    """The object post-processing settings tried: the raw mask first, then the grid."""
+    cuts = sorted({round(min(max(threshold + d, 0.05), 0.95), 2) for d in (-0.2, -0.1, 0, 0.1)})
+    grid = [ObjectParams(threshold=threshold)]
+    for cut, opening, split, area, seed, solid in itertools.product(
+        cuts, (0, 1, 2), (0, 4, 8), (10.0, 25.0), (None, 0.8), (0.0, 0.5)
+    ):
+        if seed is not None and seed <= cut:
+            continue
+        grid.append(ObjectParams(cut, opening, split, area, seed, solid))
+    return grid
+
+
+def objects_main(
+    model: ChangeModel,
+    probas: dict[str, list[np.ndarray]],
+    pairs: dict[str, list[Pair]],
+    json_path: Path | None,
+) -> None:
+    """Score every object setting on validation and held-out pairs; print the chosen ones."""
+    gsd = model.gsd_m
+    grid = object_grid(model.threshold)
+    cache: dict[tuple[str, float, int, int], list[np.ndarray]] = {}
+    rows: list[dict[str, Any]] = []
+    for params in grid:
+        result: dict[str, Any] = {"setting": params.name(), "params": params.to_dict()}
+        for part in ("validation", "held-out"):
+            key = (part, params.threshold, params.opening_px, params.split_px)
+            if key not in cache:
+                cache[key] = [
+                    candidate_labels(p, params.threshold, params.opening_px, params.split_px)
+                    for p in probas[part]
+                ]
+            labels = [
+                filter_labels(lab, p, params, gsd)
+                for lab, p in zip(cache[key], probas[part], strict=True)
+            ]
+            result[part] = score_objects(labels, pairs[part], gsd)
+        rows.append(result)
+    raw = rows[0]
+    by_val = sorted(rows[1:], key=lambda r: -r["validation"]["object_f1"])
+    print(
+        f"validation {len(pairs['validation'])} pairs ({raw['validation']['buildings']} "
+        f"buildings), held-out {len(pairs['held-out'])} pairs "
+        f"({raw['held-out']['buildings']} buildings), {len(grid)} settings\n"
+    )
+    print(
+        "| setting | val object F1 | val object recall | val FP/km² | held-out pixel F1 "
+        "| held-out object recall | held-out object precision | held-out FP/km² |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for i, r in enumerate([raw, *by_val[:12]]):
+        v, h = r["validation"], r["held-out"]
+        mark = " (raw mask)" if i == 0 else (" (chosen on validation)" if i == 1 else "")
+        print(
+            f"| {r['setting']}{mark} | {v['object_f1']:.3f} | {v['object_recall']:.3f} "
+            f"| {v['fp_per_km2']:.0f} | {h['f1']:.3f} | {h['object_recall']:.3f} "
+            f"| {h['object_precision']:.3f} | {h['fp_per_km2']:.0f} |",
+            flush=True,
+        )
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"chosen": by_val[0], "rows": rows}, indent=1))
+
+
 def main() -> None:
     """Predict once, score every setting on validation and held-out pairs, print tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("weights", nargs="?", default="tinysiam")
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--objects", action="store_true", help="object post-processing grid")
+    parser.add_argument("--validation", nargs="*", help="validation pairs (glob patterns)")
+    parser.add_argument("--threshold", type=float, help="centre of the threshold grid")
+    parser.add_argument("--json", type=Path, help="write every row here (--objects)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     model: ChangeModel = load_model(args.weights, device="cpu")
-    val = load(model.metadata["split"]["validation"], args.data)
+    if args.threshold is not None:
+        model.metadata["threshold"] = args.threshold
+    val = load(args.validation or model.metadata["split"]["validation"], args.data)
     held = load(HELDOUT, args.data)
+    if {p.name for p in val} & {p.name for p in held}:
+        parser.error("validation and held-out pairs overlap")
     gsd = model.gsd_m
     probas = {
         part: [predict_proba(model, p.before, p.after, tta=args.tta) for p in pairs]
         for part, pairs in (("validation", val), ("held-out", held))
     }
+    if args.objects:
+        objects_main(model, probas, {"validation": val, "held-out": held}, args.json)
+        return
     rows = []
     for name, params, cut in settings(model.threshold):
         v = score(probas["validation"], val, gsd, params, cut)

@@ -155,3 +155,36 @@ def test_train_resume_and_outputs(tmp_path: Path, tiny_folder: Path) -> None:
     assert 0 <= model.threshold <= 1 and len(model.mean) == 3
     assert result.heldout is not None and "curve" in result.heldout
     assert np.isfinite(meta["metrics_validation"]["f1"])
+
+
+def test_wider_tinysiam_is_stored_and_fine_tuned(tmp_path: Path, tiny_folder: Path) -> None:
+    """A tinysiam with other widths keeps them in its file: it loads and fine-tunes as it is."""
+    cfg = TrainConfig(
+        network="tinysiam",
+        network_kwargs={"widths": [24, 32, 64, 128], "decoder": 64},
+        epochs=1,
+        samples_per_epoch=8,
+        crop=32,
+        batch_size=4,
+        holdout=["tiny/p5"],
+        device="cpu",
+        threads=1,
+    )
+    first = train([tiny_folder], tmp_path / "wide", cfg)
+    model = load_model(first.weights, device="cpu")
+    assert model.metadata["parameters"] > 500_000  # the shipped tinysiam has 295,809
+    assert sum(p.numel() for p in model.net.parameters()) == model.metadata["parameters"]
+    tuned_cfg = TrainConfig(
+        network="tinysiam",
+        epochs=1,
+        samples_per_epoch=8,
+        crop=32,
+        batch_size=4,
+        device="cpu",
+        threads=1,
+        init_weights=str(first.weights),
+        fixed_threshold=0.42,
+    )
+    tuned = load_model(train([tiny_folder], tmp_path / "tuned", tuned_cfg).weights, "cpu")
+    assert tuned.metadata["parameters"] == model.metadata["parameters"]
+    assert tuned.threshold == 0.42

@@ -80,6 +80,16 @@ def train(
         float,
         typer.Option(min=0.1, help="largest random zoom (2: 1 m-like windows for a 0.5 m model)"),
     ] = 1.33,
+    widths: Annotated[
+        str | None,
+        typer.Option(
+            help="tinysiam encoder widths at strides 2-16, e.g. 24,32,64,128 "
+            "(default 16,24,48,96: the shipped network)"
+        ),
+    ] = None,
+    decoder: Annotated[
+        int | None, typer.Option(min=8, help="tinysiam decoder width (default 48)")
+    ] = None,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda or auto (default: settings)")
     ] = None,
@@ -130,8 +140,22 @@ def train(
     if not data:
         raise typer.BadParameter("give data folders (LEVIR layout) or --from-reviews")
     settings = get_settings().detection
+    network_kwargs: dict[str, Any] = {}
+    if widths:
+        try:
+            parsed = [int(v) for v in widths.split(",")]
+        except ValueError:
+            parsed = []
+        if len(parsed) != 4 or min(parsed) < 8:
+            raise typer.BadParameter("--widths takes four channel counts, e.g. 24,32,64,128")
+        network_kwargs["widths"] = parsed
+    if decoder:
+        network_kwargs["decoder"] = decoder
+    if network_kwargs and (network or settings.network) != "tinysiam":
+        raise typer.BadParameter("--widths and --decoder apply to --network tinysiam only")
     config = TrainConfig(
         network=network or settings.network,
+        network_kwargs=network_kwargs,
         epochs=epochs,
         samples_per_epoch=samples_per_epoch,
         crop=crop,
