@@ -80,6 +80,12 @@ class TrainConfig:
     #: keep this threshold instead of the best-F1 one on validation (fine-tuning on partial
     #: labels: the decided pixels are not a fair sample of the imagery to pick a threshold on)
     fixed_threshold: float | None = None
+    #: keep the batch-norm statistics (and scales) of ``init_weights``: fine-tuning on chips
+    #: centred on detections must not re-estimate them (those chips are not typical imagery)
+    freeze_norm: bool = False
+    #: weight of distillation on unknown pixels (partial labels): there the network is pulled
+    #: towards what ``init_weights`` predicted, so it keeps its calibration and forgets nothing
+    distill_unknown: float = 0.0
 
 
 @dataclass
@@ -170,6 +176,25 @@ def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     return bce + dice
 
 
+def distillation_loss(
+    logits: torch.Tensor, target: torch.Tensor, teacher_logits: torch.Tensor
+) -> torch.Tensor:
+    """BCE towards the teacher's probability on the unknown pixels of ``target`` (0 if none)."""
+    unknown = target < 0
+    if not bool(unknown.any()):
+        return logits.sum() * 0
+    soft = torch.sigmoid(teacher_logits[unknown])
+    return F.binary_cross_entropy_with_logits(logits[unknown], soft)
+
+
+def _freeze_norm(net: torch.nn.Module) -> None:
+    for module in net.modules():
+        if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+            module.eval()
+            for param in module.parameters():
+                param.requires_grad_(False)
+
+
 def summary_line(s: dict[str, Any]) -> dict[str, Any]:
     """The figures of a metrics summary rounded to 4 places, for a one-line log or report."""
     keys = ("threshold", "precision", "recall", "f1", "iou", "best_threshold", "best_f1")
@@ -213,6 +238,7 @@ def train(
     train_p = [load_pair(f) for f in train_f]
     val_p = [load_pair(f) for f in val_f]
     kwargs = _network_kwargs(config.network_kwargs)
+    teacher: torch.nn.Module | None = None
     if config.init_weights:
         from change_detection.weights import load_model, network_kwargs_of
 
@@ -225,8 +251,14 @@ def train(
         kwargs = _network_kwargs(network_kwargs_of(config.init_weights))
         net = build_network(config.network, **kwargs).to(device)
         net.load_state_dict(parent.net.state_dict())
+        if config.distill_unknown > 0:
+            teacher = parent.net.to(device).eval()
+            for param in teacher.parameters():
+                param.requires_grad_(False)
         mean, std = parent.mean, parent.std
     else:
+        if config.distill_unknown > 0 or config.freeze_norm:
+            raise ValueError("distill_unknown and freeze_norm need init_weights (fine-tuning)")
         net = build_network(config.network, **kwargs).to(device)
         mean, std = channel_stats(train_p)
     meta_base: dict[str, Any] = {
@@ -269,7 +301,11 @@ def train(
     steps = len(loader)
     if steps == 0:
         raise ValueError("samples_per_epoch is smaller than batch_size: no step per epoch")
-    optimiser = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    trainable = [p for p in net.parameters() if p.requires_grad]
+    if config.freeze_norm:
+        _freeze_norm(net)
+        trainable = [p for p in net.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(trainable, lr=config.lr, weight_decay=config.weight_decay)
     scheduler = torch.optim.lr_scheduler.OneCycleLR(
         optimiser, config.lr, total_steps=config.epochs * steps, pct_start=0.1
     )
@@ -301,12 +337,20 @@ def train(
             log.info("early stop: no better validation F1 for %d epochs", stale)
             break
         net.train()
+        if config.freeze_norm:
+            _freeze_norm(net)
         samples.set_epoch(epoch)
         torch.manual_seed(config.seed * 100_003 + epoch)  # dropout: repeatable after a resume
         losses: list[float] = []
         for step, (a, b, m) in enumerate(loader):
             a, b, m = a.to(device), b.to(device), m.to(device)
-            loss = bce_dice_loss(net((a - norm_mean) / norm_std, (b - norm_mean) / norm_std), m)
+            a, b = (a - norm_mean) / norm_std, (b - norm_mean) / norm_std
+            logits = net(a, b)
+            loss = bce_dice_loss(logits, m)
+            if teacher is not None:
+                with torch.no_grad():
+                    taught = teacher(a, b)
+                loss = loss + config.distill_unknown * distillation_loss(logits, m, taught)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -112,6 +112,17 @@ def main() -> None:
     parser.add_argument(
         "--no-egy", dest="egy", action="store_false", help="leave egy_256 out of the review pool"
     )
+    parser.add_argument(
+        "--distill",
+        type=float,
+        default=FINE_TUNE["distill_unknown"],
+        help="weight of distillation on unknown pixels (0: off; for the side-by-side figures)",
+    )
+    parser.add_argument(
+        "--train-norm",
+        action="store_true",
+        help="re-estimate batch-norm statistics on the chips (off in --from-reviews)",
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
     model = load_model("tinysiam", device="cpu")
@@ -156,7 +167,11 @@ def main() -> None:
                 seed=args.seed,
                 init_weights=str(shipped_weights(model.network)),
                 fixed_threshold=model.threshold,
-                **FINE_TUNE,
+                **{
+                    **FINE_TUNE,
+                    "distill_unknown": args.distill,
+                    "freeze_norm": not args.train_norm,
+                },
             )
             tuned = load_model(train([run / "chips"], run, config).weights, "cpu")
         else:

@@ -41,6 +41,8 @@ FINE_TUNE: dict[str, Any] = {
     "lr": 5e-4,
     "patience": 8,
     "val_fraction": 0.2,
+    "freeze_norm": True,
+    "distill_unknown": 1.0,
 }
 
 
@@ -268,6 +270,8 @@ def fine_tune_from_reviews(
         threads=threads,
         init_weights=str(parent_path),
         fixed_threshold=parent_model.threshold,
+        freeze_norm=FINE_TUNE["freeze_norm"],
+        distill_unknown=FINE_TUNE["distill_unknown"],
     )
     result = train(
         [chips.folder], out, config, on_progress=on_progress, extra_metadata={"lineage": lineage}

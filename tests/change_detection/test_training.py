@@ -11,7 +11,13 @@ import torch
 
 from change_detection.data import IGNORE, find_pairs, load_pair
 from change_detection.networks import build_network
-from change_detection.training import TrainConfig, bce_dice_loss, channel_stats, train
+from change_detection.training import (
+    TrainConfig,
+    bce_dice_loss,
+    channel_stats,
+    distillation_loss,
+    train,
+)
 from change_detection.weights import load_model
 
 
@@ -71,6 +77,22 @@ def test_masked_loss_ignores_unknown_pixels() -> None:
     other = logits.detach().clone()
     other[unknown] = 20.0
     assert bce_dice_loss(other, partial).item() == pytest.approx(loss.item(), rel=1e-6)
+
+
+def test_distillation_acts_on_unknown_pixels_only() -> None:
+    """On unknown pixels the fine-tuned network is pulled to its parent's probability."""
+    target = torch.zeros(1, 1, 4, 4)
+    target[..., 2:, :] = IGNORE
+    teacher = torch.full_like(target, 2.0)
+    logits = torch.zeros_like(target, requires_grad=True)
+    loss = distillation_loss(logits, target, teacher)
+    loss.backward()
+    assert logits.grad is not None
+    assert float(logits.grad[..., :2, :].abs().max()) == 0.0  # decided pixels: not its business
+    assert float(logits.grad[..., 2:, :].max()) < 0  # pushed up, towards the teacher's 0.88
+    at_teacher = distillation_loss(teacher.clone(), target, teacher)
+    assert at_teacher.item() < loss.item()
+    assert distillation_loss(logits, torch.zeros_like(target), teacher).item() == 0.0
 
 
 def test_partial_labels_do_not_teach_missing_changes(real_pairs: Path) -> None:
