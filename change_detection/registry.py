@@ -34,6 +34,10 @@ from ingest.scene import sha256_file
 
 INDEX = "registry.json"
 SHIPPED = "shipped"  #: the name under which the package's own weights appear
+#: the gate also refuses a candidate with more than this share more false-positive objects ...
+MAX_FP_RISE = 0.25
+#: ... plus this many (a few objects either way are noise on a small evaluation set)
+FP_SLACK = 2
 
 
 class RegistryError(ChangeDetectionError, ValueError):
@@ -67,6 +71,7 @@ class Scores:
     fp_objects_per_km2: float
     threshold: float
     pairs: int
+    fp_objects: int = 0  #: false-positive objects counted on the whole set
 
     @classmethod
     def of(cls, summary: dict[str, Any]) -> Scores:
@@ -80,6 +85,7 @@ class Scores:
             fp_objects_per_km2=float(obj["false_positives_per_km2"]),
             threshold=float(summary["threshold"]),
             pairs=len(summary["pairs"]),
+            fp_objects=int(obj["false_positive_objects"]),
         )
 
     def line(self) -> str:
@@ -259,8 +265,10 @@ class Registry:
 
         Both models are scored on ``pairs`` (the fixed evaluation set, at ``gsd_m`` m/px) at
         their own stored thresholds. Refused (:class:`PromotionRefused`, saying by how much)
-        when the candidate's pixel F1 is lower, or when it is another network or band count
-        than the current model. Nothing changes when refused.
+        when the candidate's pixel F1 is lower, when it produces more than
+        :data:`MAX_FP_RISE` (+ :data:`FP_SLACK` objects) more false-positive objects, or when
+        it is another network or band count than the current model. Nothing changes when
+        refused.
         """
         from change_detection.evaluation import evaluate_pairs
 
@@ -295,6 +303,14 @@ class Registry:
         self._record_evaluation(version, cand, set_name)
         self._record_evaluation(current, cur, set_name)
         result = Promotion(version, current, cand, cur)
+        allowed_fp = (1 + MAX_FP_RISE) * cur.fp_objects + FP_SLACK
+        if cand.f1 >= cur.f1 and cand.fp_objects > allowed_fp:
+            raise PromotionRefused(
+                f"{version} was not promoted: {cand.fp_objects} false-positive objects against "
+                f"{cur.fp_objects} for the current model {current} on {cand.pairs} evaluation "
+                f"pairs (more than {MAX_FP_RISE:.0%} + {FP_SLACK} more: each is a wasted site "
+                f"visit), although its pixel F1 is {cand.f1:.4f} against {cur.f1:.4f}"
+            )
         if cand.f1 < cur.f1:
             raise PromotionRefused(
                 f"{version} was not promoted: pixel F1 {cand.f1:.4f} against {cur.f1:.4f} for "

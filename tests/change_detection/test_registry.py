@@ -45,6 +45,18 @@ def test_gate_promotes_equal_refuses_worse_and_rolls_back(tmp_path: Path, eval_p
     assert registry.current == "v1"
     assert len(registry.entry(worse)["evaluations"]) == 1  # the refusal's figures are kept
 
+    # the shipped network at a much lower threshold: more changed pixels found (higher pixel
+    # F1 on these pairs) but many more false alarms, each a wasted site visit: refused
+    meta = {**load_model("tinysiam", "cpu").metadata, "threshold": 0.1}
+    save_weights(tmp_path / "eager.pt", load_model("tinysiam", "cpu").net, "tinysiam", meta)
+    eager = registry.add(tmp_path / "eager.pt", source="shipped weights at threshold 0.1")
+    with pytest.raises(PromotionRefused, match=r"v3 was not promoted: \d+ false-positive objects"):
+        registry.promote(eager, eval_pairs)
+    figures = registry.entry(eager)["evaluations"][-1]
+    assert (
+        registry.current == "v1" and figures["f1"] >= registry.entry("v1")["evaluations"][-1]["f1"]
+    )
+
     other = registry.add(shipped_weights("fc_siam_diff"))
     with pytest.raises(PromotionRefused, match="is a fc_siam_diff model but the current model"):
         registry.promote(other, eval_pairs)
