@@ -84,8 +84,6 @@ MIN_COVER_FRACTION = 0.5
 DEMOLITION_MODES = ("cases", "full", "off")
 #: ``cases``: ground around each active case that the swapped pass looks at, m.
 DEMOLITION_MARGIN_M = 30.0
-#: ``cases``: tile side of the swapped pass (smaller tiles cover the scattered cases tighter), px.
-DEMOLITION_TILE_PX = 256
 #: Before/after chips shown in the run report.
 REPORT_CHIPS = 6
 
@@ -144,7 +142,6 @@ class FlightConfig:
     min_cover_fraction: float = MIN_COVER_FRACTION
     demolition: str = "cases"
     demolition_margin_m: float = DEMOLITION_MARGIN_M
-    demolition_tile_px: int = DEMOLITION_TILE_PX
 
 
 @dataclass
@@ -955,14 +952,7 @@ def _reverse_pass_pair(ctx: _Context) -> AlignedPair | None:
     return replace(pair, footprint_wkt=area_wkt)
 
 
-def _detect_once(
-    ctx: _Context,
-    pair: AlignedPair,
-    out_dir: Path,
-    done: int,
-    total: int,
-    tiling: dict[str, int] | None = None,
-) -> Any:
+def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, total: int) -> Any:
     detect_pair, _ = _detect_api()
     cfg = ctx.config
 
@@ -981,7 +971,6 @@ def _detect_once(
         tta=cfg.tta,
         overwrite=False,
         progress=report,
-        **(tiling or {}),
     )
 
 
@@ -1005,11 +994,9 @@ def _step_detect(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
     metas: dict[str, Any] = {}
     for i, (folder, pair) in enumerate(passes):
         started = time.perf_counter()
-        tiling = None
-        if folder == "detect_reverse" and ctx.config.demolition == "cases":
-            size = ctx.config.demolition_tile_px
-            tiling = {"tile_px": size, "overlap_px": min(64, size // 4)}
-        result = _detect_once(ctx, pair, ctx.folder / folder, i, len(passes), tiling)
+        # the swapped pass keeps the forward pass's tiling: near the cases it computes exactly
+        # the tiles the whole-pair pass would (256 px tiles were cheaper but found less)
+        result = _detect_once(ctx, pair, ctx.folder / folder, i, len(passes))
         outputs += [result.proba_path, result.gpkg_path, result.geojson_path, result.meta_path]
         meta = dict(result.meta)
         metas[folder] = {
