@@ -925,10 +925,15 @@ def _reverse_pass_pair(ctx: _Context) -> AlignedPair | None:
     if mode == "full":
         return pair
     record = ctx.folder / "detect_reverse_area.json"
+    # the record belongs to this flight's settings and aligned pair; another's is not reused
+    key = hashlib.sha256(
+        f"{config_fingerprint(ctx.config)}|{sha256_file(ctx.folder / 'pair.json')}".encode()
+    ).hexdigest()
     area_wkt = None
     if record.is_file():
         try:
-            area_wkt = json.loads(record.read_text(encoding="utf-8"))["area_wkt"]
+            saved = json.loads(record.read_text(encoding="utf-8"))
+            area_wkt = saved["area_wkt"] if saved.get("key") == key else None
         except (ValueError, KeyError):
             area_wkt = None
     if area_wkt is None:
@@ -938,6 +943,7 @@ def _reverse_pass_pair(ctx: _Context) -> AlignedPair | None:
             record,
             json.dumps(
                 {
+                    "key": key,
                     "active_cases": n_cases,
                     "margin_m": ctx.config.demolition_margin_m,
                     "area_m2": round(area.area, 1),
@@ -1010,7 +1016,7 @@ def _step_detect(ctx: _Context) -> tuple[list[Path], dict[str, Any]]:
     summary: dict[str, Any] = {"passes": metas, "meta": metas["detect"]}
     if "reverse_area" in ctx.extra:
         area = json.loads(ctx.extra["reverse_area"].read_text(encoding="utf-8"))
-        summary["reverse_area"] = {k: v for k, v in area.items() if k != "area_wkt"}
+        summary["reverse_area"] = {k: v for k, v in area.items() if k not in ("area_wkt", "key")}
     return outputs, summary
 
 

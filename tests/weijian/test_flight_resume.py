@@ -210,6 +210,14 @@ def test_killed_flight_resumes_to_the_same_rows_and_files(
 
     assert _database(second_db_url) == _database(db_url)
     assert _files(folder) == _files(tmp_path / "ref" / "f")
+    # the demolition pass ran near the two open cases only, on the same area in both flights
+    areas = [
+        json.loads((f / "detect_reverse_area.json").read_text("utf-8"))
+        for f in (folder, tmp_path / "ref" / "f")
+    ]
+    assert areas[0] == areas[1]
+    assert areas[0]["active_cases"] == 2 and 0 < areas[0]["share_of_pair"] < 1
+    assert (folder / "detect_reverse" / "changes.gpkg").is_file()
 
     again = _run(cmd, env)
     assert again["status"] == "nothing to do"
