@@ -204,7 +204,13 @@ class _Chipper:
         from rasterio.windows import Window, from_bounds
 
         same_crs = self._same_crs(src)
-        minx, miny, maxx, maxy = geom.buffer(self.margin, join_style="mitre").bounds
+        minx, miny, maxx, maxy = geom.bounds
+        minx, miny, maxx, maxy = (
+            minx - self.margin,
+            miny - self.margin,
+            maxx + self.margin,
+            maxy + self.margin,
+        )
         bounds = (
             (minx, miny, maxx, maxy)
             if same_crs
