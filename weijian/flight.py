@@ -83,7 +83,7 @@ MIN_COVER_FRACTION = 0.5
 #: (only the forward pass's own ``change_kind``).
 DEMOLITION_MODES = ("cases", "full", "off")
 #: ``cases``: ground around each active case that the swapped pass looks at, m.
-DEMOLITION_MARGIN_M = 10.0
+DEMOLITION_MARGIN_M = 30.0
 #: Before/after chips shown in the run report.
 REPORT_CHIPS = 6
 
