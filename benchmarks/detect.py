@@ -219,7 +219,9 @@ def end_to_end(pair_dir: Path, workers: int, engine: str, out: Path) -> dict[str
     px = result.meta["counts"]["tile_px_total"]
     return {
         "cpu_main_s": self1.ru_utime + self1.ru_stime - self0.ru_utime - self0.ru_stime,
-        "cpu_workers_s": kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime,
+        "cpu_workers_s": max(
+            0.0, kids1.ru_utime + kids1.ru_stime - kids0.ru_utime - kids0.ru_stime
+        ),
         "tile_mpx": px / 1e6,
         "seconds": wall,
         "mpx_s": px / wall / 1e6,
@@ -263,6 +265,9 @@ def main() -> None:
     parser.add_argument("--throughput-size", type=int, default=2048)
     parser.add_argument("--engines", nargs="+", default=["torch", "onnxruntime"])
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--repeat", type=int, default=1, help="measure every row this many times (noisy machines)"
+    )
     parser.add_argument("--rss-sizes", type=int, nargs="+", default=[5000, 10000, 20000])
     parser.add_argument("--rss-network", choices=["tinysiam", "standin"], default="tinysiam")
     parser.add_argument("--rss-engine", default="onnxruntime")
@@ -288,22 +293,27 @@ def main() -> None:
         print(
             "engine | workers | model-only Mpx/s | end-to-end Mpx/s | ratio | "
             "ratio without cluster start-up | e2e steps (s) | e2e CPU s: calling process, "
-            "Dask workers"
+            "Dask workers | 1-min load average after"
         )
-        for engine in args.engines:
-            for workers in args.workers:
-                mo = model_only(pair_dir, workers, engine)
-                with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-                    e2e = end_to_end(pair_dir, workers, engine, Path(tmp) / "out")
-                best = max(best, e2e["grid_mpx_s"])
-                warm = e2e["tile_mpx"] / (e2e["seconds"] - e2e["steps_s"]["cluster_start"])
-                print(
-                    f"{engine} | {workers} | {mo['mpx_s']:.3f} | {e2e['mpx_s']:.3f} | "
-                    f"{e2e['mpx_s'] / mo['mpx_s']:.2f} | {warm / mo['mpx_s']:.2f} | "
-                    f"{json.dumps(e2e['steps_s'])} | {e2e['cpu_main_s']:.1f}, "
-                    f"{e2e['cpu_workers_s']:.1f}",
-                    flush=True,
-                )
+        rounds = [
+            (engine, workers)
+            for _ in range(args.repeat)
+            for engine in args.engines
+            for workers in args.workers
+        ]
+        for engine, workers in rounds:
+            mo = model_only(pair_dir, workers, engine)
+            with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+                e2e = end_to_end(pair_dir, workers, engine, Path(tmp) / "out")
+            best = max(best, e2e["grid_mpx_s"])
+            warm = e2e["tile_mpx"] / (e2e["seconds"] - e2e["steps_s"]["cluster_start"])
+            print(
+                f"{engine} | {workers} | {mo['mpx_s']:.3f} | {e2e['mpx_s']:.3f} | "
+                f"{e2e['mpx_s'] / mo['mpx_s']:.2f} | {warm / mo['mpx_s']:.2f} | "
+                f"{json.dumps(e2e['steps_s'])} | {e2e['cpu_main_s']:.1f}, "
+                f"{e2e['cpu_workers_s']:.1f} | load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
         hours = DISTRICT_MPX / best / 3600 if best else float("nan")
         print(
             f"## projection: 270 km² at 0.5 m = {DISTRICT_MPX:.0f} Mpx at the best end-to-end "

@@ -647,7 +647,8 @@ class _Runner:
         """
         import dask
 
-        if self.spec.engine == "onnxruntime" or (self.spec.torch_threads or 0) == 1:
+        single_thread = self.spec.engine == "onnxruntime" or (self.spec.torch_threads or 0) == 1
+        if single_thread and not torch.cuda.is_initialized():  # CUDA does not survive a fork
             return "fork"
         return str(dask.config.get("distributed.worker.multiprocessing-method"))
 
