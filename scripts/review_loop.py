@@ -2,8 +2,8 @@
 
 An office on real imagery, simulated: the shipped ``tinysiam`` detects changes on review scenes
 that neither its training nor the held-out evaluation touched (the 9 EGY-BCD pairs of
-``egy_256``, New Cairo, and the shipped split's two validation pairs, which only chose its epoch
-and threshold); every predicted object (8-connected, at least 10 m²) is a detection, and
+``egy_256``, New Cairo, and the shipped split's validation pairs, which only chose its epoch and
+threshold); every predicted object (8-connected, at least 10 m²) is a detection, and
 the label plays the reviewer in a seeded random order: a detection with at least half of its
 pixels on a labelled change is *confirmed*, any other one is a *false positive*. After N
 decisions, chips are cut exactly as ``weijian train --from-reviews`` cuts them (128 px around
@@ -105,9 +105,9 @@ def main() -> None:
     parser.add_argument(
         "--pool",
         nargs="*",
-        default=["dsifn_256/5_3", "levir_256/val_27_*"],
-        help="more review scenes (glob patterns of LEVIR/DSIFN pairs): the shipped split's "
-        "validation pairs by default, neither trained on nor held out",
+        default=None,
+        help="more review scenes (glob patterns of LEVIR/DSIFN pairs); default: the shipped "
+        "model's validation pairs, neither trained on nor held out",
     )
     parser.add_argument(
         "--no-egy", dest="egy", action="store_false", help="leave egy_256 out of the review pool"
@@ -128,7 +128,8 @@ def main() -> None:
     model = load_model("tinysiam", device="cpu")
     files = find_pairs([args.data / f for f in ("levir_256", "levir_1024", "dsifn_256")])
     pool_files = find_pairs([args.data / "egy_256"]) if args.egy else []
-    pool_files += [f for f in files if matches(f.name, args.pool)]
+    patterns = model.metadata["split"]["validation"] if args.pool is None else args.pool
+    pool_files += [f for f in files if matches(f.name, patterns)]
     if any(matches(f.name, HELDOUT) for f in pool_files):
         parser.error("a review scene is one of the held-out pairs")
     shipped_split = model.metadata.get("split", {})

@@ -1,0 +1,89 @@
+"""Held-out figures of weights at a threshold chosen on validation pairs (with or without TTA).
+
+The threshold is the best-F1 one on the validation pairs (``--validation`` glob patterns; default
+the weights' own validation split), never chosen on the held-out pairs; the held-out figures are
+then printed for all held-out pairs, LEVIR-CD and DSIFN-CD apart, as one Markdown table.
+
+    uv run --frozen python scripts/threshold_on_validation.py WEIGHTS [--tta]
+        [--validation PATTERN ...] [--json out/x.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+from change_detection.data import drop_contained_crops, find_pairs, load_pair, matches
+from change_detection.evaluation import evaluate_pairs
+from change_detection.training import summary_line
+from change_detection.weights import load_model
+
+DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "change_pairs"
+FOLDERS = ("levir_256", "levir_1024", "dsifn_256")
+HELDOUT = {
+    "levir": ["levir_1024/test_102", "levir_256/test_121_*", "levir_256/test_55_*"],
+    "dsifn": ["dsifn_256/0_2", "dsifn_256/8_3", "dsifn_256/9_3"],
+}
+MIN_AREA_M2 = 10.0
+
+
+def main() -> None:
+    """Choose the threshold on validation, print the held-out figures at it."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("weights")
+    parser.add_argument("--tta", action="store_true")
+    parser.add_argument("--validation", nargs="*")
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    model = load_model(args.weights, device="cpu")
+    files = find_pairs([args.data / f for f in FOLDERS])
+    patterns = args.validation or model.metadata["split"]["validation"]
+    val = [
+        load_pair(f) for f in drop_contained_crops([f for f in files if matches(f.name, patterns)])
+    ]
+    held_all = HELDOUT["levir"] + HELDOUT["dsifn"]
+    if any(matches(p.name, held_all) for p in val):
+        parser.error("a validation pair is held out")
+    v = evaluate_pairs(model, val, 0.5, None, MIN_AREA_M2, tta=args.tta)
+    cut = float(v["best_threshold"])
+    rows = {
+        "validation": summary_line(evaluate_pairs(model, val, cut, None, MIN_AREA_M2, tta=args.tta))
+    }
+    for part, names in (
+        ("all", held_all),
+        ("levir", HELDOUT["levir"]),
+        ("dsifn", HELDOUT["dsifn"]),
+    ):
+        pairs = [
+            load_pair(f) for f in drop_contained_crops([f for f in files if matches(f.name, names)])
+        ]
+        rows[part] = summary_line(
+            evaluate_pairs(model, pairs, cut, None, MIN_AREA_M2, tta=args.tta)
+        )
+    print(
+        f"{args.weights}{' (TTA x8)' if args.tta else ''}: threshold {cut:.2f} chosen on "
+        f"{len(val)} validation pairs\n"
+    )
+    print(
+        "| part | pixel P | pixel R | pixel F1 | best F1 (oracle) | object recall "
+        "| FP objects /km² | spurious /km² |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    for part, s in rows.items():
+        print(
+            f"| {part} | {s['precision']:.3f} | {s['recall']:.3f} | {s['f1']:.3f} "
+            f"| {s['best_f1']:.3f} @ {s['best_threshold']:.2f} | {s['object_recall']:.3f} "
+            f"| {s['fp_objects_per_km2']:.0f} | {s['spurious_objects_per_km2']:.0f} |"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps({"threshold": cut, "tta": args.tta, **rows}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
