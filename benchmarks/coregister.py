@@ -151,14 +151,14 @@ def run(folders: tuple[str, ...], workdir: Path) -> dict[str, Any]:
 
 def case_origin_x(case: Any) -> float:
     """Left edge (m) of the case's earlier image (the nominal transform)."""
-    from tests.ingest import data_gen
+    from weijian_testdata import rasters as data_gen
 
     return float(data_gen.ground_transform(0.5).c)
 
 
 def case_origin_y(case: Any) -> float:
     """Top edge (m) of the case's earlier image."""
-    from tests.ingest import data_gen
+    from weijian_testdata import rasters as data_gen
 
     return float(data_gen.ground_transform(0.5).f)
 

@@ -19,7 +19,7 @@ from torch import nn
 
 import ingest
 from change_detection.weights import ChangeModel
-from tests.ingest import data_gen
+from weijian_testdata import rasters as data_gen
 
 
 class DiffNet(nn.Module):

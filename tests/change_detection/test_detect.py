@@ -42,7 +42,7 @@ from change_detection.errors import (
 from tests.change_detection import detect_data as dd
 from tests.change_detection.conftest import REAL_PAIRS
 from tests.conftest import skip_or_fail
-from tests.ingest import data_gen
+from weijian_testdata import rasters as data_gen
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -15,7 +15,7 @@ from change_detection.detect import InferSpec, model_proba
 from change_detection.onnx_engine import TOLERANCE, export_onnx, onnx_session
 from tests.change_detection.conftest import REAL_PAIRS
 from tests.conftest import skip_or_fail
-from tests.ingest import data_gen
+from weijian_testdata import rasters as data_gen
 
 
 def _real(name_index: int = 0) -> tuple[str, np.ndarray, np.ndarray]:

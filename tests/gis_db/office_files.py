@@ -31,7 +31,7 @@ import shapely
 from openpyxl.styles import Border, Side
 
 from gis_db.gcj02 import gcj02_to_bd09, wgs84_to_gcj02
-from tests.gis_db.factories import as_ledger, make_cases, write_gpkg
+from weijian_testdata.inventory import as_ledger, make_cases, write_gpkg
 
 SEED = 15
 N_CASES = 8

@@ -1,7 +1,7 @@
 """Seeded builder of the co-registration test set from the real pairs in ../shared/data.
 
 Placement (the PNGs carry no georeference): every image is written as a GeoTIFF in EPSG:4549 on
-the documented nominal transform of :mod:`tests.ingest.data_gen`, ``Affine(0.5, 0, X0, 0, -0.5,
+the documented nominal transform of :mod:`weijian_testdata.rasters`, ``Affine(0.5, 0, X0, 0, -0.5,
 Y0)`` with (X0, Y0) = 121.45 E 31.35 N projected to EPSG:4549 and rounded to whole metres (the
 top-left corner), i.e. 0.5 m pixels, the GSD the datasets are published at (LEVIR-CD 0.5 m;
 DSIFN-CD and EGY-BCD are resampled Google Earth crops of about that size).
@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image
 from scipy import ndimage
 
-from tests.ingest import data_gen
+from weijian_testdata import rasters as data_gen
 
 GSD_M = 0.5
 #: Known translations (dx east, dy north; px of the 0.5 m grid): sub-pixel and multi-pixel.

@@ -1,6 +1,7 @@
 """Co-registration on real imagery: known sub-pixel shifts are recovered within 0.2 pixel.
 
-The real LEVIR-CD tile is placed on the nominal transform documented in ``data_gen`` (EPSG:4549,
+The real LEVIR-CD tile is placed on the nominal transform documented in
+``weijian_testdata.rasters`` (EPSG:4549,
 0.5 m, top-left at 121.45 E 31.35 N); the later epoch is the same pixels declared at a position
 moved by a known sub-pixel amount, so the working grid resamples it by that fraction.
 """

@@ -18,7 +18,8 @@ from rasterio.windows import Window
 
 import ingest
 from ingest.coregister import MIN_PEAK_Z, block_shift
-from tests.ingest import coreg_cases, data_gen
+from tests.ingest import coreg_cases
+from weijian_testdata import rasters as data_gen
 
 pytestmark = pytest.mark.filterwarnings("ignore::ingest.AcquisitionDateWarning")
 

@@ -18,8 +18,8 @@ from rasterio.transform import from_origin
 from sqlalchemy import Engine
 
 from gis_db import matching, runs
-from tests.gis_db import runs_factory as rf
 from web_map import WebConfig, accounts, create_app
+from weijian_testdata import runs as rf
 
 PASSWORD = "correct-horse-9"
 SECRET = "test-secret-key-" + "x" * 32

@@ -3,9 +3,9 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.gis_db import runs_factory as rf
 from web_map import accounts, ensure_demo_users
 from web_map.errors import AccountError
+from weijian_testdata import runs as rf
 
 
 @pytest.fixture()

@@ -432,7 +432,7 @@ def test_disabled_account_loses_its_session(
 
 
 def test_unit_layers_with_colour_warnings(app_client: TestClient, district: District) -> None:
-    from tests.gis_db import runs_factory as rf
+    from weijian_testdata import runs as rf
 
     rf.add_village(district.engine, "ST01001", "一村", "ST01", rf.rect(-1000, -1000, 500, 500))
     rf.add_village(district.engine, "ST02001", "二村", "ST02", rf.rect(500, 500, 500, 500))

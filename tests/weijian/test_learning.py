@@ -24,10 +24,10 @@ from gis_db.errors import InvalidInputError, NotFoundError
 from gis_db.matching import match_run
 from gis_db.reviews import decided_cases, reviewed_detections
 from gis_db.workflow import review_detection
-from tests.gis_db.runs_factory import AFTER, BEFORE, CRS, add_case, frame
-from tests.ingest.data_gen import CHANGE_PAIRS, real_pair_geotiffs
 from weijian.cli import app
 from weijian.settings import get_settings
+from weijian_testdata.rasters import CHANGE_PAIRS, real_pair_geotiffs
+from weijian_testdata.runs import AFTER, BEFORE, CRS, add_case, frame
 
 runner = CliRunner()
 PAIR = "test_7_0256_0512"  # a real LEVIR-CD crop with several new buildings
