@@ -5,8 +5,9 @@ The steps, each a function that can be tuned or evaluated alone:
 1. :func:`binary_mask`: ``proba >= threshold`` where the pixel is valid (nodata never becomes a
    change);
 2. :func:`clean_mask`: morphological opening (removes specks and one-pixel bridges) then closing
-   (closes small gaps), with disk structuring elements of ``opening_px`` / ``closing_px`` radius,
-   then masked by validity again;
+   (closes small gaps; off by default, since it merges neighbouring houses: decision 0015), with
+   disk structuring elements of ``opening_px`` / ``closing_px`` radius, then masked by validity
+   again;
 3. :func:`label_pieces`: connected components (4-connectivity) with their statistics (pixel count,
    sum and max of the probability, sum of the brightness cue), polygonised in *pixel* coordinates
    so pieces cut by block borders can be merged exactly (:func:`merge_pieces`);
@@ -57,7 +58,7 @@ class VectorizeParams:
     threshold: float = 0.5
     min_area_m2: float = 10.0
     opening_px: int = 1
-    closing_px: int = 2
+    closing_px: int = 0
     max_hole_m2: float = 100.0
     regularize: bool = True
     rectangularity: float = 0.8

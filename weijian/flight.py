@@ -132,6 +132,10 @@ class FlightConfig:
     device: str = "auto"
     threshold: float | None = None
     min_area_m2: float | None = 10.0
+    opening_px: int = 1
+    closing_px: int = 0
+    max_hole_m2: float = 100.0
+    regularize: bool = True
     overlap_threshold: float = 0.3
     tolerance_m: float = 2.0
     workers: int = 1
@@ -959,6 +963,8 @@ def _reverse_pass_pair(ctx: _Context) -> AlignedPair | None:
 
 
 def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, total: int) -> Any:
+    from change_detection.vectorize import VectorizeParams
+
     detect_pair, _ = _detect_api()
     cfg = ctx.config
 
@@ -975,6 +981,12 @@ def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, tot
         scheduler=cfg.scheduler,
         engine=cfg.engine,
         tta=cfg.tta,
+        vectorize=VectorizeParams(
+            opening_px=cfg.opening_px,
+            closing_px=cfg.closing_px,
+            max_hole_m2=cfg.max_hole_m2,
+            regularize=cfg.regularize,
+        ),
         overwrite=False,
         progress=report,
     )

@@ -114,7 +114,12 @@ class DetectionSettings(_Section):
         False, description="test-time augmentation: mean over 8 flips/rotations (8x slower)"
     )
     opening_px: int = Field(1, ge=0, description="morphological opening radius, px")
-    closing_px: int = Field(2, ge=0, description="morphological closing radius, px")
+    closing_px: int = Field(
+        0,
+        ge=0,
+        description="morphological closing radius, px (0: a closing merges neighbouring houses, "
+        "decision 0015)",
+    )
     max_hole_m2: float = Field(100.0, ge=0, description="fill holes smaller than this, m²")
     regularize: bool = Field(True, description="square off building-like outlines")
     evaluation_data: list[Path] = Field(

@@ -1,7 +1,8 @@
-"""Settings reach the flight: co-registration limits into ``pair prepare``, engine, demolition."""
+"""Settings reach the flight: co-registration limits, engine, polygon clean-up, demolition."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +28,10 @@ def test_flight_config_takes_the_coregistration_engine_and_demolition_settings(
         "WEIJIAN_DETECTION__ENGINE": "torch",
         "WEIJIAN_DETECTION__TTA": "true",
         "WEIJIAN_FLIGHT__DEMOLITION": "full",
+        "WEIJIAN_DETECTION__OPENING_PX": "2",
+        "WEIJIAN_DETECTION__CLOSING_PX": "3",
+        "WEIJIAN_DETECTION__MAX_HOLE_M2": "40",
+        "WEIJIAN_DETECTION__REGULARIZE": "false",
     }.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
@@ -39,6 +44,8 @@ def test_flight_config_takes_the_coregistration_engine_and_demolition_settings(
     assert config.coregistration_affine is False
     assert config.engine == "torch" and config.tta is True
     assert config.demolition == "full"
+    assert (config.opening_px, config.closing_px) == (2, 3)
+    assert config.max_hole_m2 == 40 and config.regularize is False
 
 
 def _shifted_pair(folder: Path, shift_px: int = 6) -> tuple[Path, Path]:
@@ -73,8 +80,13 @@ def test_align_uses_the_flights_coregistration_limits(engine: Engine, tmp_path: 
         coregistration_min_confidence=0.9,
         coregistration_affine=False,
         demolition="off",
+        closing_px=3,
+        max_hole_m2=40.0,
     )
     result = run_flight(engine, after, before=before, config=config)
+    detect_meta = json.loads((result.folder / "detect" / "detect.json").read_text())
+    assert detect_meta["vectorize"]["closing_px"] == 3
+    assert detect_meta["vectorize"]["max_hole_m2"] == 40.0
     align = result.state["steps"]["align"]["result"]
     assert align["shift_m"] == [0.0, 0.0]
     assert any("co-registration not confident" in w for w in align["warnings"])
