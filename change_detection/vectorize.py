@@ -13,8 +13,9 @@ The steps, each a function that can be tuned or evaluated alone:
    so pieces cut by block borders can be merged exactly (:func:`merge_pieces`);
 4. :func:`finish_polygons`: to map coordinates, holes below ``max_hole_m2`` filled, outline
    regularised (:func:`regularize`), clipped to the valid footprint, polygons below
-   ``min_area_m2`` dropped, attributes ``score_mean``, ``score_max``, ``area_m2`` and
-   ``change_kind`` (:func:`change_kind`).
+   ``min_area_m2`` dropped, and (``min_score_max`` > 0) polygons whose highest probability never
+   reaches ``min_score_max`` (a hysteresis seed, decision 0015); attributes ``score_mean``,
+   ``score_max``, ``area_m2`` and ``change_kind`` (:func:`change_kind`).
 
 :func:`polygons_from_proba` runs all of them on one in-memory array; the orthophoto pipeline
 (:mod:`change_detection.detect`) runs steps 1-3 block by block with a halo of
@@ -59,6 +60,7 @@ class VectorizeParams:
     min_area_m2: float = 10.0
     opening_px: int = 1
     closing_px: int = 0
+    min_score_max: float = 0.0
     max_hole_m2: float = 100.0
     regularize: bool = True
     rectangularity: float = 0.8
@@ -286,6 +288,8 @@ def finish_polygons(
     coeffs = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
     records = []
     for piece in pieces:
+        if piece.score_max < params.min_score_max:
+            continue  # a hysteresis seed: the object never reaches a confident probability
         # canonical pixel outline (no collinear vertices, fixed start) so that a polygon merged
         # from blocks simplifies exactly like the same polygon found whole
         outline = shapely.normalize(shapely.simplify(piece.geom, 0))

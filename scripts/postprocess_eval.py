@@ -28,6 +28,7 @@ import argparse
 import itertools
 import json
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -128,6 +129,10 @@ def settings(threshold: float) -> list[tuple[str, VectorizeParams | None, float]
             min_area_m2=MIN_AREA_M2,
         )
         out.append((f"t {cut:.2f} open {opening} close {closing}", params, cut))
+        if closing == 0:
+            for seed in (0.7, 0.8, 0.9):
+                name = f"t {cut:.2f} open {opening} close 0 seed {seed:.1f}"
+                out.append((name, replace(params, min_score_max=seed), cut))
     return out
 
 

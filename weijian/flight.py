@@ -134,6 +134,7 @@ class FlightConfig:
     min_area_m2: float | None = 10.0
     opening_px: int = 1
     closing_px: int = 0
+    min_score_max: float = 0.0
     max_hole_m2: float = 100.0
     regularize: bool = True
     overlap_threshold: float = 0.3
@@ -984,6 +985,7 @@ def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, tot
         vectorize=VectorizeParams(
             opening_px=cfg.opening_px,
             closing_px=cfg.closing_px,
+            min_score_max=cfg.min_score_max,
             max_hole_m2=cfg.max_hole_m2,
             regularize=cfg.regularize,
         ),

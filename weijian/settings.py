@@ -120,6 +120,13 @@ class DetectionSettings(_Section):
         description="morphological closing radius, px (0: a closing merges neighbouring houses, "
         "decision 0015)",
     )
+    min_score_max: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="drop a polygon whose highest probability stays below this (a hysteresis "
+        "seed; 0: keep all)",
+    )
     max_hole_m2: float = Field(100.0, ge=0, description="fill holes smaller than this, m²")
     regularize: bool = Field(True, description="square off building-like outlines")
     evaluation_data: list[Path] = Field(

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import shapely
 from affine import Affine
@@ -83,6 +85,18 @@ def test_speck_removed_and_minimum_area_in_square_metres() -> None:
     out = polygons_from_proba(proba, T, params)
     assert [round(r["area_m2"]) for r in out] == [150]
     assert out[0]["score_mean"] == 1.0 and out[0]["score_max"] == 1.0
+
+
+def test_hysteresis_seed_drops_objects_that_never_reach_it() -> None:
+    proba = np.zeros((100, 100), np.float32)
+    proba[10:30, 10:40] = 0.6  # above the cut everywhere, never confident
+    proba[50:70, 50:80] = 0.6
+    proba[60, 65] = 0.95  # one confident pixel seeds the whole object
+    params = VectorizeParams(threshold=0.5, opening_px=0, regularize=False)
+    assert len(polygons_from_proba(proba, T, params)) == 2
+    seeded = polygons_from_proba(proba, T, replace(params, min_score_max=0.8))
+    assert len(seeded) == 1
+    assert seeded[0]["score_max"] == np.float32(0.95) and round(seeded[0]["area_m2"]) == 150
 
 
 def test_regularize_squares_a_ragged_rectangle_and_keeps_its_area() -> None:

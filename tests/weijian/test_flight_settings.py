@@ -30,6 +30,7 @@ def test_flight_config_takes_the_coregistration_engine_and_demolition_settings(
         "WEIJIAN_FLIGHT__DEMOLITION": "full",
         "WEIJIAN_DETECTION__OPENING_PX": "2",
         "WEIJIAN_DETECTION__CLOSING_PX": "3",
+        "WEIJIAN_DETECTION__MIN_SCORE_MAX": "0.8",
         "WEIJIAN_DETECTION__MAX_HOLE_M2": "40",
         "WEIJIAN_DETECTION__REGULARIZE": "false",
     }.items():
@@ -44,7 +45,7 @@ def test_flight_config_takes_the_coregistration_engine_and_demolition_settings(
     assert config.coregistration_affine is False
     assert config.engine == "torch" and config.tta is True
     assert config.demolition == "full"
-    assert (config.opening_px, config.closing_px) == (2, 3)
+    assert (config.opening_px, config.closing_px, config.min_score_max) == (2, 3, 0.8)
     assert config.max_hole_m2 == 40 and config.regularize is False
 
 

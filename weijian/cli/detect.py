@@ -85,6 +85,7 @@ def detect(
         min_area_m2=cfg.min_area_m2 if min_area is None else min_area,
         opening_px=cfg.opening_px,
         closing_px=cfg.closing_px,
+        min_score_max=cfg.min_score_max,
         max_hole_m2=cfg.max_hole_m2,
         regularize=cfg.regularize,
     )

@@ -66,6 +66,7 @@ def flight_config(
         min_area_m2=s.detection.min_area_m2,
         opening_px=s.detection.opening_px,
         closing_px=s.detection.closing_px,
+        min_score_max=s.detection.min_score_max,
         max_hole_m2=s.detection.max_hole_m2,
         regularize=s.detection.regularize,
         overlap_threshold=s.matching.overlap_threshold,
