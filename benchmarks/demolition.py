@@ -43,7 +43,6 @@ def _one(mode: str, engine_name: str) -> None:
     torch.set_num_threads(2)
     from gis_db.demo_district import generate
     from gis_db.embedded import EmbeddedCluster
-    from gis_db.inventory import upsert_cases, upsert_units
     from ingest import describe_scene
     from weijian.cli.flight import flight_config
     from weijian.database import connect
@@ -55,9 +54,7 @@ def _one(mode: str, engine_name: str) -> None:
     try:
         engine = connect(settings)
         district = generate(settings.working_crs, n_cases=3000)
-        upsert_units(engine, "street_town", district.street_towns, actor="bench")
-        upsert_units(engine, "village", district.villages, actor="bench")
-        upsert_cases(engine, district.cases, actor="bench", reason="bench")
+        district.load(engine, actor="bench", reason="bench")
         flight = write_demo_flight(root / "demo", settings.working_crs)
         seed_inventory(engine, flight, actor="bench")
         catalogue_scene(engine, describe_scene(flight.before), settings.working_crs)

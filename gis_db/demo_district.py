@@ -19,8 +19,10 @@ import pandas as pd
 import shapely
 from shapely.geometry import MultiPoint, Polygon
 from shapely.ops import transform as shapely_transform
+from sqlalchemy import Engine
 
 from gis_db.domain import ConstructionStatus, DiscoverySource, Disposal, Exemption, PriorityType
+from gis_db.inventory import ImportReport, upsert_cases, upsert_units
 
 GEOGRAPHIC_CRS = "EPSG:4490"  # CGCS2000 lon/lat
 
@@ -98,6 +100,12 @@ class DemoDistrict:
     street_towns: gpd.GeoDataFrame  # code, name, geometry
     villages: gpd.GeoDataFrame  # code, name, street_town_code, geometry
     cases: gpd.GeoDataFrame  # the inventory import columns, geometry
+
+    def load(self, engine: Engine, *, actor: str, reason: str = "demo district") -> ImportReport:
+        """Write the 街镇, the 居村 and the cases into the inventory (idempotent upserts)."""
+        upsert_units(engine, "street_town", self.street_towns, actor=actor)
+        upsert_units(engine, "village", self.villages, actor=actor)
+        return upsert_cases(engine, self.cases, actor=actor, reason=reason)
 
 
 def _to_working(geom: shapely.Geometry, working_crs: str) -> shapely.Geometry:

@@ -75,27 +75,22 @@ def post_mask(
     ).astype(bool)
 
 
-def score(
-    probas: Sequence[np.ndarray],
-    pairs: Sequence[Pair],
-    gsd: float,
-    params: VectorizeParams | None,
-    cut: float,
+def figures(
+    predictions: Sequence[np.ndarray], pairs: Sequence[Pair], gsd: float, min_px: int
 ) -> dict[str, Any]:
-    """Pixel and object figures of one setting over ``pairs``."""
+    """Pixel and object figures of predicted masks or object label arrays (> 0: changed)."""
     tp = fp = fn = 0
     counts = dict.fromkeys(
         ("true_objects", "found", "predicted_objects", "false_positive_objects"), 0
     )
     pixels = 0
-    min_px = int(np.ceil(MIN_AREA_M2 / gsd**2)) if params is None else 0
-    for proba, pair in zip(probas, pairs, strict=True):
-        pred, truth = post_mask(proba, gsd, params, cut), pair.label
+    for predicted, pair in zip(predictions, pairs, strict=True):
+        pred, truth = predicted > 0, pair.label
         tp += int((pred & truth).sum())
         fp += int((pred & ~truth).sum())
         fn += int((~pred & truth).sum())
         pixels += truth.size
-        for k, v in object_counts(pred, truth, min_px).items():
+        for k, v in object_counts(predicted, truth, min_px).items():
             if k in counts:
                 counts[k] += v
     km2 = pixels * gsd**2 / 1e6
@@ -111,6 +106,19 @@ def score(
         "fp_per_km2": counts["false_positive_objects"] / km2,
         "buildings": counts["true_objects"],
     }
+
+
+def score(
+    probas: Sequence[np.ndarray],
+    pairs: Sequence[Pair],
+    gsd: float,
+    params: VectorizeParams | None,
+    cut: float,
+) -> dict[str, Any]:
+    """Pixel and object figures of one polygon setting over ``pairs``."""
+    min_px = int(np.ceil(MIN_AREA_M2 / gsd**2)) if params is None else 0
+    masks = [post_mask(proba, gsd, params, cut) for proba in probas]
+    return figures(masks, pairs, gsd, min_px)
 
 
 def settings(threshold: float) -> list[tuple[str, VectorizeParams | None, float]]:
@@ -148,33 +156,7 @@ def score_objects(
     labels: Sequence[np.ndarray], pairs: Sequence[Pair], gsd: float
 ) -> dict[str, Any]:
     """Pixel and object figures of object label arrays over ``pairs`` (no further filtering)."""
-    tp = fp = fn = 0
-    counts = dict.fromkeys(
-        ("true_objects", "found", "predicted_objects", "false_positive_objects"), 0
-    )
-    pixels = 0
-    for lab, pair in zip(labels, pairs, strict=True):
-        pred, truth = lab > 0, pair.label
-        tp += int((pred & truth).sum())
-        fp += int((pred & ~truth).sum())
-        fn += int((~pred & truth).sum())
-        pixels += truth.size
-        for k, v in object_counts(lab, truth, 0).items():
-            if k in counts:
-                counts[k] += v
-    km2 = pixels * gsd**2 / 1e6
-    recall = counts["found"] / max(counts["true_objects"], 1)
-    precision = (counts["predicted_objects"] - counts["false_positive_objects"]) / max(
-        counts["predicted_objects"], 1
-    )
-    return {
-        "f1": pixel_scores(tp, fp, fn)["f1"],
-        "object_recall": recall,
-        "object_precision": precision,
-        "object_f1": 2 * recall * precision / (recall + precision) if recall + precision else 0.0,
-        "fp_per_km2": counts["false_positive_objects"] / km2,
-        "buildings": counts["true_objects"],
-    }
+    return figures(labels, pairs, gsd, 0)
 
 
 def object_grid(threshold: float) -> list[ObjectParams]:

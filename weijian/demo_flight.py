@@ -437,7 +437,6 @@ def ensure_demo_run(
     from sqlalchemy import text
 
     from gis_db.demo_district import generate
-    from gis_db.inventory import upsert_cases, upsert_units
     from ingest import describe_scene
     from weijian.cli.flight import flight_config
     from weijian.flight import catalogue_scene, run_flight
@@ -451,9 +450,7 @@ def ensure_demo_run(
         towns = conn.execute(text("SELECT count(*) FROM street_town")).scalar_one()
     if not towns:
         district = generate(settings.working_crs, n_cases=n_cases)
-        upsert_units(engine, "street_town", district.street_towns, actor="demo")
-        upsert_units(engine, "village", district.villages, actor="demo")
-        upsert_cases(engine, district.cases, actor="demo", reason="demo district")
+        district.load(engine, actor="demo")
     flight = write_demo_flight(Path(folder), settings.working_crs, crop_px=crop_px)
     seed_inventory(engine, flight, actor="demo")
     catalogue_scene(engine, describe_scene(flight.before), settings.working_crs)
