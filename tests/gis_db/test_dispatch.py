@@ -87,6 +87,17 @@ def test_packages_per_street_town_with_chips(engine: Engine, tmp_path: Path) -> 
     # writing again overwrites the same files
     again = dispatch.write_dispatch_packages(engine, run_id, tmp_path / "out")
     assert [p.gpkg for p in again] == [p.gpkg for p in packages]
+    # chips cut on one thread and on several are the same files, byte for byte
+    one = dispatch.write_dispatch_packages(engine, run_id, tmp_path / "one", chip_threads=1)
+    four = dispatch.write_dispatch_packages(engine, run_id, tmp_path / "four", chip_threads=4)
+    chips = sorted(p.relative_to(tmp_path / "one") for p in (tmp_path / "one").rglob("*.png"))
+    assert len(chips) == 6
+    assert chips == sorted(
+        p.relative_to(tmp_path / "four") for p in (tmp_path / "four").rglob("*.png")
+    )
+    for chip in chips:
+        assert (tmp_path / "one" / chip).read_bytes() == (tmp_path / "four" / chip).read_bytes()
+    assert [p.n_chips for p in one] == [p.n_chips for p in four]
 
 
 def test_packages_without_images_have_no_chips(engine: Engine, tmp_path: Path) -> None:
