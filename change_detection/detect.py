@@ -807,7 +807,11 @@ def _clear_outputs(out: Path) -> None:
 
 
 def _check_out_dir(out: Path, raster_key: str, full_key: str, overwrite: bool) -> str:
-    """``fresh``, ``resume`` or ``done``; refuses another run's results unless ``overwrite``."""
+    """``fresh``, ``resume`` or ``done`` for ``out``.
+
+    Another run's results are refused, or removed with ``overwrite``; this run's own finished or
+    interrupted results are kept either way.
+    """
     meta = read_meta(out)
     state_path = out / WORK_DIR / "state.json"
     state = None
@@ -816,10 +820,6 @@ def _check_out_dir(out: Path, raster_key: str, full_key: str, overwrite: bool) -
             state = json.loads(state_path.read_text(encoding="utf-8"))
         except ValueError:
             state = None
-    if overwrite:
-        if meta is not None or state is not None or (out / WORK_DIR).exists():
-            _clear_outputs(out)
-        return "fresh"
     if meta is not None and meta.get("status") == "complete" and meta.get("key") == full_key:
         return "done"
     other = None
@@ -831,6 +831,9 @@ def _check_out_dir(out: Path, raster_key: str, full_key: str, overwrite: bool) -
         other = "of an interrupted run on another pair or model"
     elif meta is None and any((out / n).exists() for n in (PROBA_NAME, GPKG_NAME)):
         other = "without a detect.json"
+    if other is not None and overwrite:
+        _clear_outputs(out)
+        return "fresh"
     if other is not None:
         raise OutputExistsError(
             f"{out} already holds detection results {other}: choose another --out folder or "

@@ -989,7 +989,7 @@ def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, tot
             max_hole_m2=cfg.max_hole_m2,
             regularize=cfg.regularize,
         ),
-        overwrite=False,
+        overwrite=True,  # the flight's own folder: a stale result of other settings is replaced
         progress=report,
     )
 
