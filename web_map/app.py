@@ -29,7 +29,7 @@ from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from gis_db import stats, workflow
-from gis_db.domain import SHANGHAI, CaseState, DetectionState, Disposal, MatchClass
+from gis_db.domain import CaseState, DetectionState, Disposal, MatchClass
 from gis_db.errors import GisDbError, InvalidInputError
 from gis_db.schema import working_srid
 from gis_db.workflow import CaseAction, DetectionAction, transaction
@@ -47,7 +47,6 @@ from web_map.security import LoginLimiter, check_csrf, csrf_token
 log = logging.getLogger("web_map")
 PACKAGE = files("web_map")
 SESSION_COOKIE = "weijian_session"
-OFFICE_ZONE = SHANGHAI
 
 
 class ReviewBody(BaseModel):
@@ -133,15 +132,6 @@ def _geojson(text_: str) -> Response:
     return Response(text_, media_type="application/geo+json")
 
 
-def _local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
-    """A moment as the office's (Shanghai) wall-clock time; empty for None."""
-    if value is None:
-        return ""
-    if value.tzinfo is not None:
-        value = value.astimezone(OFFICE_ZONE)
-    return value.strftime(fmt)
-
-
 def _safe_next(value: str | None) -> str:
     """A local path to go back to (never another site)."""
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
@@ -196,7 +186,7 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
     )
     app.mount("/static", StaticFiles(directory=str(PACKAGE / "static")), name="static")
     templates = Jinja2Templates(directory=str(PACKAGE / "templates"))
-    templates.env.filters["local"] = _local_time
+    templates.env.filters["local"] = labels.local_time
     limiter = LoginLimiter(config.login_max_failures, config.login_window_s)
     evidence_dir = Path(config.evidence_dir)
     app.state.engine = engine

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from gis_db.domain import (
+    SHANGHAI,
     CaseState,
     ChangeKind,
     DetectionState,
@@ -87,3 +90,12 @@ def colours() -> dict[str, dict[str, str]]:
         "case_state": CASE_STATE_COLOURS,
         "warning": WARNING_COLOURS,
     }
+
+
+def local_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A moment as the office's (Shanghai) wall-clock time; empty for None."""
+    if value is None:
+        return ""
+    if value.tzinfo is not None:
+        value = value.astimezone(SHANGHAI)
+    return value.strftime(fmt)

@@ -66,7 +66,8 @@ def _strip_remote(page: str) -> str:
 
 
 def _date(value: Any) -> str:
-    return f"{value:%Y-%m-%d}" if value is not None else "?"
+    """An acquisition date as the office's (Shanghai) calendar day; ``?`` when unknown."""
+    return labels.local_time(value, "%Y-%m-%d") or "?"
 
 
 def _new_map(bounds: geo.BBox, **kwargs: Any) -> folium.Map:
