@@ -41,6 +41,13 @@ UNKNOWN = 127
 IGNORE = -1.0
 
 
+#: The project's held-out scenes (never trained on, nor used to choose anything; see
+#: docs/model_card.md), as glob patterns over ``<folder>/<pair>`` of the shared change pairs.
+HELDOUT_LEVIR = ("levir_1024/test_102", "levir_256/test_121_*", "levir_256/test_55_*")
+HELDOUT_DSIFN = ("dsifn_256/0_2", "dsifn_256/8_3", "dsifn_256/9_3")
+HELDOUT = (*HELDOUT_LEVIR, *HELDOUT_DSIFN)
+
+
 @dataclass(frozen=True)
 class PairFiles:
     """The three files of one pair and its names."""

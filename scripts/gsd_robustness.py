@@ -18,20 +18,20 @@ import numpy as np
 import torch
 from PIL import Image
 
-from change_detection.data import Pair, drop_contained_crops, find_pairs, load_pair, matches
+from change_detection.data import (
+    HELDOUT,
+    Pair,
+    drop_contained_crops,
+    find_pairs,
+    load_pair,
+    matches,
+)
 from change_detection.evaluation import evaluate_pairs
 from change_detection.inference import model_grid_size, resample
 from change_detection.weights import load_model
+from weijian_testdata.rasters import CHANGE_PAIRS
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "change_pairs"
-HELDOUT = [
-    "levir_1024/test_102",
-    "levir_256/test_121_*",
-    "levir_256/test_55_*",
-    "dsifn_256/0_2",
-    "dsifn_256/8_3",
-    "dsifn_256/9_3",
-]
+DATA = CHANGE_PAIRS
 NATIVE_GSD = 0.5
 
 

@@ -37,23 +37,23 @@ import torch
 from affine import Affine
 from rasterio.features import rasterize
 
-from change_detection.data import Pair, drop_contained_crops, find_pairs, load_pair, matches
+from change_detection.data import (
+    HELDOUT,
+    Pair,
+    drop_contained_crops,
+    find_pairs,
+    load_pair,
+    matches,
+)
 from change_detection.inference import predict_proba
 from change_detection.metrics import object_counts, pixel_scores
 from change_detection.objects import ObjectParams, candidate_labels, filter_labels
 from change_detection.vectorize import VectorizeParams, polygons_from_proba
 from change_detection.weights import ChangeModel, load_model
+from weijian_testdata.rasters import CHANGE_PAIRS
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "change_pairs"
+DATA = CHANGE_PAIRS
 FOLDERS = ("levir_256", "levir_1024", "dsifn_256", "egy_256")
-HELDOUT = [
-    "levir_1024/test_102",
-    "levir_256/test_121_*",
-    "levir_256/test_55_*",
-    "dsifn_256/0_2",
-    "dsifn_256/8_3",
-    "dsifn_256/9_3",
-]
 MIN_AREA_M2 = 10.0
 
 

@@ -31,22 +31,22 @@ import torch
 from PIL import Image
 from scipy import ndimage
 
-from change_detection.data import UNKNOWN, drop_contained_crops, find_pairs, load_pair, matches
+from change_detection.data import (
+    HELDOUT,
+    UNKNOWN,
+    drop_contained_crops,
+    find_pairs,
+    load_pair,
+    matches,
+)
 from change_detection.evaluation import evaluate_pairs
 from change_detection.inference import predict_proba
 from change_detection.training import TrainConfig, summary_line, train
 from change_detection.weights import load_model, shipped_weights
 from weijian.learning import CHIP_PX, FINE_TUNE
+from weijian_testdata.rasters import CHANGE_PAIRS
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "change_pairs"
-HELDOUT = [
-    "levir_1024/test_102",
-    "levir_256/test_121_*",
-    "levir_256/test_55_*",
-    "dsifn_256/0_2",
-    "dsifn_256/8_3",
-    "dsifn_256/9_3",
-]
+DATA = CHANGE_PAIRS
 MIN_AREA_M2 = 10.0
 
 

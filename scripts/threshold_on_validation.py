@@ -16,17 +16,22 @@ from pathlib import Path
 
 import torch
 
-from change_detection.data import drop_contained_crops, find_pairs, load_pair, matches
+from change_detection.data import (
+    HELDOUT_DSIFN,
+    HELDOUT_LEVIR,
+    drop_contained_crops,
+    find_pairs,
+    load_pair,
+    matches,
+)
 from change_detection.evaluation import evaluate_pairs
 from change_detection.training import summary_line
 from change_detection.weights import load_model
+from weijian_testdata.rasters import CHANGE_PAIRS
 
-DATA = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "change_pairs"
+DATA = CHANGE_PAIRS
 FOLDERS = ("levir_256", "levir_1024", "dsifn_256")
-HELDOUT = {
-    "levir": ["levir_1024/test_102", "levir_256/test_121_*", "levir_256/test_55_*"],
-    "dsifn": ["dsifn_256/0_2", "dsifn_256/8_3", "dsifn_256/9_3"],
-}
+HELDOUT = {"levir": list(HELDOUT_LEVIR), "dsifn": list(HELDOUT_DSIFN)}
 MIN_AREA_M2 = 10.0
 
 
