@@ -214,7 +214,6 @@ def end_to_end(pair_dir: Path, workers: int, engine: str, out: Path) -> dict[str
         batch_size=BATCH,
         workers=workers,
         engine=engine,  # type: ignore[arg-type]
-        overwrite=True,
         progress=False,
     )
     wall = time.perf_counter() - t0
@@ -249,7 +248,6 @@ def rss_case(pair_dir: Path, network: str, engine: str, out: Path) -> dict[str, 
         overlap_px=OVERLAP,
         batch_size=BATCH,
         engine=engine if network != "standin" else "torch",  # type: ignore[arg-type]
-        overwrite=True,
         progress=False,
     )
     wall = time.perf_counter() - t0
