@@ -88,6 +88,10 @@ def test_align_uses_the_flights_coregistration_limits(engine: Engine, tmp_path: 
     detect_meta = json.loads((result.folder / "detect" / "detect.json").read_text())
     assert detect_meta["vectorize"]["closing_px"] == 3
     assert detect_meta["vectorize"]["max_hole_m2"] == 40.0
+    # the same flight with other settings replaces its own stale detection results
+    rerun = run_flight(engine, after, before=before, config=replace(config, closing_px=0))
+    detect_meta = json.loads((rerun.folder / "detect" / "detect.json").read_text())
+    assert rerun.folder == result.folder and detect_meta["vectorize"]["closing_px"] == 0
     align = result.state["steps"]["align"]["result"]
     assert align["shift_m"] == [0.0, 0.0]
     assert any("co-registration not confident" in w for w in align["warnings"])
