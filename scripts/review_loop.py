@@ -13,8 +13,22 @@ with the same settings (:data:`weijian.learning.FINE_TUNE`, keeping its threshol
 fine-tuned model is scored on the project's held-out pairs (LEVIR-CD and DSIFN-CD), which no step
 above saw. Prints one Markdown table.
 
+``--parent simulation`` simulates an office in a district like the held-out scenes, on a real
+database: a *simulation parent* is trained with the shipped recipe (same settings, validation
+tiles and held-out scenes) without the :data:`DISTRICT` scenes (a LEVIR 1024 px tile and three
+256 px pairs); it detects changes there as ``weijian detect`` does (the product's polygons at
+its threshold), the runs are loaded into an embedded PostGIS and the labels review them through
+the workflow in a seeded order; after N decisions ``weijian train --from-reviews``'s own code
+(:func:`weijian.learning.fine_tune_from_reviews`) cuts the chips from the COGs and fine-tunes
+the parent, and the registry's gate (``promote``) judges each candidate on the held-out scenes.
+Two variants of what a confirmation records: ``model`` (the detection's outline) and
+``surveyed`` (the case it opened is verified on site and its outline replaced by the surveyed
+one: the labelled building(s) the detection hit).
+
     uv run --frozen python scripts/review_loop.py [--decisions 0 50 200 1000] [--out out/loop]
         [--pool PATTERN ...] [--no-egy]
+    uv run --frozen python scripts/review_loop.py --parent simulation --out out/loop_sim \
+        --decisions 0 50 100 200 100000 [--variants model surveyed]
 """
 
 from __future__ import annotations
@@ -22,7 +36,9 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import tempfile
 import time
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +46,10 @@ import numpy as np
 import torch
 from PIL import Image
 from scipy import ndimage
+from shapely import box as shapely_box
+from shapely import union_all as shapely_union
+from shapely import wkb as shapely_wkb
+from sqlalchemy import text
 
 from change_detection.data import (
     HELDOUT,
@@ -44,10 +64,56 @@ from change_detection.inference import predict_proba
 from change_detection.training import TrainConfig, summary_line, train
 from change_detection.weights import load_model, shipped_weights
 from weijian.learning import CHIP_PX, FINE_TUNE
+from weijian.settings import Settings
 from weijian_testdata.rasters import CHANGE_PAIRS
 
 DATA = CHANGE_PAIRS
 MIN_AREA_M2 = 10.0
+#: the simulated office's district (``--parent simulation``): training scenes of the shipped
+#: recipe that the simulation parent does not train on; its detections there are reviewed
+DISTRICT = (
+    "levir_1024/test_12",
+    "levir_256/train_412_*",
+    "dsifn_256/2_4",
+    "dsifn_256/6_3",
+)
+
+
+def simulation_parent(out: Path, data: Path, seed: int) -> Path:
+    """Train (or reuse) the simulation parent: the shipped recipe without the district's scenes.
+
+    Same network, settings, validation tiles and held-out scenes as
+    ``scripts/train_shipped_weights.sh`` (tinysiam); the :data:`DISTRICT` scenes are kept out of
+    training and validation (passed as held-out patterns, so every pair of their scenes is out).
+    A finished ``out/model.pt`` of the same configuration is reused.
+    """
+    shipped = load_model("tinysiam", device="cpu").metadata["config"]
+    config = TrainConfig(
+        network="tinysiam",
+        epochs=shipped["epochs"],
+        samples_per_epoch=shipped["samples_per_epoch"],
+        crop=shipped["crop"],
+        batch_size=shipped["batch_size"],
+        lr=shipped["lr"],
+        patience=shipped["patience"],
+        seed=seed,
+        holdout=[*HELDOUT, *DISTRICT],
+        validation=list(shipped["validation"]),
+        synthetic_fraction=shipped["synthetic_fraction"],
+        gsd_m=shipped["gsd_m"],
+        scale_min=shipped["scale_min"],
+        scale_max=shipped["scale_max"],
+        min_area_m2=MIN_AREA_M2,
+        device="cpu",
+        threads=1,
+    )
+    weights = out / "model.pt"
+    if weights.is_file():
+        stored = load_model(weights, "cpu").metadata.get("config", {})
+        if stored == json.loads(json.dumps(asdict(config))):
+            return weights
+    folders = [data / f for f in ("levir_256", "levir_1024", "dsifn_256")]
+    return train(folders, out, config).weights
 
 
 def detections(pool: list[Any], model: Any) -> list[dict[str, Any]]:
@@ -95,6 +161,315 @@ def write_chips(folder: Path, pool: list[Any], decided: list[dict[str, Any]]) ->
         Image.fromarray(labels[d["pair"]][window]).save(folder / "label" / f"{name}.png")
 
 
+# --- the office simulation on a real database (``--parent simulation``) ----------------------
+
+SPACING_M = 2000.0  #: district scenes are laid side by side this far apart (no case is shared)
+VARIANTS = ("model", "surveyed")
+
+
+@dataclass
+class Office:
+    """A simulated office: its settings, database, registry and the reviewable detections."""
+
+    settings: Settings
+    engine: Any
+    parent: str  #: the registry version of the simulation parent (the current model)
+    found: list[dict[str, Any]]  #: detections in the seeded review order, each with its truth
+    runs: list[int]
+
+
+def _surveyed_outline(mask: np.ndarray, label: np.ndarray, transform: Any) -> Any:
+    """The labelled buildings a detection hit, as the surveyor's outline (map units)."""
+    import shapely
+    from rasterio.features import shapes
+
+    parts, n = ndimage.label(label, structure=np.ones((3, 3), bool))
+    hit = []
+    for k in range(1, n + 1):
+        building = parts == k
+        overlap = int((building & mask).sum())
+        if overlap and overlap >= 0.25 * min(int(building.sum()), int(mask.sum())):
+            hit.append(k)
+    if not hit:  # confirmed on a sliver: the building with the largest overlap
+        counts = np.bincount(parts[mask], minlength=n + 1)
+        counts[0] = 0
+        hit = [int(np.argmax(counts))]
+    keep = np.isin(parts, hit)
+    polys = [
+        shapely.geometry.shape(g)
+        for g, v in shapes(keep.astype(np.uint8), mask=keep, transform=transform)
+        if v
+    ]
+    return shapely.union_all(polys)
+
+
+def open_office(
+    root: Path, parent_path: Path, district: list[Any], seed: int
+) -> tuple[Office, list[Any]]:
+    """A fresh embedded PostGIS and registry in ``root``; the parent detects on the district.
+
+    Each district pair becomes two COGs (EPSG:4549, 0.5 m, SPACING_M apart), two registered
+    scenes and a detection run; detections are the product's polygons
+    (:func:`change_detection.vectorize.polygons_from_proba` with the detect settings' defaults
+    at the parent's threshold), matched to the (empty) inventory. Returns the office and, per
+    pair, its grid transform.
+    """
+    import geopandas as gpd
+    from rasterio.features import rasterize
+
+    from change_detection.registry import INDEX
+    from change_detection.vectorize import (
+        VectorizeParams,
+        excess_green_change,
+        polygons_from_proba,
+    )
+    from gis_db import runs
+    from gis_db.matching import match_run
+    from weijian.database import connect
+    from weijian.learning import model_registry
+    from weijian_testdata.rasters import GROUND_CRS, ground_transform, write_raster
+    from weijian_testdata.runs import AFTER, BEFORE
+
+    settings = Settings(data_dir=root / "data", database_url=None, working_crs=GROUND_CRS)
+    engine = connect(settings)
+    registry = model_registry(settings)
+    version = registry.add(parent_path, source="simulation parent (scripts/review_loop.py)")
+    (registry.root / INDEX).write_text(
+        json.dumps({"current": version, "history": [{"action": "install", "version": version}]})
+    )
+    parent = registry.load(version, "cpu")
+    det = settings.detection
+    params = VectorizeParams(
+        threshold=parent.threshold,
+        min_area_m2=det.min_area_m2,
+        opening_px=det.opening_px,
+        closing_px=det.closing_px,
+        min_score_max=det.min_score_max,
+        max_hole_m2=det.max_hole_m2,
+        regularize=det.regularize,
+    )
+    found: list[dict[str, Any]] = []
+    run_ids, transforms = [], []
+    (root / "cogs").mkdir(parents=True, exist_ok=True)
+    for k, pair in enumerate(district):
+        transform = ground_transform(parent.gsd_m, offset_m=(k * SPACING_M, 0.0))
+        transforms.append(transform)
+        h, w = pair.label.shape
+        ids = {}
+        for tag, image, when in (("A", pair.before, BEFORE), ("B", pair.after, AFTER)):
+            path = write_raster(
+                root / "cogs" / f"{pair.name.replace('/', '_')}_{tag}.tif",
+                np.ascontiguousarray(np.moveaxis(image, -1, 0)),
+                crs=GROUND_CRS,
+                transform=transform,
+            )
+            x0, y0 = transform.c, transform.f
+            footprint = shapely_box(x0, y0 - h * parent.gsd_m, x0 + w * parent.gsd_m, y0)
+            ids[tag] = runs.register_scene(
+                engine,
+                checksum=f"{pair.name}:{tag}",
+                footprint=footprint,
+                acquired_at=when,
+                platform="satellite",
+                gsd_m=parent.gsd_m,
+                path=path,
+                crs=GROUND_CRS,
+            )
+        run = runs.create_run(
+            engine,
+            before_scene_id=ids["A"],
+            after_scene_id=ids["B"],
+            network=parent.network,
+            weights_checksum=registry.entry(version)["sha256"],
+            params=params.to_dict(),
+        )
+        proba = predict_proba(parent, pair.before, pair.after)
+        cue = excess_green_change(np.moveaxis(pair.before, -1, 0), np.moveaxis(pair.after, -1, 0))
+        records = polygons_from_proba(proba, transform, params, cue=cue)
+        frame = gpd.GeoDataFrame(
+            {
+                "seq": np.arange(1, len(records) + 1),
+                "score": [min(max(r["score_mean"], 0.0), 1.0) for r in records],
+                "change_kind": [
+                    r["change_kind"]
+                    if r["change_kind"] in ("appeared", "disappeared")
+                    else "changed"
+                    for r in records
+                ],
+            },
+            geometry=[r["geometry"] for r in records],
+            crs=GROUND_CRS,
+        )
+        runs.load_detections(engine, run, frame)
+        match_run(engine, run)
+        run_ids.append(run)
+        with engine.connect() as conn:
+            rows = conn.execute(
+                text("SELECT id, ST_AsBinary(geom) FROM detection WHERE run_id = :r ORDER BY seq"),
+                {"r": run},
+            ).all()
+        for ident, wkb in rows:
+            geom = shapely_wkb.loads(bytes(wkb))
+            mask = rasterize([(geom, 1)], out_shape=(h, w), transform=transform, dtype="uint8") > 0
+            if not mask.any():
+                mask = (
+                    rasterize([(geom, 1)], out_shape=(h, w), transform=transform, all_touched=True)
+                    > 0
+                )
+            changed = float(pair.label[mask].mean()) >= 0.5
+            found.append(
+                {"id": int(ident), "pair": k, "mask": mask, "confirmed": changed, "run": run}
+            )
+    order = np.random.default_rng(seed).permutation(len(found))
+    office = Office(settings, engine, version, [found[i] for i in order], run_ids)
+    return office, transforms
+
+
+def review(
+    office: Office,
+    items: list[dict[str, Any]],
+    variant: str,
+    district: list[Any],
+    transforms: list[Any],
+) -> int:
+    """The label reviews ``items`` through the workflow; returns how many it could decide.
+
+    ``confirm`` opens a case from the detection (the workflow's rule). Variant ``surveyed``: the
+    case is then dispatched, verified on site and its outline updated from the survey (the
+    inventory import), as the labelled building(s) the detection hit.
+    """
+    import geopandas as gpd
+
+    from gis_db.errors import GisDbError
+    from gis_db.inventory import upsert_cases
+    from gis_db.workflow import review_detection, transition_case
+    from weijian_testdata.rasters import GROUND_CRS
+
+    decided = 0
+    for d in items:
+        action = "confirm" if d["confirmed"] else "false_positive"
+        try:
+            result = review_detection(office.engine, d["id"], action, actor="simulated office")
+        except GisDbError as exc:  # e.g. an unrelated change: nothing to bring into the inventory
+            d["skipped"] = str(exc)
+            continue
+        decided += 1
+        if variant == "surveyed" and d["confirmed"] and result.case_id is not None:
+            pair = district[d["pair"]]
+            outline = _surveyed_outline(d["mask"], pair.label, transforms[d["pair"]])
+            if result.case_created:
+                transition_case(office.engine, result.case_id, "dispatch", actor="office")
+                transition_case(
+                    office.engine, result.case_id, "verify", actor="surveyor", role="street_town"
+                )
+            with office.engine.connect() as conn:
+                number, wkb = conn.execute(
+                    text("SELECT case_number, ST_AsBinary(geom) FROM inventory_case WHERE id = :i"),
+                    {"i": result.case_id},
+                ).one()
+            if not result.case_created:  # joined a case already surveyed: both buildings
+                outline = shapely_union([shapely_wkb.loads(bytes(wkb)), outline])
+            upsert_cases(
+                office.engine,
+                gpd.GeoDataFrame({"case_number": [number]}, geometry=[outline], crs=GROUND_CRS),
+                actor="surveyor",
+                reason="survey",
+            )
+    return decided
+
+
+def office_loop(
+    args: argparse.Namespace, parent_path: Path, district: list[Any], held: list[Any]
+) -> list[dict[str, Any]]:
+    """The decision curve of both variants through ``weijian train --from-reviews``'s code."""
+    from change_detection.registry import PromotionRefused
+    from gis_db.embedded import EmbeddedCluster
+    from weijian.learning import fine_tune_from_reviews, model_registry
+
+    rows: list[dict[str, Any]] = []
+    parent = load_model(parent_path, "cpu")
+    print(
+        "| variant | decisions | confirmed | false positives | pixel P | pixel R | pixel F1 "
+        "| best F1 (oracle) | object recall | FP objects /km² | spurious /km² | gate | minutes |"
+    )
+    print("| --- " * 13 + "|")
+    base = summary_line(evaluate_pairs(parent, held, None, None, MIN_AREA_M2))
+    for variant in args.variants:
+        root = Path(tempfile.mkdtemp(prefix=f"weijian-loop-{variant}-"))
+        root.chmod(0o755)  # the embedded cluster runs as postgres when we are root
+        try:
+            office, transforms = open_office(root, parent_path, district, args.seed)
+            n_true = sum(d["confirmed"] for d in office.found)
+            print(
+                f"<!-- {variant}: {len(district)} district pairs, {len(office.found)} detections "
+                f"({n_true} real changes) -->",
+                flush=True,
+            )
+            done = 0
+            for wanted in sorted(args.decisions):
+                start = time.monotonic()
+                upto = min(wanted, len(office.found))
+                review(office, office.found[done:upto], variant, district, transforms)
+                done = upto
+                decided = [d for d in office.found[:done] if "skipped" not in d]
+                skipped = [d["skipped"] for d in office.found[:done] if "skipped" in d]
+                if skipped:
+                    print(f"<!-- {len(skipped)} not decidable, e.g. {skipped[0]} -->")
+                row: dict[str, Any] = {
+                    "variant": variant,
+                    "decisions": len(decided),
+                    "confirmed": sum(d["confirmed"] for d in decided),
+                    "false_positives": sum(not d["confirmed"] for d in decided),
+                    "not_decidable": len(skipped),
+                }
+                if decided:
+                    tuned = fine_tune_from_reviews(
+                        office.settings,
+                        office.engine,
+                        root / f"ft{len(decided)}",
+                        seed=args.seed,
+                        device="cpu",
+                        threads=1,
+                        lr=args.lr,
+                        epochs=args.epochs,
+                    )
+                    s = summary_line(
+                        evaluate_pairs(
+                            load_model(tuned.weights, "cpu"), held, None, None, MIN_AREA_M2
+                        )
+                    )
+                    registry = model_registry(office.settings)
+                    try:
+                        registry.promote(
+                            tuned.version, held, min_area_m2=MIN_AREA_M2, set_name="held-out"
+                        )
+                        registry.rollback()  # the next point starts from the parent again
+                        gate = "promoted"
+                    except PromotionRefused as exc:
+                        gate = "refused: " + str(exc).split(": ", 1)[1]
+                    row["chips"] = tuned.chips.chips
+                    row["surveyed_cases"] = len(tuned.chips.surveyed)
+                else:
+                    s, gate = base, "-"
+                row.update(s)
+                row["gate"] = gate
+                row["minutes"] = round((time.monotonic() - start) / 60, 1)
+                rows.append(row)
+                print(
+                    f"| {variant} | {row['decisions']} | {row['confirmed']} "
+                    f"| {row['false_positives']} | {s['precision']:.3f} | {s['recall']:.3f} "
+                    f"| {s['f1']:.3f} | {s['best_f1']:.3f} | {s['object_recall']:.3f} "
+                    f"| {s['fp_objects_per_km2']:.0f} | {s['spurious_objects_per_km2']:.0f} "
+                    f"| {gate} | {row['minutes']} |",
+                    flush=True,
+                )
+            office.engine.dispose()
+        finally:
+            EmbeddedCluster(root / "data" / "pg").stop()
+            shutil.rmtree(root, ignore_errors=True)
+    return rows
+
+
 def main() -> None:
     """Run the loop for each number of decisions and print the curve."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -123,8 +498,54 @@ def main() -> None:
         action="store_true",
         help="re-estimate batch-norm statistics on the chips (off in --from-reviews)",
     )
+    parser.add_argument(
+        "--parent",
+        choices=("shipped", "simulation"),
+        default="shipped",
+        help="simulation: train (or reuse, OUT/parent) the shipped recipe without the district "
+        "scenes and review those",
+    )
+    parser.add_argument(
+        "--parent-only", action="store_true", help="only train the simulation parent"
+    )
+    parser.add_argument(
+        "--variants",
+        nargs="+",
+        choices=VARIANTS,
+        default=list(VARIANTS),
+        help="with --parent simulation: what a confirmation records (model: the detection's "
+        "outline; surveyed: the case verified on site with the labelled building's outline)",
+    )
+    parser.add_argument("--lr", type=float, default=FINE_TUNE["lr"], help="fine-tuning peak lr")
+    parser.add_argument(
+        "--epochs", type=int, default=FINE_TUNE["epochs"], help="fine-tuning epochs"
+    )
     args = parser.parse_args()
     torch.set_num_threads(1)
+    if args.parent == "simulation":
+        parent_path = simulation_parent(args.out / "parent", args.data, args.seed)
+        if args.parent_only:
+            print(f"simulation parent: {parent_path}")
+            return
+        files = find_pairs([args.data / f for f in ("levir_256", "levir_1024", "dsifn_256")])
+        district_files = [f for f in files if matches(f.name, args.pool or DISTRICT)]
+        split = load_model(parent_path, "cpu").metadata["split"]
+        seen = set(split["train"]) | set(split["validation"])
+        held_scenes = {f.scene for f in files if matches(f.name, HELDOUT)}
+        if any(f.name in seen or f.scene in held_scenes for f in district_files):
+            parser.error("a district scene was trained on, validated on or is held out")
+        district = [load_pair(f) for f in district_files]
+        held = [
+            load_pair(f) for f in drop_contained_crops([f for f in files if f.scene in held_scenes])
+        ]
+        print(
+            f"simulation parent {parent_path}; district: {[p.name for p in district]}; "
+            f"held-out: {[p.name for p in held]}\n"
+        )
+        rows = office_loop(args, parent_path, district, held)
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "curve.json").write_text(json.dumps(rows, indent=1))
+        return
     model = load_model("tinysiam", device="cpu")
     files = find_pairs([args.data / f for f in ("levir_256", "levir_1024", "dsifn_256")])
     pool_files = find_pairs([args.data / "egy_256"]) if args.egy else []

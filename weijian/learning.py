@@ -32,6 +32,10 @@ MAX_CHIP_PX = 512
 MARGIN_M = 16.0
 #: a chip is skipped when less than this share of it has imagery in both scenes
 MIN_VALID = 0.9
+#: a decided case overlapping a confirmed detection by at least this share of the smaller of
+#: the two areas is that detection's surveyed outline (the rule that attaches a confirmed
+#: detection to an active case, ``review.overlap_threshold``'s default)
+SURVEYED_OVERLAP = 0.3
 #: fine-tuning settings (few gentle steps from the parent; a fifth of the chips, by chip,
 #: choose the epoch and the threshold); the simulated review loop uses the same
 FINE_TUNE: dict[str, Any] = {
@@ -79,6 +83,8 @@ class ChipSet:
     confirmed: list[int] = field(default_factory=list)  #: detection ids (positives)
     false_positive: list[int] = field(default_factory=list)  #: detection ids (hard negatives)
     cases: list[int] = field(default_factory=list)  #: case ids (appeared / disappeared)
+    #: decided cases whose surveyed outline replaced a confirmed detection's (in its chip)
+    surveyed: list[int] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  #: chips without imagery on both sides
 
     @property
@@ -133,8 +139,15 @@ def build_review_chips(
     positive, and :data:`change_detection.data.UNKNOWN` (127) everywhere else, because nobody
     decided those pixels (a change the model missed is there too); the training loss ignores
     them.
+
+    A confirmed detection that a decided case overlaps (at least :data:`SURVEYED_OVERLAP` of
+    the smaller area, e.g. the case its confirmation opened, verified on site, its outline
+    updated from the survey) is labelled with the case's outline instead of its own: the
+    surveyed outline is the building, the detection's is what the model drew. Its chip covers
+    both, and such a case gets no chip of its own.
     """
     import rasterio
+    import shapely
     from PIL import Image
     from rasterio.features import rasterize
 
@@ -163,13 +176,28 @@ def build_review_chips(
                     f"run {run}: scene file {path or '(none recorded)'} is missing; register the "
                     "scene again with its COG path (`weijian scene ...`) or leave the run out"
                 )
-        positives = list(dets[dets["state"] == "confirmed"].geometry)
+        confirmed = dets[dets["state"] == "confirmed"]
+        surveyed: dict[int, list[tuple[int, Any]]] = {}
+        for ident, geom in zip(confirmed["detection_id"], confirmed.geometry, strict=True):
+            surveyed[int(ident)] = [
+                (c, g)
+                for _, c, g in case_items
+                if geom.intersection(g).area >= SURVEYED_OVERLAP * min(geom.area, g.area)
+            ]
+        replaced = {c for found in surveyed.values() for c, _ in found}
+        positives = [
+            g
+            for i, g in zip(confirmed["detection_id"], confirmed.geometry, strict=True)
+            if not surveyed[int(i)]
+        ]
         positives += [g for _, _, g in case_items]
         negatives = list(dets[dets["state"] != "confirmed"].geometry)
-        items: list[tuple[str, int, Any]] = [
-            ("d", int(i), g) for i, g in zip(dets["detection_id"], dets.geometry, strict=True)
-        ]
-        items += case_items
+        items: list[tuple[str, int, Any]] = []
+        for ident, geom in zip(dets["detection_id"], dets.geometry, strict=True):
+            outlines = [g for _, g in surveyed.get(int(ident), [])]
+            items.append(("d", int(ident), shapely.union_all([geom, *outlines])))
+        items += [item for item in case_items if item[1] not in replaced]
+        chips.surveyed += sorted(replaced)
         states = dict(zip(dets["detection_id"].astype(int), dets["state"], strict=True))
         with rasterio.open(paths[0]) as before_src, rasterio.open(paths[1]) as after_src:
             for kind, ident, geom in items:
@@ -251,6 +279,7 @@ def fine_tune_from_reviews(
         "confirmed_detections": chips.confirmed,
         "false_positive_detections": chips.false_positive,
         "cases": chips.cases,
+        "surveyed_cases": chips.surveyed,
         "skipped_chips": chips.skipped,
         "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -223,3 +223,59 @@ def test_from_reviews_fine_tunes_registers_and_gates(env: Path, engine: Engine) 
     else:
         assert "was not promoted" in str(promoted.exception) and registry.current is None
     assert len(registry.entry("v1")["evaluations"]) == 1
+
+
+def test_a_surveyed_case_outline_replaces_the_detection_outline(env: Path, engine: Engine) -> None:
+    """A confirmed detection whose case was verified and surveyed is labelled by the survey."""
+    import geopandas as gpd
+    from rasterio.features import rasterize
+
+    from gis_db.inventory import upsert_cases
+    from gis_db.workflow import transition_case
+    from weijian.learning import _chip_grid, build_review_chips
+
+    run, decided = _reviewed_run(engine, env / "cogs")
+    with engine.connect() as conn:
+        areas = dict(
+            conn.execute(
+                text("SELECT id, area_m2 FROM detection WHERE id = ANY(:d)"),
+                {"d": decided["confirmed"]},
+            ).all()
+        )
+        det = max(areas, key=lambda d: areas[d])  # the largest building: room to shift it
+        case, number, wkb = conn.execute(
+            text(
+                "SELECT c.id, c.case_number, ST_AsBinary(d.geom) FROM case_detection l "
+                "JOIN inventory_case c ON c.id = l.case_id "
+                "JOIN detection d ON d.id = l.detection_id WHERE l.detection_id = :d"
+            ),
+            {"d": det},
+        ).one()
+    drawn = shapely.from_wkb(bytes(wkb))
+    # the surveyor's outline: the building 2 m further east than the model drew it
+    survey = shapely.affinity.translate(drawn, xoff=2.0)
+    transition_case(engine, case, "dispatch", actor="office")
+    transition_case(engine, case, "verify", actor="surveyor", role="street_town")
+    upsert_cases(
+        engine,
+        gpd.GeoDataFrame({"case_number": [number]}, geometry=[survey], crs=CRS),
+        actor="surveyor",
+    )
+    chips = build_review_chips(engine, env / "chips", [run], 0.5, CRS)
+    assert chips.surveyed == [case] and case not in chips.cases
+    assert not (env / "chips" / "label" / f"r{run}_c{case}.png").exists()  # no chip of its own
+    label = np.asarray(Image.open(env / "chips" / "label" / f"r{run}_d{det}.png"))
+    transform, px = _chip_grid(shapely.union_all([drawn, survey]), 0.5)
+    assert label.shape == (px, px)
+
+    def inside(geom: shapely.Geometry) -> np.ndarray:
+        return rasterize([(geom, 1)], out_shape=(px, px), transform=transform) > 0
+
+    others = shapely.union_all(
+        [g for g in reviewed_detections(engine, [run]).geometry if not g.equals(drawn)]
+    )
+    assert (label[inside(survey)] == 255).all()  # the surveyed building is change
+    only_drawn = inside(drawn.difference(survey).difference(others))
+    assert only_drawn.sum() >= 10
+    # what only the model drew is not the building: unknown, no longer taught as change
+    assert (label[only_drawn] == UNKNOWN).all()
