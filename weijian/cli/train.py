@@ -247,6 +247,11 @@ def _from_reviews(
     console.print(
         f"chips from run(s) {', '.join(map(str, chips.runs))}: {len(chips.confirmed)} confirmed, "
         f"{len(chips.false_positive)} false positives, {len(chips.cases)} cases"
+        + (
+            f" ({len(chips.surveyed)} surveyed outlines in place of the model's)"
+            if chips.surveyed
+            else ""
+        )
         + (f", {len(chips.skipped)} skipped (no imagery on both sides)" if chips.skipped else "")
     )
     if result.validation:
