@@ -48,6 +48,7 @@ import json
 import multiprocessing as mp
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -295,7 +296,7 @@ def main() -> None:
         print(
             "engine | workers | model-only Mpx/s | end-to-end Mpx/s | ratio | "
             "ratio without cluster start-up | e2e steps (s) | e2e CPU s: calling process, "
-            "Dask workers | CPU ratio | 1-min load average after"
+            "Dask workers | CPU ratio | 1-min load average before -> after"
         )
         rounds = [
             (engine, workers)
@@ -303,7 +304,9 @@ def main() -> None:
             for engine in args.engines
             for workers in args.workers
         ]
+        pairs: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
         for engine, workers in rounds:
+            load0 = os.getloadavg()[0]
             mo = model_only(pair_dir, workers, engine)
             with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
                 e2e = end_to_end(pair_dir, workers, engine, Path(tmp) / "out")
@@ -311,13 +314,30 @@ def main() -> None:
             warm = e2e["tile_mpx"] / (e2e["seconds"] - e2e["steps_s"]["cluster_start"])
             # CPU seconds of the network alone / of the whole run: less sensitive to other jobs
             cpu_ratio = mo["cpu_s"] / (e2e["cpu_main_s"] + e2e["cpu_workers_s"])
+            pairs.setdefault((engine, workers), []).append((mo["mpx_s"], e2e["mpx_s"], cpu_ratio))
             print(
                 f"{engine} | {workers} | {mo['mpx_s']:.3f} | {e2e['mpx_s']:.3f} | "
                 f"{e2e['mpx_s'] / mo['mpx_s']:.2f} | {warm / mo['mpx_s']:.2f} | "
                 f"{json.dumps(e2e['steps_s'])} | {e2e['cpu_main_s']:.1f}, "
-                f"{e2e['cpu_workers_s']:.1f} | {cpu_ratio:.2f} | load {os.getloadavg()[0]:.1f}",
+                f"{e2e['cpu_workers_s']:.1f} (network only {mo['cpu_s']:.1f}) | {cpu_ratio:.2f} | "
+                f"load {load0:.1f} -> {os.getloadavg()[0]:.1f}",
                 flush=True,
             )
+        if args.repeat > 1:
+            print(
+                "## medians over the repeats (each repeat: network only, then end to end, "
+                "side by side)\nengine | workers | repeats | model-only Mpx/s | "
+                "end-to-end Mpx/s | median of the pairs' ratios | median CPU ratio"
+            )
+            for (engine, workers), rows in pairs.items():
+                print(
+                    f"{engine} | {workers} | {len(rows)} | "
+                    f"{statistics.median(r[0] for r in rows):.3f} | "
+                    f"{statistics.median(r[1] for r in rows):.3f} | "
+                    f"{statistics.median(r[1] / r[0] for r in rows):.2f} | "
+                    f"{statistics.median(r[2] for r in rows):.2f}",
+                    flush=True,
+                )
         hours = DISTRICT_MPX / best / 3600 if best else float("nan")
         print(
             f"## projection: 270 km² at 0.5 m = {DISTRICT_MPX:.0f} Mpx at the best end-to-end "
