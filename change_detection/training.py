@@ -42,6 +42,7 @@ from change_detection.data import (
 )
 from change_detection.errors import WeightsError
 from change_detection.evaluation import evaluate_pairs
+from change_detection.losses import LOSSES, weighted_bce_dice_loss
 from change_detection.networks import build_network, count_gmacs, count_parameters
 from change_detection.weights import ChangeModel, resolve_device, save_weights
 
@@ -86,6 +87,9 @@ class TrainConfig:
     #: weight of distillation on unknown pixels (partial labels): there the network is pulled
     #: towards what ``init_weights`` predicted, so it keeps its calibration and forgets nothing
     distill_unknown: float = 0.0
+    #: training loss: ``bce_dice`` (the shipped weights) or ``objects`` (BCE weighted towards
+    #: small buildings and the gaps between buildings, see :mod:`change_detection.losses`)
+    loss: str = "bce_dice"
 
 
 @dataclass
@@ -225,6 +229,8 @@ def train(
     start = time.monotonic()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    if config.loss not in LOSSES:
+        raise ValueError(f"unknown loss {config.loss!r}: choose one of {', '.join(LOSSES)}")
     if config.crop % 16:
         raise ValueError(f"crop {config.crop} must be a multiple of 16 px")
     device = resolve_device(config.device)
@@ -346,7 +352,10 @@ def train(
             a, b, m = a.to(device), b.to(device), m.to(device)
             a, b = (a - norm_mean) / norm_std, (b - norm_mean) / norm_std
             logits = net(a, b)
-            loss = bce_dice_loss(logits, m)
+            if config.loss == "objects" and not bool((m < 0).any()):
+                loss = weighted_bce_dice_loss(logits, m)
+            else:
+                loss = bce_dice_loss(logits, m)
             if teacher is not None:
                 with torch.no_grad():
                     taught = teacher(a, b)

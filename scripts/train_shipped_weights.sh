@@ -7,7 +7,9 @@
 # Environment: DATA (the change_pairs folder), OUT (run folders, default out/shipped),
 # DEVICE (cpu; cuda is faster but not bit-identical), EPOCHS (32 for the shipped weights),
 # SYNTHETIC (share of synthetic samples: 0 for the shipped weights, which scored better on
-# validation than 0.3; see the model card), SHIP (1: copy model.pt into the package).
+# validation than 0.3; see the model card), SHIP (1: copy model.pt into the package),
+# THREADS (torch threads per network, 1 for the shipped weights), TRAIN_ARGS (more options of
+# `weijian train` for the tinysiam run, for trials such as --widths 24,32,64,128 --decoder 64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/change_pairs}
@@ -20,7 +22,7 @@ HOLDOUT=(--holdout 'levir_1024/test_102' --holdout 'levir_256/test_121_*'
          --holdout 'dsifn_256/8_3' --holdout 'dsifn_256/9_3')
 COMMON=(--epochs "${EPOCHS:-32}" --samples-per-epoch 256 --crop 128 --batch-size 16
         --patience 12 --seed 0 --synthetic "${SYNTHETIC:-0}" --gsd 0.5
-        --device "$DEVICE" --threads 1)
+        --device "$DEVICE" --threads "${THREADS:-1}")
 # Validation (epoch and threshold): tinysiam (retrained for issue 12) on 6 tiles of 5 scenes,
 # 69 buildings; fc_siam_diff's shipped weights on the seeded 2-tile choice (--val-fraction 0.15:
 # dsifn_256/5_3, levir_256/val_27_0000_0256). VALIDATION=seeded gives both the seeded choice.
@@ -35,9 +37,10 @@ for net in ${NETWORKS:-tinysiam fc_siam_diff}; do
   mkdir -p "$OUT/$net"
   if [ "$net" = tinysiam ] && [ "${VALIDATION:-}" != seeded ]; then VAL=("${VAL6[@]}");
   else VAL=(--val-fraction 0.15); fi
+  EXTRA=(); if [ "$net" = tinysiam ]; then read -r -a EXTRA <<< "${TRAIN_ARGS:-}"; fi
   uv run --frozen weijian train "$DATA/levir_256" "$DATA/levir_1024" "$DATA/dsifn_256" \
     --out "$OUT/$net" --network "$net" --lr "$(lr_for "$net")" "${COMMON[@]}" "${HOLDOUT[@]}" \
-    "${VAL[@]}" \
+    "${VAL[@]}" ${EXTRA[@]+"${EXTRA[@]}"} \
     > "$OUT/$net/train.log" 2>&1 &
   pids+=($!)
 done

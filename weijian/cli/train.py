@@ -90,6 +90,13 @@ def train(
     decoder: Annotated[
         int | None, typer.Option(min=8, help="tinysiam decoder width (default 48)")
     ] = None,
+    loss: Annotated[
+        str,
+        typer.Option(
+            help="bce_dice (the shipped weights) or objects (BCE weighted towards small "
+            "buildings and the gaps between neighbouring ones)"
+        ),
+    ] = "bce_dice",
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda or auto (default: settings)")
     ] = None,
@@ -151,6 +158,10 @@ def train(
         network_kwargs["widths"] = parsed
     if decoder:
         network_kwargs["decoder"] = decoder
+    from change_detection.losses import LOSSES
+
+    if loss not in LOSSES:
+        raise typer.BadParameter(f"--loss takes one of {', '.join(LOSSES)}, not {loss!r}")
     if network_kwargs and (network or settings.network) != "tinysiam":
         raise typer.BadParameter("--widths and --decoder apply to --network tinysiam only")
     config = TrainConfig(
@@ -173,6 +184,7 @@ def train(
         min_area_m2=settings.min_area_m2,
         device=device or settings.device,
         threads=threads,
+        loss=loss,
     )
     console = Console()
     with Progress(
