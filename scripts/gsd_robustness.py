@@ -12,6 +12,7 @@ ground at the true GSD, the smallest object counted is 10 m². Prints one Markdo
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -50,7 +51,7 @@ def main() -> None:
     parser.add_argument("--tta", action="store_true", help="flip/rotation test-time augmentation")
     parser.add_argument("--data", type=Path, default=DATA)
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
     folders = [args.data / f for f in ("levir_256", "levir_1024", "dsifn_256")]
     files = drop_contained_crops([f for f in find_pairs(folders) if matches(f.name, HELDOUT)])
     pairs = [load_pair(f) for f in files]

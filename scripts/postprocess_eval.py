@@ -27,6 +27,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -235,7 +236,7 @@ def main() -> None:
     parser.add_argument("--threshold", type=float, help="centre of the threshold grid")
     parser.add_argument("--json", type=Path, help="write every row here (--objects)")
     args = parser.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
     model: ChangeModel = load_model(args.weights, device="cpu")
     if args.threshold is not None:
         model.metadata["threshold"] = args.threshold
