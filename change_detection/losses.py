@@ -13,7 +13,9 @@ weight map of the U-Net paper (Ronneberger et al. 2015) for that, plus a size te
   gaps between neighbouring buildings, about 1 elsewhere.
 
 :func:`weighted_bce_dice_loss` is BCE weighted by that map (normalised by its sum) plus the same
-soft Dice as :func:`change_detection.training.bce_dice_loss`.
+soft Dice as :func:`change_detection.training.bce_dice_loss`. :func:`bce_lovasz_loss` is BCE
+plus the Lovász hinge (Berman et al. 2018), a convex surrogate of the IoU of each crop's change
+class, in place of Dice.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 #: Loss names accepted by the training configuration (``TrainConfig.loss``).
-LOSSES = ("bce_dice", "objects")
+LOSSES = ("bce_dice", "objects", "lovasz")
 
 
 def object_weights(
@@ -86,3 +88,30 @@ def weighted_bce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.
     p = torch.sigmoid(logits)
     dice = 1 - (2 * (p * target).sum() + 1) / (p.sum() + target.sum() + 1)
     return bce + dice
+
+
+def _lovasz_grad(sorted_truth: torch.Tensor) -> torch.Tensor:
+    """Gradient of the Lovász extension of the Jaccard loss for errors sorted descending."""
+    positives = sorted_truth.sum()
+    intersection = positives - sorted_truth.cumsum(0)
+    union = positives + (1 - sorted_truth).cumsum(0)
+    jaccard = 1 - intersection / union
+    jaccard[1:] = jaccard[1:] - jaccard[:-1]
+    return jaccard
+
+
+def lovasz_hinge(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Lovász hinge of the change class, per image of ``(N, 1, H, W)`` logits, averaged."""
+    losses = []
+    for lg, tg in zip(logits.flatten(1), target.flatten(1), strict=True):
+        signs = 2 * tg - 1
+        errors = 1 - lg * signs
+        errors_sorted, order = torch.sort(errors, descending=True)
+        grad = _lovasz_grad(tg[order])
+        losses.append(torch.dot(F.relu(errors_sorted), grad))
+    return torch.stack(losses).mean()
+
+
+def bce_lovasz_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """BCE plus the Lovász hinge, for fully labelled ``(N, 1, H, W)`` 0/1 targets."""
+    return F.binary_cross_entropy_with_logits(logits, target) + lovasz_hinge(logits, target)

@@ -42,7 +42,7 @@ from change_detection.data import (
 )
 from change_detection.errors import WeightsError
 from change_detection.evaluation import evaluate_pairs
-from change_detection.losses import LOSSES, weighted_bce_dice_loss
+from change_detection.losses import LOSSES, bce_lovasz_loss, weighted_bce_dice_loss
 from change_detection.networks import build_network, count_gmacs, count_parameters
 from change_detection.weights import ChangeModel, resolve_device, save_weights
 
@@ -88,7 +88,8 @@ class TrainConfig:
     #: towards what ``init_weights`` predicted, so it keeps its calibration and forgets nothing
     distill_unknown: float = 0.0
     #: training loss: ``bce_dice`` (the shipped weights) or ``objects`` (BCE weighted towards
-    #: small buildings and the gaps between buildings, see :mod:`change_detection.losses`)
+    #: small buildings and the gaps between buildings) or ``lovasz`` (BCE + Lovász hinge), see
+    #: :mod:`change_detection.losses`
     loss: str = "bce_dice"
 
 
@@ -354,6 +355,8 @@ def train(
             logits = net(a, b)
             if config.loss == "objects" and not bool((m < 0).any()):
                 loss = weighted_bce_dice_loss(logits, m)
+            elif config.loss == "lovasz" and not bool((m < 0).any()):
+                loss = bce_lovasz_loss(logits, m)
             else:
                 loss = bce_dice_loss(logits, m)
             if teacher is not None:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from change_detection.losses import object_weights, weighted_bce_dice_loss
+from change_detection.losses import lovasz_hinge, object_weights, weighted_bce_dice_loss
 from change_detection.training import TrainConfig, bce_dice_loss, train
 
 
@@ -56,4 +56,15 @@ def test_training_with_object_loss(tmp_path: Path, tiny_folder: Path) -> None:
     result = train([tiny_folder], tmp_path / "objects", cfg)
     assert result.weights.is_file()
     with pytest.raises(ValueError, match="unknown loss"):
-        train([tiny_folder], tmp_path / "bad", TrainConfig(loss="lovasz", device="cpu"))
+        train([tiny_folder], tmp_path / "bad", TrainConfig(loss="focal", device="cpu"))
+
+
+def test_lovasz_hinge_rewards_the_right_mask() -> None:
+    target = torch.zeros(1, 1, 16, 16)
+    target[..., 4:10, 4:10] = 1
+    right = (target * 2 - 1) * 3  # margin 3 on every pixel: no hinge error
+    wrong = -right
+    assert lovasz_hinge(right, target).item() == pytest.approx(0.0, abs=1e-6)
+    half = right.clone()
+    half[..., 4:10, 4:7] = -3  # half the building missed
+    assert 0 < lovasz_hinge(half, target).item() < lovasz_hinge(wrong, target).item()

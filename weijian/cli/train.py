@@ -93,8 +93,8 @@ def train(
     loss: Annotated[
         str,
         typer.Option(
-            help="bce_dice (the shipped weights) or objects (BCE weighted towards small "
-            "buildings and the gaps between neighbouring ones)"
+            help="bce_dice (the shipped weights), objects (BCE weighted towards small "
+            "buildings and the gaps between neighbouring ones) or lovasz (BCE + Lovász hinge)"
         ),
     ] = "bce_dice",
     device: Annotated[
