@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -379,9 +380,17 @@ def review(
 
 
 def office_loop(
-    args: argparse.Namespace, parent_path: Path, district: list[Any], held: list[Any]
+    args: argparse.Namespace,
+    parent_path: Path,
+    district: list[Any],
+    held: list[Any],
+    val: list[Any],
 ) -> list[dict[str, Any]]:
-    """The decision curve of both variants through ``weijian train --from-reviews``'s code."""
+    """The decision curve of both variants through ``weijian train --from-reviews``'s code.
+
+    Each point is scored on ``held`` (the held-out scenes) and, for choosing settings without
+    looking at them, on ``val`` (the parent's validation tiles).
+    """
     from change_detection.registry import PromotionRefused
     from gis_db.embedded import EmbeddedCluster
     from weijian.learning import fine_tune_from_reviews, model_registry
@@ -390,10 +399,12 @@ def office_loop(
     parent = load_model(parent_path, "cpu")
     print(
         "| variant | decisions | confirmed | false positives | pixel P | pixel R | pixel F1 "
-        "| best F1 (oracle) | object recall | FP objects /km² | spurious /km² | gate | minutes |"
+        "| best F1 (oracle) | object recall | FP objects /km² | spurious /km² "
+        "| validation F1 | validation FP /km² | gate | minutes | load |"
     )
-    print("| --- " * 13 + "|")
+    print("| --- " * 16 + "|")
     base = summary_line(evaluate_pairs(parent, held, None, None, MIN_AREA_M2))
+    base_val = summary_line(evaluate_pairs(parent, val, None, None, MIN_AREA_M2))
     for variant in args.variants:
         root = Path(tempfile.mkdtemp(prefix=f"weijian-loop-{variant}-"))
         root.chmod(0o755)  # the embedded cluster runs as postgres when we are root
@@ -433,11 +444,9 @@ def office_loop(
                         lr=args.lr,
                         epochs=args.epochs,
                     )
-                    s = summary_line(
-                        evaluate_pairs(
-                            load_model(tuned.weights, "cpu"), held, None, None, MIN_AREA_M2
-                        )
-                    )
+                    tuned_model = load_model(tuned.weights, "cpu")
+                    s = summary_line(evaluate_pairs(tuned_model, held, None, None, MIN_AREA_M2))
+                    v = summary_line(evaluate_pairs(tuned_model, val, None, None, MIN_AREA_M2))
                     registry = model_registry(office.settings)
                     try:
                         registry.promote(
@@ -450,17 +459,20 @@ def office_loop(
                     row["chips"] = tuned.chips.chips
                     row["surveyed_cases"] = len(tuned.chips.surveyed)
                 else:
-                    s, gate = base, "-"
+                    s, v, gate = base, base_val, "-"
                 row.update(s)
+                row["validation"] = v
                 row["gate"] = gate
                 row["minutes"] = round((time.monotonic() - start) / 60, 1)
+                row["load"] = round(os.getloadavg()[0], 1)
                 rows.append(row)
                 print(
                     f"| {variant} | {row['decisions']} | {row['confirmed']} "
                     f"| {row['false_positives']} | {s['precision']:.3f} | {s['recall']:.3f} "
                     f"| {s['f1']:.3f} | {s['best_f1']:.3f} | {s['object_recall']:.3f} "
                     f"| {s['fp_objects_per_km2']:.0f} | {s['spurious_objects_per_km2']:.0f} "
-                    f"| {gate} | {row['minutes']} |",
+                    f"| {v['f1']:.3f} | {v['fp_objects_per_km2']:.0f} "
+                    f"| {gate} | {row['minutes']} | {row['load']} |",
                     flush=True,
                 )
             office.engine.dispose()
@@ -542,7 +554,8 @@ def main() -> None:
             f"simulation parent {parent_path}; district: {[p.name for p in district]}; "
             f"held-out: {[p.name for p in held]}\n"
         )
-        rows = office_loop(args, parent_path, district, held)
+        val = [load_pair(f) for f in files if f.name in split["validation"]]
+        rows = office_loop(args, parent_path, district, held, val)
         args.out.mkdir(parents=True, exist_ok=True)
         (args.out / "curve.json").write_text(json.dumps(rows, indent=1))
         return
