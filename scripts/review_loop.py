@@ -37,6 +37,8 @@ import argparse
 import json
 import os
 import shutil
+import signal
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass
@@ -80,7 +82,7 @@ DISTRICT = (
 )
 
 
-def simulation_parent(out: Path, data: Path, seed: int) -> Path:
+def simulation_parent(out: Path, data: Path, seed: int = 0) -> Path:
     """Train (or reuse) the simulation parent: the shipped recipe without the district's scenes.
 
     Same network, settings, validation tiles and held-out scenes as
@@ -420,6 +422,8 @@ def office_loop(
             for wanted in sorted(args.decisions):
                 start = time.monotonic()
                 upto = min(wanted, len(office.found))
+                if upto == done and rows and rows[-1]["variant"] == variant:
+                    continue  # more decisions asked for than detections: "all" already done
                 review(office, office.found[done:upto], variant, district, transforms)
                 done = upto
                 decided = [d for d in office.found[:done] if "skipped" not in d]
@@ -533,9 +537,13 @@ def main() -> None:
         "--epochs", type=int, default=FINE_TUNE["epochs"], help="fine-tuning epochs"
     )
     args = parser.parse_args()
+    # stopped with SIGTERM: unwind, so that the embedded cluster is stopped and its folder removed
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     torch.set_num_threads(1)
     if args.parent == "simulation":
-        parent_path = simulation_parent(args.out / "parent", args.data, args.seed)
+        # the parent's seed stays the shipped recipe's (0): --seed changes the review order
+        # and the fine-tuning only, so seeds measure the loop's own spread on one parent
+        parent_path = simulation_parent(args.out / "parent", args.data)
         if args.parent_only:
             print(f"simulation parent: {parent_path}")
             return
@@ -557,7 +565,7 @@ def main() -> None:
         val = [load_pair(f) for f in files if f.name in split["validation"]]
         rows = office_loop(args, parent_path, district, held, val)
         args.out.mkdir(parents=True, exist_ok=True)
-        (args.out / "curve.json").write_text(json.dumps(rows, indent=1))
+        (args.out / f"curve-seed{args.seed}.json").write_text(json.dumps(rows, indent=1))
         return
     model = load_model("tinysiam", device="cpu")
     files = find_pairs([args.data / f for f in ("levir_256", "levir_1024", "dsifn_256")])
