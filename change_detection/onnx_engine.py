@@ -46,6 +46,10 @@ def onnx_session(model_bytes: bytes, threads: int | None = None) -> Any:
         options.intra_op_num_threads = int(threads)
     options.inter_op_num_threads = 1
     options.enable_cpu_mem_arena = False  # measured: ~180 MB less peak RSS, same speed
+    # Idle intra-op threads sleep instead of spinning: the cores are shared with reading,
+    # blending and other processes. Measured with 2 threads on 2 cores at load 3.7: 0.82-0.84
+    # against 0.64-0.76 Mpx/s and 3.3 against 4.4 CPU-s for the same 8 batches.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     options.log_severity_level = 3
     return ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
 
