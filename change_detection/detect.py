@@ -41,7 +41,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -358,7 +358,11 @@ def model_proba(model: Any, before: np.ndarray, after: np.ndarray, spec: InferSp
 def tile_results(model: Any, tiles: Sequence[Tile], spec: InferSpec) -> list[np.ndarray]:
     """Per tile, float16 ``(2, h, w)``: change probability and excess-green cue, NaN outside."""
     before, after = _network_input(tiles, spec)
-    proba = model_proba(model, before, after, spec)
+    return _tile_parts(tiles, model_proba(model, before, after, spec))
+
+
+def _tile_parts(tiles: Sequence[Tile], proba: np.ndarray) -> list[np.ndarray]:
+    """:func:`tile_results` from the network's probabilities ``(N, S, S)`` of ``tiles``."""
     out = []
     for i, tile in enumerate(tiles):
         h, w = tile.data.shape[-2:]
@@ -779,20 +783,33 @@ class _Runner:
     ) -> Iterator[list[tuple[str, np.ndarray | None]]]:
         assert reader is not None
         model = _worker_model(self.payload, self.spec)
-        # read the next batch in a thread (GDAL releases the GIL) while this one is inferred
-        with ThreadPoolExecutor(1) as pool:
+        spec = self.spec
+        # Three stages in turn on every batch, each in its own thread, so that the network runs
+        # back to back: reading + normalising the next batch (GDAL and numpy release the GIL),
+        # the network on this one, and (in the caller) the cue, saving and blending of the last.
 
-            def read(batch: list[TileTask]) -> list[Tile]:
-                return _read_tiles(reader, batch)
+        def prepare(batch: list[TileTask]) -> tuple[list[Tile], np.ndarray, np.ndarray]:
+            tiles = _read_tiles(reader, batch)
+            return (tiles, *_network_input(tiles, spec))
 
-            future = pool.submit(read, batches[0]) if batches else None
+        def infer(prepared: Future[tuple[list[Tile], np.ndarray, np.ndarray]]) -> Any:
+            tiles, before, after = prepared.result()
+            with torch.inference_mode():
+                return tiles, model_proba(model, before, after, spec)
+
+        with ThreadPoolExecutor(1) as reading, ThreadPoolExecutor(1) as network:
+            prepared = {i: reading.submit(prepare, b) for i, b in enumerate(batches[:2])}
+            inferred = network.submit(infer, prepared.pop(0)) if batches else None
             for i, batch in enumerate(batches):
-                assert future is not None
-                tiles = future.result()
-                future = pool.submit(read, batches[i + 1]) if i + 1 < len(batches) else None
-                with torch.inference_mode():
-                    results = tile_results(model, tiles, self.spec)
-                yield list(zip([tile_key(t) for t in batch], results, strict=True))
+                assert inferred is not None
+                tiles, proba = inferred.result()
+                if i + 2 < len(batches):
+                    prepared[i + 2] = reading.submit(prepare, batches[i + 2])
+                if i + 1 < len(batches):
+                    inferred = network.submit(infer, prepared.pop(i + 1))
+                yield list(
+                    zip([tile_key(t) for t in batch], _tile_parts(tiles, proba), strict=True)
+                )
 
 
 def _lane(batch: Sequence[TileTask], n_lanes: int) -> int:
