@@ -26,7 +26,9 @@ about 2,048 px wide), whatever the pair's size.
 Tiles run in this process (``workers=1``), on a local Dask cluster of ``workers`` processes, or on
 an existing ``dask.distributed`` cluster (``scheduler="tcp://host:port"``; the workers must see the
 pair's source images at the same paths). Tasks carry the small pair spec and a window, never the
-raster; results come back tile by tile and are written in windows.
+raster. Local workers each take a lane of columns and save their tiles' results in the work folder
+themselves; from a remote cluster results come back tile by tile and are saved here. Either way
+blocks are blended and written in windows as their tiles come in.
 """
 
 from __future__ import annotations
@@ -358,18 +360,25 @@ def model_proba(model: Any, before: np.ndarray, after: np.ndarray, spec: InferSp
 def tile_results(model: Any, tiles: Sequence[Tile], spec: InferSpec) -> list[np.ndarray]:
     """Per tile, float16 ``(2, h, w)``: change probability and excess-green cue, NaN outside."""
     before, after = _network_input(tiles, spec)
-    return _tile_parts(tiles, model_proba(model, before, after, spec))
+    return _tile_parts(model_proba(model, before, after, spec), *_cues(tiles))
 
 
-def _tile_parts(tiles: Sequence[Tile], proba: np.ndarray) -> list[np.ndarray]:
-    """:func:`tile_results` from the network's probabilities ``(N, S, S)`` of ``tiles``."""
+def _cues(tiles: Sequence[Tile]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per tile: the excess-green cue (float32) and the valid mask (bool), both ``(h, w)``."""
+    return [excess_green_change(t.data[0], t.data[1]) for t in tiles], [t.valid for t in tiles]
+
+
+def _tile_parts(
+    proba: np.ndarray, cues: Sequence[np.ndarray], valids: Sequence[np.ndarray]
+) -> list[np.ndarray]:
+    """:func:`tile_results` from the network's probabilities ``(N, S, S)`` and :func:`_cues`."""
     out = []
-    for i, tile in enumerate(tiles):
-        h, w = tile.data.shape[-2:]
+    for i, (cue, valid) in enumerate(zip(cues, valids, strict=True)):
+        h, w = cue.shape
         part = np.empty((2, h, w), np.float16)
         part[0] = proba[i, :h, :w]
-        part[1] = excess_green_change(tile.data[0], tile.data[1])
-        part[:, ~tile.valid] = np.nan
+        part[1] = cue
+        part[:, ~valid] = np.nan
         out.append(part)
     return out
 
@@ -788,28 +797,29 @@ class _Runner:
         # back to back: reading + normalising the next batch (GDAL and numpy release the GIL),
         # the network on this one, and (in the caller) the cue, saving and blending of the last.
 
-        def prepare(batch: list[TileTask]) -> tuple[list[Tile], np.ndarray, np.ndarray]:
-            tiles = _read_tiles(reader, batch)
-            return (tiles, *_network_input(tiles, spec))
+        Prepared = tuple[np.ndarray, np.ndarray, list[np.ndarray], list[np.ndarray]]
 
-        def infer(prepared: Future[tuple[list[Tile], np.ndarray, np.ndarray]]) -> Any:
-            tiles, before, after = prepared.result()
+        def prepare(batch: list[TileTask]) -> Prepared:
+            tiles = _read_tiles(reader, batch)  # the tiles' pixels are not kept beyond this
+            return (*_network_input(tiles, spec), *_cues(tiles))
+
+        def infer(prepared: Future[Prepared]) -> Any:
+            before, after, cues, valids = prepared.result()
             with torch.inference_mode():
-                return tiles, model_proba(model, before, after, spec)
+                return model_proba(model, before, after, spec), cues, valids
 
         with ThreadPoolExecutor(1) as reading, ThreadPoolExecutor(1) as network:
             prepared = {i: reading.submit(prepare, b) for i, b in enumerate(batches[:2])}
             inferred = network.submit(infer, prepared.pop(0)) if batches else None
             for i, batch in enumerate(batches):
                 assert inferred is not None
-                tiles, proba = inferred.result()
+                proba, cues, valids = inferred.result()
                 if i + 2 < len(batches):
                     prepared[i + 2] = reading.submit(prepare, batches[i + 2])
                 if i + 1 < len(batches):
                     inferred = network.submit(infer, prepared.pop(i + 1))
-                yield list(
-                    zip([tile_key(t) for t in batch], _tile_parts(tiles, proba), strict=True)
-                )
+                keys = [tile_key(t) for t in batch]
+                yield list(zip(keys, _tile_parts(proba, cues, valids), strict=True))
 
 
 def _lane(batch: Sequence[TileTask], n_lanes: int) -> int:
