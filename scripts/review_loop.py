@@ -486,6 +486,44 @@ def office_loop(
     return rows
 
 
+def summarise(folder: Path) -> None:
+    """Print the mean (min-max) over the seeds of ``folder/curve-seed*.json`` per point."""
+    curves = sorted(folder.glob("curve-seed*.json"))
+    print(f"{len(curves)} seeds ({', '.join(c.stem for c in curves)})\n")
+    print(
+        "| variant | decisions (per seed) | pixel F1 | best F1 (oracle) | object recall "
+        "| FP objects /km² | spurious /km² | validation F1 | gate: promoted |"
+    )
+    print("| --- " * 9 + "|")
+    # the same place on each seed's curve (the number of decidable detections may differ)
+    points: dict[tuple[str, int], list[dict[str, Any]]] = {}
+    for curve in curves:
+        seen: dict[str, int] = {}
+        for r in json.loads(curve.read_text()):
+            place = seen.get(r["variant"], 0)
+            seen[r["variant"]] = place + 1
+            points.setdefault((r["variant"], place), []).append(r)
+
+    def cell(values: list[float], digits: int) -> str:
+        mean = float(np.mean(values))
+        if len(values) == 1:
+            return f"{mean:.{digits}f}"
+        return f"{mean:.{digits}f} ({min(values):.{digits}f}-{max(values):.{digits}f})"
+
+    for (variant, _), group in points.items():
+        promoted = sum(g["gate"] == "promoted" for g in group)
+        judged = sum(g["gate"] != "-" for g in group)
+        print(
+            f"| {variant} | {'/'.join(str(g['decisions']) for g in group)} "
+            f"| {cell([g['f1'] for g in group], 3)} | {cell([g['best_f1'] for g in group], 3)} "
+            f"| {cell([g['object_recall'] for g in group], 3)} "
+            f"| {cell([g['fp_objects_per_km2'] for g in group], 0)} "
+            f"| {cell([g['spurious_objects_per_km2'] for g in group], 0)} "
+            f"| {cell([g['validation']['f1'] for g in group], 3)} "
+            f"| {f'{promoted} of {judged}' if judged else '-'} |"
+        )
+
+
 def main() -> None:
     """Run the loop for each number of decisions and print the curve."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -536,7 +574,15 @@ def main() -> None:
     parser.add_argument(
         "--epochs", type=int, default=FINE_TUNE["epochs"], help="fine-tuning epochs"
     )
+    parser.add_argument(
+        "--summarise",
+        action="store_true",
+        help="print the mean (min-max) over the seeds' curves in OUT (curve-seed*.json)",
+    )
     args = parser.parse_args()
+    if args.summarise:
+        summarise(args.out)
+        return
     # stopped with SIGTERM: unwind, so that the embedded cluster is stopped and its folder removed
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     torch.set_num_threads(1)
