@@ -570,9 +570,11 @@ def main() -> None:
         help="with --parent simulation: what a confirmation records (model: the detection's "
         "outline; surveyed: the case verified on site with the labelled building's outline)",
     )
-    parser.add_argument("--lr", type=float, default=FINE_TUNE["lr"], help="fine-tuning peak lr")
     parser.add_argument(
-        "--epochs", type=int, default=FINE_TUNE["epochs"], help="fine-tuning epochs"
+        "--lr", type=float, default=FINE_TUNE["lr"], help="fine-tuning peak lr (simulation)"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=FINE_TUNE["epochs"], help="fine-tuning epochs (simulation)"
     )
     parser.add_argument(
         "--summarise",
@@ -597,8 +599,9 @@ def main() -> None:
         district_files = [f for f in files if matches(f.name, args.pool or DISTRICT)]
         split = load_model(parent_path, "cpu").metadata["split"]
         seen = set(split["train"]) | set(split["validation"])
+        seen_scenes = {f.scene for f in files if f.name in seen}
         held_scenes = {f.scene for f in files if matches(f.name, HELDOUT)}
-        if any(f.name in seen or f.scene in held_scenes for f in district_files):
+        if any(f.scene in seen_scenes | held_scenes for f in district_files):
             parser.error("a district scene was trained on, validated on or is held out")
         district = [load_pair(f) for f in district_files]
         held = [
