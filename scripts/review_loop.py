@@ -112,7 +112,11 @@ def simulation_parent(out: Path, data: Path, seed: int = 0) -> Path:
     )
     weights = out / "model.pt"
     if weights.is_file():
-        stored = load_model(weights, "cpu").metadata.get("config", {})
+        # settings added to TrainConfig later are at their defaults in an older parent
+        stored = {
+            **json.loads(json.dumps(asdict(TrainConfig()))),
+            **load_model(weights, "cpu").metadata.get("config", {}),
+        }
         if stored == json.loads(json.dumps(asdict(config))):
             return weights
     folders = [data / f for f in ("levir_256", "levir_1024", "dsifn_256")]
