@@ -28,6 +28,12 @@ pair is N x N px on the working grid; it is co-registered and histogram-matched 
      blend, block GeoTIFFs, COG with overviews, vectorise, GeoPackage and GeoJSON. With 2 workers
      the blending and writing run in the calling process, on the same 2 cores.
 
+   With ``--repeat N`` the rounds (network only, then end to end, for every engine and worker
+   count) are run N times in turn, so that every end-to-end figure has its own network-only
+   figure from the same minutes, and the medians (of the rates, of the pairs' ratios and of the
+   CPU ratios) are printed at the end: on this VM the network-only rate alone swings by up to
+   +-20 % between repeats on an otherwise idle machine.
+
    The ratio is end-to-end / model-only; "without cluster start-up" removes only the
    ``LocalCluster`` creation time (``timings_s.cluster_start``) from the end-to-end time. On a
    shared machine wall-clock ratios swing with other jobs, so the *CPU ratio* is printed too:
