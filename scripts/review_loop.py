@@ -225,11 +225,7 @@ def open_office(
     from rasterio.features import rasterize
 
     from change_detection.registry import INDEX
-    from change_detection.vectorize import (
-        VectorizeParams,
-        excess_green_change,
-        polygons_from_proba,
-    )
+    from change_detection.vectorize import excess_green_change, polygons_from_proba
     from gis_db import runs
     from gis_db.matching import match_run
     from weijian.database import connect
@@ -245,16 +241,7 @@ def open_office(
         json.dumps({"current": version, "history": [{"action": "install", "version": version}]})
     )
     parent = registry.load(version, "cpu")
-    det = settings.detection
-    params = VectorizeParams(
-        threshold=parent.threshold,
-        min_area_m2=det.min_area_m2,
-        opening_px=det.opening_px,
-        closing_px=det.closing_px,
-        min_score_max=det.min_score_max,
-        max_hole_m2=det.max_hole_m2,
-        regularize=det.regularize,
-    )
+    params = settings.detection.vectorize_params(parent.threshold)
     found: list[dict[str, Any]] = []
     run_ids, transforms = [], []
     (root / "cogs").mkdir(parents=True, exist_ok=True)

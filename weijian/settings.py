@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
@@ -25,6 +25,9 @@ from pyproj import CRS
 from pyproj.exceptions import CRSError
 
 from weijian.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from change_detection.vectorize import VectorizeParams
 
 
 def default_data_dir() -> Path:
@@ -137,6 +140,25 @@ class DetectionSettings(_Section):
         default_factory=list,
         description="glob patterns <folder>/<stem> of the evaluation pairs (default: all)",
     )
+
+    def vectorize_params(
+        self, threshold: float, min_area_m2: float | None = None
+    ) -> VectorizeParams:
+        """The polygon clean-up of these settings at ``threshold`` (probability 0-1).
+
+        ``min_area_m2`` (m² of ground) overrides the setting when given.
+        """
+        from change_detection.vectorize import VectorizeParams
+
+        return VectorizeParams(
+            threshold=threshold,
+            min_area_m2=self.min_area_m2 if min_area_m2 is None else min_area_m2,
+            opening_px=self.opening_px,
+            closing_px=self.closing_px,
+            min_score_max=self.min_score_max,
+            max_hole_m2=self.max_hole_m2,
+            regularize=self.regularize,
+        )
 
 
 class MatchingSettings(_Section):

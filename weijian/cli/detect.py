@@ -62,7 +62,6 @@ def detect(
     from rich.console import Console
 
     from change_detection.detect import detect_pair
-    from change_detection.vectorize import VectorizeParams
     from change_detection.weights import load_model
     from weijian.errors import WeijianError
     from weijian.settings import get_settings
@@ -80,14 +79,8 @@ def detect(
         weights or default_weights(settings),
         device="cpu" if chosen_engine == "onnxruntime" else cfg.device,
     )
-    params = VectorizeParams(
-        threshold=next(t for t in (threshold, cfg.threshold, model.threshold) if t is not None),
-        min_area_m2=cfg.min_area_m2 if min_area is None else min_area,
-        opening_px=cfg.opening_px,
-        closing_px=cfg.closing_px,
-        min_score_max=cfg.min_score_max,
-        max_hole_m2=cfg.max_hole_m2,
-        regularize=cfg.regularize,
+    params = cfg.vectorize_params(
+        next(t for t in (threshold, cfg.threshold, model.threshold) if t is not None), min_area
     )
     result = detect_pair(
         pair_dir,
