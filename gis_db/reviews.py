@@ -99,8 +99,10 @@ def reviewed_detections(
     return frame
 
 
-def decided_cases(bind: Engine | Connection, run_ids: Sequence[int]) -> gpd.GeoDataFrame:
-    """Cases that changed between a run's two acquisitions, as the office decided them.
+def decided_cases(
+    bind: Engine | Connection, run_ids: Sequence[int] | None = None
+) -> gpd.GeoDataFrame:
+    """Cases that changed between a run's two acquisitions (default: every run), as decided.
 
     ``kind`` ``appeared``: a case in a confirmed state (verified, disposed, write-off
     requested, rebound) discovered after the run's before image and no later than its after

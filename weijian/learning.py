@@ -152,23 +152,20 @@ def build_review_chips(
     from rasterio.features import rasterize
 
     from change_detection.data import UNKNOWN
-    from gis_db.reviews import decided_cases, reviewed_detections
 
-    reviewed = reviewed_detections(engine, run_ids)
-    runs = sorted({int(r) for r in reviewed["run_id"]})
-    cases = decided_cases(engine, runs) if include_cases else None
+    reviewed, cases = _decisions(engine, run_ids, include_cases)
+    runs = sorted({int(r) for r in reviewed["run_id"]} | {int(r) for r in cases["run_id"]})
     for sub in ("A", "B", "label"):
         (out / sub).mkdir(parents=True, exist_ok=True)
     chips = ChipSet(out, runs)
     for run in runs:
         dets = reviewed[reviewed["run_id"] == run]
-        case_items: list[tuple[str, int, Any]] = []
-        if cases is not None and len(cases):
-            mine = cases[cases["run_id"] == run]
-            case_items = [
-                ("c", int(i), g) for i, g in zip(mine["case_id"], mine.geometry, strict=True)
-            ]
-        first = dets.iloc[0]
+        mine = cases[cases["run_id"] == run]
+        case_items: list[tuple[str, int, Any]] = [
+            ("c", int(i), g) for i, g in zip(mine["case_id"], mine.geometry, strict=True)
+        ]
+        # a run may hold only cases (e.g. patrol reports of buildings no detection found)
+        first = dets.iloc[0] if len(dets) else mine.iloc[0]
         paths = [first["before_path"], first["after_path"]]
         for path in paths:
             if not path or not Path(path).is_file():
@@ -231,6 +228,39 @@ def build_review_chips(
             "detections lie outside the imagery of both scenes"
         )
     return chips
+
+
+def _decisions(
+    engine: Engine, run_ids: Sequence[int] | None, include_cases: bool
+) -> tuple[Any, Any]:
+    """Reviewed detections and decided cases of ``run_ids`` (default: every run).
+
+    Either may be empty, not both: a case confirmed on site that no detection found (a patrol
+    or a citizen's report, 巡查 / 12345) is a decision too, and the most useful kind, since it
+    shows the model a building it missed. Raises ``InvalidInputError`` (one line) when the runs
+    hold neither.
+    """
+    import geopandas as gpd
+
+    from gis_db.errors import InvalidInputError
+    from gis_db.reviews import decided_cases, reviewed_detections
+
+    try:
+        reviewed = reviewed_detections(engine, run_ids)
+    except InvalidInputError:
+        reviewed = gpd.GeoDataFrame({"run_id": [], "detection_id": [], "state": []}, geometry=[])
+    if include_cases:
+        cases = decided_cases(engine, run_ids)
+    else:
+        cases = gpd.GeoDataFrame({"run_id": [], "case_id": []}, geometry=[])
+    if reviewed.empty and cases.empty:
+        which = f"run(s) {', '.join(map(str, run_ids))}" if run_ids is not None else "any run"
+        raise InvalidInputError(
+            f"no reviewed detections and no decided cases in {which}: confirm or mark "
+            "detections as false positives (`weijian runs review`), or verify cases discovered "
+            "between the run's two acquisitions, before training from reviews"
+        )
+    return reviewed, cases
 
 
 @dataclass

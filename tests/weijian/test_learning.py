@@ -279,3 +279,60 @@ def test_a_surveyed_case_outline_replaces_the_detection_outline(env: Path, engin
     assert only_drawn.sum() >= 10
     # what only the model drew is not the building: unknown, no longer taught as change
     assert (label[only_drawn] == UNKNOWN).all()
+
+
+def test_a_patrol_report_of_a_missed_building_is_a_positive(env: Path, engine: Engine) -> None:
+    """A case found on patrol that no detection pointed to teaches the model, even with no review.
+
+    The office imports it (source 巡查, discovered between the run's acquisitions), dispatches it
+    and the 街镇 verifies it on site: it is a decided case, cut as its own chip, change inside its
+    surveyed outline, unknown elsewhere; nothing of the run was reviewed.
+    """
+    import geopandas as gpd
+    from rasterio.features import rasterize
+
+    from gis_db.inventory import upsert_cases
+    from gis_db.workflow import transition_case
+    from weijian.learning import _chip_grid, build_review_chips
+
+    run, _ = _reviewed_run(engine, env / "cogs", review=False)
+    with engine.connect() as conn:
+        wkb = conn.execute(
+            text("SELECT ST_AsBinary(geom) FROM detection WHERE run_id = :r ORDER BY area_m2 DESC"),
+            {"r": run},
+        ).first()
+    building = shapely.from_wkb(bytes(wkb[0]))  # a labelled building, as the surveyor outlines it
+    upsert_cases(
+        engine,
+        gpd.GeoDataFrame(
+            {
+                "case_number": ["XC-2026-001"],
+                "source": ["patrol"],
+                "construction_status": ["new"],
+                "discovered_on": [date(2026, 4, 15)],
+            },
+            geometry=[building],
+            crs=CRS,
+        ),
+        actor="patrol",
+        reason="patrol report",
+    )
+    with engine.connect() as conn:
+        case = conn.execute(
+            text("SELECT id FROM inventory_case WHERE case_number = 'XC-2026-001'")
+        ).scalar_one()
+    # only cases confirmed on site are decisions: an open report is not
+    with pytest.raises(InvalidInputError, match="no reviewed detections and no decided cases"):
+        build_review_chips(engine, env / "open", [run], 0.5, CRS)
+    transition_case(engine, case, "dispatch", actor="office")
+    transition_case(engine, case, "verify", actor="street town", role="street_town")
+    chips = build_review_chips(engine, env / "chips", [run], 0.5, CRS)
+    assert chips.runs == [run] and chips.cases == [case]
+    assert chips.confirmed == [] and chips.false_positive == [] and chips.chips == 1
+    label = np.asarray(Image.open(env / "chips" / "label" / f"r{run}_c{case}.png"))
+    transform, px = _chip_grid(building, 0.5)
+    inside = rasterize([(building, 1)], out_shape=(px, px), transform=transform) > 0
+    assert label.shape == (px, px) and inside.sum() >= 40
+    assert (label[inside] == 255).all() and (label[~inside] == UNKNOWN).all()
+    # and with every run (no --runs), the same chip
+    assert build_review_chips(engine, env / "all", None, 0.5, CRS).cases == [case]
