@@ -23,12 +23,17 @@ the workflow in a seeded order; after N decisions ``weijian train --from-reviews
 the parent, and the registry's gate (``promote``) judges each candidate on the held-out scenes.
 Two variants of what a confirmation records: ``model`` (the detection's outline) and
 ``surveyed`` (the case it opened is verified on site and its outline replaced by the surveyed
-one: the labelled building(s) the detection hit).
+one: the labelled building(s) the detection hit). ``--patrol SHARE ...``: the office also
+receives patrol and citizens' reports (巡查, 12345) of buildings that no detection matched: a
+seeded share of the district's labelled buildings that no detection overlaps is imported as
+cases (source ``patrol``, the label's outline as the surveyed outline), dispatched and verified
+on site through the workflow, at the pace the detections are decided; each is a decision, and
+``--from-reviews`` cuts it as a chip of its own (a building that appeared).
 
     uv run --frozen python scripts/review_loop.py [--decisions 0 50 200 1000] [--out out/loop]
         [--pool PATTERN ...] [--no-egy]
     uv run --frozen python scripts/review_loop.py --parent simulation --out out/loop_sim \
-        --decisions 0 50 100 200 100000 [--variants model surveyed]
+        --decisions 0 50 100 200 100000 [--variants model surveyed] [--patrol 0 0.5]
 """
 
 from __future__ import annotations
