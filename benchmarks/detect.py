@@ -34,6 +34,14 @@ pair is N x N px on the working grid; it is co-registered and histogram-matched 
    CPU ratios) are printed at the end: on this VM the network-only rate alone swings by up to
    +-20 % between repeats on an otherwise idle machine.
 
+   The network-only processes are spawned from this process and inherit its environment. Until
+   ``detect_pair`` restored it, a 2-worker run left Dask's ``MALLOC_TRIM_THRESHOLD_=65536``
+   (and ``OMP_NUM_THREADS=1``, ...) in ``os.environ``; every network-only process after it ran
+   with glibc's mmap threshold pinned at 128 kB and needed 21-24 CPU-s instead of 15-17 for
+   the same tiles (measured side by side, variable set and unset). The benchmark now checks
+   before every network-only step that the environment is the one it started with, and
+   restores and reports it otherwise.
+
    The ratio is end-to-end / model-only; "without cluster start-up" removes only the
    ``LocalCluster`` creation time (``timings_s.cluster_start``) from the end-to-end time. On a
    shared machine wall-clock ratios swing with other jobs, so the *CPU ratio* is printed too:
@@ -183,6 +191,15 @@ def _model_only_worker(
         queue.put((px, time.perf_counter() - t0, time.process_time() - c0))
 
 
+def restore_environ(start: dict[str, str]) -> list[str]:
+    """Put ``os.environ`` back to ``start``; returns what changed (``KEY=value`` or ``-KEY``)."""
+    changed = [f"{k}={v}" for k, v in os.environ.items() if start.get(k) != v]
+    changed += [f"-{k}" for k in start if k not in os.environ]
+    os.environ.clear()
+    os.environ.update(start)
+    return changed
+
+
 def model_only(pair_dir: Path, workers: int, engine: str) -> dict[str, float]:
     """Network-only Mpx/s of ``workers`` processes on their share of the tiles, started together."""
     ctx = mp.get_context("spawn")
@@ -311,7 +328,11 @@ def main() -> None:
             for workers in args.workers
         ]
         pairs: dict[tuple[str, int], list[tuple[float, float, float]]] = {}
+        environ = dict(os.environ)
         for engine, workers in rounds:
+            changed = restore_environ(environ)
+            if changed:
+                print(f"# the previous run changed the environment, restored: {changed}")
             load0 = os.getloadavg()[0]
             mo = model_only(pair_dir, workers, engine)
             with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:

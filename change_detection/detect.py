@@ -658,6 +658,7 @@ class _Runner:
         self.parts_dir = parts_dir
         self.client: Any = None
         self.cluster: Any = None
+        self._environ: dict[str, str] | None = None
 
     def __enter__(self) -> _Runner:
         t0 = time.perf_counter()
@@ -665,7 +666,7 @@ class _Runner:
         if self.scheduler is None and self.workers <= 1:
             return self
         try:
-            from distributed import Client, LocalCluster
+            from distributed import Client
         except ImportError as exc:  # pragma: no cover - dask is a dependency
             raise SchedulerError(f"dask.distributed is not installed ({exc})") from None
         if self.scheduler is not None:
@@ -680,27 +681,55 @@ class _Runner:
         else:
             import dask
 
-            with (
-                warnings.catch_warnings(),
-                dask.config.set(
-                    {
-                        "distributed.worker.multiprocessing-method": self.start_method,
-                        **LOCAL_DASK_CONFIG,
-                    }
-                ),
-            ):
-                warnings.simplefilter("ignore")
-                self.cluster = LocalCluster(
-                    n_workers=self.workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    host="127.0.0.1",
-                    dashboard_address=None,
-                    silence_logs=logging.ERROR,
-                )
+            # Dask's nanny writes its ``pre-spawn-environ`` (MALLOC_TRIM_THRESHOLD_=65536,
+            # OMP/MKL/OPENBLAS_NUM_THREADS=1, PYTHONHASHSEED, __DASK_PARENT_PID) into *this*
+            # process's os.environ before starting each worker, and leaves it there: every
+            # process the caller starts afterwards (a notebook's subprocesses, the benchmark's
+            # network-only processes) inherited them; with MALLOC_TRIM_THRESHOLD_ glibc keeps a
+            # fixed 128 kB mmap threshold, and the network needed 24 CPU-s instead of 17-20 for
+            # the same tiles in such a child (measured, benchmarks/detect.py). Restored after
+            # the start and again on exit.
+            self._environ = dict(os.environ)
+            try:
+                self._start_local_cluster(dask)
+            finally:
+                self._restore_environ()
             self.client = Client(self.cluster)
         self.start_s = time.perf_counter() - t0
         return self
+
+    def _restore_environ(self) -> None:
+        """Undo what starting (or restarting) local workers changed in ``os.environ``."""
+        saved = self._environ
+        if saved is None:
+            return
+        for key in [k for k in os.environ if k not in saved]:
+            del os.environ[key]
+        for key, value in saved.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+
+    def _start_local_cluster(self, dask: Any) -> None:
+        from distributed import LocalCluster
+
+        with (
+            warnings.catch_warnings(),
+            dask.config.set(
+                {
+                    "distributed.worker.multiprocessing-method": self.start_method,
+                    **LOCAL_DASK_CONFIG,
+                }
+            ),
+        ):
+            warnings.simplefilter("ignore")
+            self.cluster = LocalCluster(
+                n_workers=self.workers,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",
+                dashboard_address=None,
+                silence_logs=logging.ERROR,
+            )
 
     @property
     def start_method(self) -> str:
@@ -720,10 +749,13 @@ class _Runner:
         return str(dask.config.get("distributed.worker.multiprocessing-method"))
 
     def __exit__(self, *exc: object) -> None:
-        if self.client is not None:
-            self.client.close()
-        if self.cluster is not None:
-            self.cluster.close()
+        try:
+            if self.client is not None:
+                self.client.close()
+            if self.cluster is not None:
+                self.cluster.close()
+        finally:
+            self._restore_environ()  # a worker restarted by its nanny wrote them again
 
     @property
     def slots(self) -> int:

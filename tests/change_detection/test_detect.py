@@ -516,3 +516,27 @@ def test_blocks_narrower_than_the_pair_blend_exactly_like_one_wide_block(tmp_pat
     assert np.array_equal(mosaics["wide"], mosaics["narrow"])
     assert counts["wide"] == counts["narrow"] == (mosaics["wide"][0] != 255).sum() > 0
     assert (mosaics["wide"][0] == 255).any()  # the NaN corners that no other tile covers
+
+
+def test_local_cluster_leaves_the_callers_environment_as_it_was(
+    roof: tuple[Path, tuple[float, ...], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dask's nanny sets MALLOC_TRIM_THRESHOLD_, OMP_NUM_THREADS, ... in the caller's os.environ.
+
+    Analysts call ``detect_pair`` from a notebook: every process they start afterwards inherited
+    those (with MALLOC_TRIM_THRESHOLD_ a spawned process needed ~25 % more CPU for the network).
+    """
+    for key in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED"):
+        monkeypatch.delenv(key, raising=False)  # unset: Dask would set them
+    before = dict(os.environ)
+    result = detect_pair(
+        roof[0],
+        dd.diff_model(),
+        tmp_path / "o",
+        tile_px=128,
+        overlap_px=16,
+        workers=2,
+        progress=False,
+    )
+    assert result.meta["counts"]["tiles_computed"] == result.meta["counts"]["tiles"]
+    assert dict(os.environ) == before
