@@ -1,4 +1,8 @@
-"""Evaluate a model on LEVIR-layout pairs: pixel, curve and object figures."""
+"""Evaluate a model on LEVIR-layout pairs: pixel, curve and object figures.
+
+:func:`ensemble_model` makes one model of several trained ones (their probabilities averaged),
+so an ensemble is evaluated, thresholded and post-processed like a single network.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +10,48 @@ from collections.abc import Sequence
 from typing import Any
 
 from change_detection.data import Pair
+from change_detection.errors import WeightsError
 from change_detection.inference import predict_proba
 from change_detection.metrics import ChangeScorer
+from change_detection.networks import ProbabilityEnsemble, count_gmacs, count_parameters
 from change_detection.weights import ChangeModel
+
+
+def ensemble_model(models: Sequence[ChangeModel], threshold: float | None = None) -> ChangeModel:
+    """One model averaging the change probabilities of ``models`` (a :class:`ProbabilityEnsemble`).
+
+    The members must share the input normalisation (``mean``, ``std``) and GSD, as the same
+    recipe trained with different seeds does. The metadata is the first member's with
+    ``members`` (each member's epoch, threshold and seed), the summed ``parameters`` and
+    ``gmacs_256``, and ``threshold`` (default 0.5: choose it on validation).
+    """
+    if not models:
+        raise WeightsError("an ensemble needs at least one weights file")
+    first = models[0]
+    for m in models[1:]:
+        if (m.mean, m.std, m.gsd_m, m.device) != (first.mean, first.std, first.gsd_m, first.device):
+            raise WeightsError(
+                "ensemble members must share mean, std, GSD and device (train them with the same "
+                f"recipe and data): {m.mean}/{m.std}/{m.gsd_m} m against "
+                f"{first.mean}/{first.std}/{first.gsd_m} m"
+            )
+    net = ProbabilityEnsemble([m.net for m in models]).to(first.device).eval()
+    members = [
+        {
+            "epoch": m.metadata.get("epoch"),
+            "threshold": m.threshold,
+            "seed": m.metadata.get("config", {}).get("seed"),
+        }
+        for m in models
+    ]
+    metadata = {
+        **first.metadata,
+        "members": members,
+        "parameters": count_parameters(net),
+        "gmacs_256": round(count_gmacs(net), 4),
+        "threshold": 0.5 if threshold is None else threshold,
+    }
+    return ChangeModel(first.network, net, metadata, first.device)
 
 
 def evaluate_pairs(

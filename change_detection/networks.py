@@ -17,12 +17,13 @@ per-pixel change *logits* ``(N, 1, H, W)``; ``sigmoid`` gives the change probabi
   transposed-convolution decoder.
 
 :func:`build_network` picks a network by name from :data:`NETWORKS`; :func:`count_parameters`
-and :func:`count_gmacs` measure size and cost.
+and :func:`count_gmacs` measure size and cost. :class:`ProbabilityEnsemble` averages the
+probabilities of several trained networks (e.g. the same recipe trained with several seeds).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -227,6 +228,27 @@ class FCSiamDiff(nn.Module):
         for up, dec, skip in zip(self.up, self.dec, reversed(skips), strict=True):
             x = dec(torch.cat([up(x), skip], dim=1))
         return x
+
+
+class ProbabilityEnsemble(nn.Module):
+    """Several change networks of the same input normalisation as one: their probabilities averaged.
+
+    ``forward`` returns the logit of the mean of the members' sigmoid probabilities, computed
+    stably as ``logsumexp(logsigmoid(z)) - logsumexp(logsigmoid(-z))`` over the members, so
+    ``sigmoid(ensemble(a, b))`` is exactly the averaged probability and the module can stand
+    wherever one network's logits are expected (inference, evaluation, ONNX export).
+    """
+
+    def __init__(self, members: Sequence[nn.Module]) -> None:
+        super().__init__()
+        if not members:
+            raise ValueError("an ensemble needs at least one member network")
+        self.members = nn.ModuleList(members)
+
+    def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+        """Logits (N, 1, H, W) of the members' mean change probability."""
+        z = torch.stack([m(before, after) for m in self.members], dim=0)
+        return torch.logsumexp(F.logsigmoid(z), dim=0) - torch.logsumexp(F.logsigmoid(-z), dim=0)
 
 
 #: Registry of networks by name: name -> constructor taking keyword arguments.

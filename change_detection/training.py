@@ -8,7 +8,14 @@ Output folder ``out``:
   validation F1 at its best threshold (early stopping waits for half the epochs);
 * ``model.pt``: the final weights file: the best epoch, with the best-F1 threshold on validation
   and the validation and held-out metrics in its metadata;
-* ``history.jsonl``: one JSON line per epoch; ``heldout.json``: the held-out evaluation.
+* ``history.jsonl``: one JSON line per epoch; ``heldout.json``: the held-out evaluation;
+* ``epochs/epoch_NN.pt`` (with ``keep_epochs`` or ``average_top``): the weights file of every
+  epoch (the moving average that was validated), for averaging epochs afterwards
+  (:func:`average_epochs`).
+
+With ``average_top`` K > 1 the final weights are the average of the parameters (and batch-norm
+statistics) of the K epochs with the best validation F1 instead of the single best epoch: one
+network, so no cost at inference time.
 
 Reproducible: with the same data, configuration and seed, the split, the samples and the
 initial weights are the same; on CPU with a fixed number of threads the run is repeatable.
@@ -91,6 +98,10 @@ class TrainConfig:
     #: small buildings and the gaps between buildings) or ``lovasz`` (BCE + Lovász hinge), see
     #: :mod:`change_detection.losses`
     loss: str = "bce_dice"
+    #: write every epoch's weights file to ``out/epochs`` (see :func:`average_epochs`)
+    keep_epochs: bool = False
+    #: > 1: the final weights average the K epochs with the best validation F1 (0: the best one)
+    average_top: int = 0
 
 
 @dataclass
@@ -385,6 +396,14 @@ def train(
             # and a degenerate "all changed" model cannot win on F1 at 0.5
             score = val["best_f1"]
         row["seconds"] = round(elapsed_before + time.monotonic() - start, 1)
+        if config.keep_epochs or config.average_top > 1:
+            save_weights(
+                out / "epochs" / f"epoch_{epoch + 1:02d}.pt",
+                ema.module,
+                config.network,
+                {**meta_base, "epoch": epoch, "score": score},
+                kwargs,
+            )
         if score > best_f1:
             best_f1, best_epoch, stale = score, epoch, 0
             save_weights(
@@ -435,10 +454,15 @@ def train(
     from change_detection.weights import load_model
 
     best = load_model(out / "best.pt", device)
+    averaged: list[int] = []
+    if config.average_top > 1:
+        averaged = top_epochs(out / "history.jsonl", config.average_top)
+        best = average_epochs(out, averaged, device)
     seconds = elapsed_before + time.monotonic() - start
     meta: dict[str, Any] = {
         **meta_base,
         "epoch": best_epoch,
+        **({"averaged_epochs": averaged} if averaged else {}),
         "threshold": 0.5,
         "training_seconds": round(seconds, 1),
         "training_device": _device_name(device),
@@ -467,6 +491,57 @@ def train(
         meta["metrics_heldout"] = {**summary_line(heldout), "per_pair": heldout["per_pair"]}
     path = save_weights(out / "model.pt", best.net, config.network, meta, kwargs)
     return TrainResult(path, best_epoch, val_summary, heldout, seconds)
+
+
+def top_epochs(history: Path | str, k: int) -> list[int]:
+    """The ``k`` epochs (0-based, ascending) with the best score in a ``history.jsonl``.
+
+    The score is the one that chooses the best epoch: validation F1 at its best threshold, or
+    without validation the lowest training loss. Ties go to the earlier epoch.
+    """
+    rows = [json.loads(line) for line in Path(history).read_text().splitlines() if line.strip()]
+    if not rows:
+        raise ValueError(f"{history} records no epoch: nothing to average")
+    scored = [(r["val"]["best_f1"] if "val" in r else -r["loss"], r["epoch"]) for r in rows]
+    chosen = sorted(scored, key=lambda t: (-t[0], t[1]))[:k]
+    return sorted(epoch for _, epoch in chosen)
+
+
+def average_epochs(
+    out: Path | str, epochs: Sequence[int], device: str | torch.device = "cpu"
+) -> ChangeModel:
+    """One network whose parameters and batch-norm statistics average those of ``epochs``.
+
+    ``epochs`` are 0-based epochs whose weights files ``out/epochs/epoch_NN.pt`` (NN = epoch + 1)
+    a run with ``keep_epochs`` wrote. Weight averaging along one run (as in stochastic weight
+    averaging) smooths the epoch-to-epoch swings of a small-data run at no inference cost. The
+    metadata is the first epoch's, with ``averaged_epochs``; the threshold is left to the caller.
+    """
+    from change_detection.weights import load_model
+
+    if not epochs:
+        raise ValueError("no epoch to average")
+    paths = [Path(out) / "epochs" / f"epoch_{e + 1:02d}.pt" for e in epochs]
+    missing = [str(p) for p in paths if not p.is_file()]
+    if missing:
+        raise WeightsError(
+            f"no weights file for {', '.join(missing)}: train with keep_epochs "
+            "(`weijian train --keep-epochs`) to average epochs afterwards"
+        )
+    models = [load_model(p, device) for p in paths]
+    states = [m.net.state_dict() for m in models]
+    mean_state: dict[str, torch.Tensor] = {}
+    for key, first in states[0].items():
+        if first.is_floating_point():
+            mean_state[key] = torch.stack([s[key].float() for s in states]).mean(0).to(first.dtype)
+        else:  # e.g. batch-norm step counters
+            mean_state[key] = torch.stack([s[key] for s in states]).max(0).values
+    result = models[0]
+    result.net.load_state_dict(mean_state)
+    result.net.eval()
+    result.metadata = {**result.metadata, "averaged_epochs": [int(e) for e in epochs]}
+    result.metadata.pop("score", None)
+    return result
 
 
 def _network_kwargs(kwargs: dict[str, Any]) -> dict[str, Any]:

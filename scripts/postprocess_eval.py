@@ -20,6 +20,9 @@ validation pairs (default: the weights' own validation split).
 
     uv run --frozen python scripts/postprocess_eval.py [WEIGHTS] --objects [--tta]
         [--validation PATTERN ...] [--json out/objects.json]
+
+Several WEIGHTS files make an ensemble (probabilities averaged); give its threshold chosen on
+validation with ``--threshold`` (e.g. from ``scripts/threshold_on_validation.py``).
 """
 
 from __future__ import annotations
@@ -46,6 +49,7 @@ from change_detection.data import (
     load_pair,
     matches,
 )
+from change_detection.evaluation import ensemble_model
 from change_detection.inference import predict_proba
 from change_detection.metrics import object_counts, pixel_scores
 from change_detection.objects import ObjectParams, candidate_labels, filter_labels
@@ -228,7 +232,9 @@ def objects_main(
 def main() -> None:
     """Predict once, score every setting on validation and held-out pairs, print tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("weights", nargs="?", default="tinysiam")
+    parser.add_argument(
+        "weights", nargs="*", default=["tinysiam"], help="one, or several for an ensemble"
+    )
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--objects", action="store_true", help="object post-processing grid")
@@ -237,7 +243,8 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every row here (--objects)")
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
-    model: ChangeModel = load_model(args.weights, device="cpu")
+    models = [load_model(w, device="cpu") for w in args.weights]
+    model: ChangeModel = models[0] if len(models) == 1 else ensemble_model(models)
     if args.threshold is not None:
         model.metadata["threshold"] = args.threshold
     val = load(args.validation or model.metadata["split"]["validation"], args.data)
@@ -259,8 +266,9 @@ def main() -> None:
         rows.append((name, v, h))
     best = max(rows[1:], key=lambda r: r[1]["object_f1"])[0]
     print(
-        f"weights {args.weights}, validation {len(val)} pairs ({rows[0][1]['buildings']} "
-        f"buildings), held-out {len(held)} pairs ({rows[0][2]['buildings']} buildings)\n"
+        f"weights {' + '.join(args.weights)}, validation {len(val)} pairs "
+        f"({rows[0][1]['buildings']} buildings), held-out {len(held)} pairs "
+        f"({rows[0][2]['buildings']} buildings)\n"
     )
     print(
         "| setting | val object F1 | val object recall | val FP/km² | held-out pixel F1 "

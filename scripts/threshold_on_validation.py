@@ -2,9 +2,11 @@
 
 The threshold is the best-F1 one on the validation pairs (``--validation`` glob patterns; default
 the weights' own validation split), never chosen on the held-out pairs; the held-out figures are
-then printed for all held-out pairs, LEVIR-CD and DSIFN-CD apart, as one Markdown table.
+then printed for all held-out pairs, LEVIR-CD and DSIFN-CD apart, as one Markdown table, and
+each held-out pair's pixel F1 and object recall. Several weights files make an ensemble
+(their probabilities averaged, :func:`change_detection.evaluation.ensemble_model`).
 
-    uv run --frozen python scripts/threshold_on_validation.py WEIGHTS [--tta]
+    uv run --frozen python scripts/threshold_on_validation.py WEIGHTS [WEIGHTS ...] [--tta]
         [--validation PATTERN ...] [--json out/x.json]
 """
 
@@ -24,7 +26,7 @@ from change_detection.data import (
     load_pair,
     matches,
 )
-from change_detection.evaluation import evaluate_pairs
+from change_detection.evaluation import ensemble_model, evaluate_pairs
 from change_detection.training import summary_line
 from change_detection.weights import load_model
 from weijian_testdata.rasters import CHANGE_PAIRS
@@ -38,14 +40,15 @@ MIN_AREA_M2 = 10.0
 def main() -> None:
     """Choose the threshold on validation, print the held-out figures at it."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("weights")
+    parser.add_argument("weights", nargs="+", help="one file, or several for an ensemble")
     parser.add_argument("--tta", action="store_true")
     parser.add_argument("--validation", nargs="*")
     parser.add_argument("--data", type=Path, default=DATA)
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
     torch.set_num_threads(1)
-    model = load_model(args.weights, device="cpu")
+    models = [load_model(w, device="cpu") for w in args.weights]
+    model = models[0] if len(models) == 1 else ensemble_model(models)
     files = find_pairs([args.data / f for f in FOLDERS])
     patterns = args.validation or model.metadata["split"]["validation"]
     val = [
@@ -67,12 +70,11 @@ def main() -> None:
         pairs = [
             load_pair(f) for f in drop_contained_crops([f for f in files if matches(f.name, names)])
         ]
-        rows[part] = summary_line(
-            evaluate_pairs(model, pairs, cut, None, MIN_AREA_M2, tta=args.tta)
-        )
+        full = evaluate_pairs(model, pairs, cut, None, MIN_AREA_M2, tta=args.tta, per_pair=True)
+        rows[part] = {**summary_line(full), "per_pair": full["per_pair"]}
     print(
-        f"{args.weights}{' (TTA x8)' if args.tta else ''}: threshold {cut:.2f} chosen on "
-        f"{len(val)} validation pairs\n"
+        f"{' + '.join(args.weights)}{' (TTA x8)' if args.tta else ''}: threshold {cut:.2f} "
+        f"chosen on {len(val)} validation pairs\n"
     )
     print(
         "| part | pixel P | pixel R | pixel F1 | best F1 (oracle) | object recall "
@@ -85,6 +87,9 @@ def main() -> None:
             f"| {s['best_f1']:.3f} @ {s['best_threshold']:.2f} | {s['object_recall']:.3f} "
             f"| {s['fp_objects_per_km2']:.0f} | {s['spurious_objects_per_km2']:.0f} |"
         )
+    print()
+    for row in rows["all"]["per_pair"]:
+        print(f"{row['pair']}: pixel F1 {row['f1']:.3f}, object recall {row['object_recall']:.2f}")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"threshold": cut, "tta": args.tta, **rows}, indent=1))

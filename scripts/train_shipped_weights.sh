@@ -8,8 +8,10 @@
 # DEVICE (cpu; cuda is faster but not bit-identical), EPOCHS (32 for the shipped weights),
 # SYNTHETIC (share of synthetic samples: 0 for the shipped weights, which scored better on
 # validation than 0.3; see the model card), SHIP (1: copy model.pt into the package),
-# THREADS (torch threads per network, 1 for the shipped weights), TRAIN_ARGS (more options of
-# `weijian train` for the tinysiam run, for trials such as --widths 24,32,64,128 --decoder 64).
+# THREADS (torch threads per network, 1 for the shipped weights), SEED (0 for the shipped
+# weights; other seeds measure the run-to-run spread and give ensemble members, see the model
+# card), TRAIN_ARGS (more options of `weijian train` for the tinysiam run, for trials such as
+# --widths 24,32,64,128 --decoder 64 or --keep-epochs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/change_pairs}
@@ -21,7 +23,7 @@ HOLDOUT=(--holdout 'levir_1024/test_102' --holdout 'levir_256/test_121_*'
          --holdout 'levir_256/test_55_*' --holdout 'dsifn_256/0_2'
          --holdout 'dsifn_256/8_3' --holdout 'dsifn_256/9_3')
 COMMON=(--epochs "${EPOCHS:-32}" --samples-per-epoch 256 --crop 128 --batch-size 16
-        --patience 12 --seed 0 --synthetic "${SYNTHETIC:-0}" --gsd 0.5
+        --patience 12 --seed "${SEED:-0}" --synthetic "${SYNTHETIC:-0}" --gsd 0.5
         --device "$DEVICE" --threads "${THREADS:-1}")
 # Validation (epoch and threshold): tinysiam (retrained for issue 12) on 6 tiles of 5 scenes,
 # 69 buildings; fc_siam_diff's shipped weights on the seeded 2-tile choice (--val-fraction 0.15:

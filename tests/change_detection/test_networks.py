@@ -55,3 +55,48 @@ def test_fc_siam_diff_dropout_is_an_option_with_the_same_parameters() -> None:
     x = torch.randn(1, 3, 32, 32)
     plain.train()
     torch.testing.assert_close(plain(x, x), plain(x, x))  # no random masks in training mode
+
+
+def test_probability_ensemble_averages_probabilities() -> None:
+    """sigmoid(ensemble) is the members' mean probability, stable for extreme logits."""
+    from change_detection.networks import ProbabilityEnsemble
+
+    torch.manual_seed(0)
+    members = [build_network("tinysiam").eval() for _ in range(3)]
+    a, b = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32)
+    ensemble = ProbabilityEnsemble(members).eval()
+    with torch.no_grad():
+        expected = torch.stack([torch.sigmoid(m(a, b)) for m in members]).mean(0)
+        got = torch.sigmoid(ensemble(a, b))
+        assert torch.allclose(got, expected, atol=1e-6)
+        assert torch.allclose(ProbabilityEnsemble(members[:1])(a, b), members[0](a, b), atol=1e-5)
+
+    class Constant(torch.nn.Module):
+        def __init__(self, value: float) -> None:
+            super().__init__()
+            self.value = value
+
+        def forward(self, before: torch.Tensor, after: torch.Tensor) -> torch.Tensor:
+            return torch.full((1, 1, 2, 2), self.value)
+
+    extreme = ProbabilityEnsemble([Constant(200.0), Constant(-200.0)])
+    x = torch.zeros(1, 3, 2, 2)
+    assert torch.allclose(torch.sigmoid(extreme(x, x)), torch.full((1, 1, 2, 2), 0.5))
+    with pytest.raises(ValueError, match="at least one"):
+        ProbabilityEnsemble([])
+
+
+def test_ensemble_model_checks_its_members() -> None:
+    """Members of other input normalisation are refused; the metadata sums their size."""
+    from change_detection.evaluation import ensemble_model
+    from change_detection.weights import ChangeModel
+
+    meta = {"mean": [100.0, 100.0, 100.0], "std": [50.0, 50.0, 50.0], "gsd_m": 0.5, "epoch": 3}
+    one = ChangeModel("tinysiam", build_network("tinysiam").eval(), dict(meta))
+    two = ChangeModel("tinysiam", build_network("tinysiam").eval(), dict(meta))
+    both = ensemble_model([one, two])
+    assert both.metadata["parameters"] == 2 * count_parameters(one.net)
+    assert both.threshold == 0.5 and [m["epoch"] for m in both.metadata["members"]] == [3, 3]
+    other = ChangeModel("tinysiam", build_network("tinysiam"), {**meta, "mean": [90.0] * 3})
+    with pytest.raises(ChangeDetectionError, match="same recipe"):
+        ensemble_model([one, other])

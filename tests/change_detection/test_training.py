@@ -13,9 +13,11 @@ from change_detection.data import IGNORE, find_pairs, load_pair
 from change_detection.networks import build_network
 from change_detection.training import (
     TrainConfig,
+    average_epochs,
     bce_dice_loss,
     channel_stats,
     distillation_loss,
+    top_epochs,
     train,
 )
 from change_detection.weights import load_model
@@ -210,3 +212,52 @@ def test_wider_tinysiam_is_stored_and_fine_tuned(tmp_path: Path, tiny_folder: Pa
     tuned = load_model(train([tiny_folder], tmp_path / "tuned", tuned_cfg).weights, "cpu")
     assert tuned.metadata["parameters"] == model.metadata["parameters"]
     assert tuned.threshold == 0.42
+
+
+def test_average_top_epochs(tmp_path: Path, tiny_folder: Path) -> None:
+    """--average-top K: the final weights are the mean of the K best epochs' weights files."""
+    cfg = TrainConfig(
+        network="tinysiam",
+        epochs=3,
+        samples_per_epoch=8,
+        crop=32,
+        batch_size=4,
+        val_fraction=0.2,
+        holdout=["tiny/p5"],
+        device="cpu",
+        threads=1,
+        average_top=2,
+    )
+    out = tmp_path / "avg"
+    result = train([tiny_folder], out, cfg)
+    assert sorted(p.name for p in (out / "epochs").iterdir()) == [
+        "epoch_01.pt",
+        "epoch_02.pt",
+        "epoch_03.pt",
+    ]
+    rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    scores = {r["epoch"]: r["val"]["best_f1"] for r in rows}
+    chosen = top_epochs(out / "history.jsonl", 2)
+    assert len(chosen) == 2
+    assert min(scores[e] for e in chosen) >= max(scores[e] for e in scores if e not in chosen)
+    final = load_model(result.weights, device="cpu")
+    assert final.metadata["averaged_epochs"] == chosen
+    assert 0 <= final.threshold <= 1
+    members = [load_model(out / "epochs" / f"epoch_{e + 1:02d}.pt", "cpu") for e in chosen]
+    for key, value in final.net.state_dict().items():
+        if value.is_floating_point():
+            mean = (members[0].net.state_dict()[key] + members[1].net.state_dict()[key]) / 2
+            # the file stores float16
+            assert torch.allclose(value, mean, atol=2e-3, rtol=2e-3), key
+    # one epoch "averaged" is that epoch
+    single = average_epochs(out, [chosen[0]])
+    for key, value in single.net.state_dict().items():
+        assert torch.equal(value, members[0].net.state_dict()[key]), key
+
+
+def test_average_epochs_needs_kept_epochs(tmp_path: Path) -> None:
+    """Averaging a run trained without --keep-epochs says how to get the files."""
+    from change_detection.errors import WeightsError
+
+    with pytest.raises(WeightsError, match="--keep-epochs"):
+        average_epochs(tmp_path, [0, 1])

@@ -97,6 +97,20 @@ def train(
             "buildings and the gaps between neighbouring ones) or lovasz (BCE + Lovász hinge)"
         ),
     ] = "bce_dice",
+    keep_epochs: Annotated[
+        bool,
+        typer.Option(
+            "--keep-epochs", help="write every epoch's weights to OUT/epochs (to average later)"
+        ),
+    ] = False,
+    average_top: Annotated[
+        int,
+        typer.Option(
+            min=0,
+            help="K > 1: the weights average the K epochs with the best validation F1 "
+            "(one network, no cost at inference; 0: the best epoch)",
+        ),
+    ] = 0,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda or auto (default: settings)")
     ] = None,
@@ -185,6 +199,8 @@ def train(
         device=device or settings.device,
         threads=threads,
         loss=loss,
+        keep_epochs=keep_epochs,
+        average_top=average_top,
     )
     console = Console()
     with Progress(
