@@ -46,6 +46,7 @@ import signal
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -91,12 +92,15 @@ DISTRICT = (
 )
 
 
-def simulation_parent(out: Path, data: Path, seed: int = 0) -> Path:
+def simulation_parent(
+    out: Path, data: Path, district: Sequence[str] = DISTRICT, seed: int = 0
+) -> Path:
     """Train (or reuse) the simulation parent: the shipped recipe without the district's scenes.
 
     Same network, settings, validation tiles and held-out scenes as
-    ``scripts/train_shipped_weights.sh`` (tinysiam); the :data:`DISTRICT` scenes are kept out of
-    training and validation (passed as held-out patterns, so every pair of their scenes is out).
+    ``scripts/train_shipped_weights.sh`` (tinysiam); the ``district`` scenes (default
+    :data:`DISTRICT`) are kept out of training and validation (passed as held-out patterns, so
+    every pair of their scenes is out; a validation tile of the district leaves validation).
     A finished ``out/model.pt`` of the same configuration is reused.
     """
     shipped = load_model("tinysiam", device="cpu").metadata["config"]
@@ -109,7 +113,7 @@ def simulation_parent(out: Path, data: Path, seed: int = 0) -> Path:
         lr=shipped["lr"],
         patience=shipped["patience"],
         seed=seed,
-        holdout=[*HELDOUT, *DISTRICT],
+        holdout=[*HELDOUT, *district],
         validation=list(shipped["validation"]),
         synthetic_fraction=shipped["synthetic_fraction"],
         gsd_m=shipped["gsd_m"],
@@ -663,7 +667,8 @@ def main() -> None:
         nargs="*",
         default=None,
         help="more review scenes (glob patterns of LEVIR/DSIFN pairs); default: the shipped "
-        "model's validation pairs, neither trained on nor held out",
+        "model's validation pairs, neither trained on nor held out; with --parent simulation: "
+        "the district (default DISTRICT; the parent is trained without it, use another --out)",
     )
     parser.add_argument(
         "--no-egy", dest="egy", action="store_false", help="leave egy_256 out of the review pool"
@@ -727,7 +732,7 @@ def main() -> None:
     if args.parent == "simulation":
         # the parent's seed stays the shipped recipe's (0): --seed changes the review order
         # and the fine-tuning only, so seeds measure the loop's own spread on one parent
-        parent_path = simulation_parent(args.out / "parent", args.data)
+        parent_path = simulation_parent(args.out / "parent", args.data, args.pool or DISTRICT)
         if args.parent_only:
             print(f"simulation parent: {parent_path}")
             return
