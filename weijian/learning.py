@@ -93,15 +93,7 @@ class ChipSet:
         return len(self.confirmed) + len(self.false_positive) + len(self.cases)
 
 
-def _chip_grid(
-    geom: Any, gsd_m: float, within: tuple[float, float, float, float] | None = None
-) -> tuple[Any, int]:
-    """The chip's grid (transform, side in px) around ``geom`` (working CRS, metres).
-
-    Centred on the object; with ``within`` (the bounds both scenes cover), moved inside them as
-    far as the object stays whole in the chip, so that an object near the edge of the imagery
-    still gets a chip with imagery on both sides.
-    """
+def _chip_grid(geom: Any, gsd_m: float) -> tuple[Any, int]:
     from rasterio.transform import from_origin
 
     minx, miny, maxx, maxy = geom.bounds
@@ -110,32 +102,7 @@ def _chip_grid(
     px = min(px, MAX_CHIP_PX)
     cx, cy = (minx + maxx) / 2, (miny + maxy) / 2
     half = px * gsd_m / 2
-    if within is not None:
-        wx0, wy0, wx1, wy1 = within
-        # inside the imagery where it is large enough, then never cutting the object
-        if wx1 - wx0 >= 2 * half:
-            cx = min(max(cx, wx0 + half), wx1 - half)
-        if wy1 - wy0 >= 2 * half:
-            cy = min(max(cy, wy0 + half), wy1 - half)
-        cx = min(max(cx, maxx - half), minx + half) if maxx - minx <= 2 * half else cx
-        cy = min(max(cy, maxy - half), miny + half) if maxy - miny <= 2 * half else cy
-        # whole pixels of the scenes' grid where it is aligned with the chip's
-        cx = wx0 + round((cx - half - wx0) / gsd_m) * gsd_m + half
-        cy = wy1 - round((wy1 - cy - half) / gsd_m) * gsd_m - half
     return from_origin(cx - half, cy + half, gsd_m, gsd_m), px
-
-
-def _common_bounds(srcs: Sequence[Any], crs: str) -> tuple[float, float, float, float]:
-    """The bounds (``crs``) that every one of the open rasters ``srcs`` covers."""
-    from rasterio.warp import transform_bounds
-
-    boxes = [transform_bounds(src.crs, crs, *src.bounds) for src in srcs]
-    return (
-        max(b[0] for b in boxes),
-        max(b[1] for b in boxes),
-        min(b[2] for b in boxes),
-        min(b[3] for b in boxes),
-    )
 
 
 def _read_chip(src: Any, crs: str, transform: Any, px: int) -> tuple[np.ndarray, np.ndarray]:
@@ -165,9 +132,8 @@ def build_review_chips(
 ) -> ChipSet:
     """Write LEVIR-layout chips (``out/A``, ``out/B``, ``out/label``) from the office's decisions.
 
-    One chip per reviewed detection and per decided case, centred on it (moved inside the
-    imagery when the object lies near its edge), at ``gsd_m`` m/px on the working CRS grid
-    (``crs``), at least 128 px and at most 512 px a side. Chips are
+    One chip per reviewed detection and per decided case, centred on it, at ``gsd_m`` m/px on
+    the working CRS grid (``crs``), at least 128 px and at most 512 px a side. Chips are
     *partly labelled*: 255 (change) inside every change the office confirmed in that run and
     area (confirmed detections, cases), 0 (no change) inside every detection it marked false
     positive, and :data:`change_detection.data.UNKNOWN` (127) everywhere else, because nobody
@@ -231,9 +197,8 @@ def build_review_chips(
         chips.surveyed += sorted(replaced)
         states = dict(zip(dets["detection_id"].astype(int), dets["state"], strict=True))
         with rasterio.open(paths[0]) as before_src, rasterio.open(paths[1]) as after_src:
-            within = _common_bounds([before_src, after_src], crs)
             for kind, ident, geom in items:
-                transform, px = _chip_grid(geom, gsd_m, within)
+                transform, px = _chip_grid(geom, gsd_m)
                 before, valid_b = _read_chip(before_src, crs, transform, px)
                 after, valid_a = _read_chip(after_src, crs, transform, px)
                 name = f"r{run}_{kind}{ident}"
