@@ -15,8 +15,9 @@ above saw. Prints one Markdown table.
 
 ``--parent simulation`` simulates an office in a district like the held-out scenes, on a real
 database: a *simulation parent* is trained with the shipped recipe (same settings, validation
-tiles and held-out scenes) without the :data:`DISTRICT` scenes (a LEVIR 1024 px tile and three
-256 px pairs); it detects changes there as ``weijian detect`` does (the product's polygons at
+tiles and held-out scenes) without the :data:`DISTRICT` scenes (a LEVIR 1024 px tile and six
+256 px pairs, three of them validation tiles of the shipped recipe; ``--pool`` names another
+district); it detects changes there as ``weijian detect`` does (the product's polygons at
 its threshold), the runs are loaded into an embedded PostGIS and the labels review them through
 the workflow in a seeded order; after N decisions ``weijian train --from-reviews``'s own code
 (:func:`weijian.learning.fine_tune_from_reviews`) cuts the chips from the COGs and fine-tunes
@@ -617,7 +618,7 @@ def office_loop(
 def summarise(folder: Path) -> None:
     """Print the mean (min-max) over the seeds of ``folder/curve-seed*.json`` per point."""
     curves = sorted(folder.glob("curve-seed*.json"))
-    print(f"{len(curves)} seeds ({', '.join(c.stem for c in curves)})\n")
+    print(f"{len(curves)} curve files ({', '.join(c.stem for c in curves)})\n")
     print(
         "| variant | patrol share | decisions (per seed) | patrol reports | pixel F1 "
         "| best F1 (oracle) | object recall | FP objects /km² | spurious /km² | validation F1 "
