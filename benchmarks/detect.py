@@ -31,8 +31,9 @@ pair is N x N px on the working grid; it is co-registered and histogram-matched 
    With ``--repeat N`` the rounds (network only, then end to end, for every engine and worker
    count) are run N times in turn, so that every end-to-end figure has its own network-only
    figure from the same minutes, and the medians (of the rates, of the pairs' ratios and of the
-   CPU ratios) are printed at the end: on this VM the network-only rate alone swings by up to
-   +-20 % between repeats on an otherwise idle machine.
+   CPU ratios) are printed at the end: on this VM the network-only rate varied by about +-10 %
+   between repeats on an otherwise idle machine (12:10 UTC run: 2.17-2.29 Mpx/s with one
+   worker, 2.46-2.82 with two, after the first repeat).
 
    The network-only processes are spawned from this process and inherit its environment. Until
    ``detect_pair`` restored it, a 2-worker run left Dask's ``MALLOC_TRIM_THRESHOLD_=65536``
