@@ -23,6 +23,7 @@ initial weights are the same; on CPU with a fixed number of threads the run is r
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -102,6 +103,12 @@ class TrainConfig:
     keep_epochs: bool = False
     #: > 1: the final weights average the K epochs with the best validation F1 (0: the best one)
     average_top: int = 0
+    #: weights files of teacher networks (knowledge distillation): their probabilities are
+    #: averaged (an ensemble) on every training batch and the student is pulled towards them on
+    #: all pixels; they must share the student's mean, std and GSD (the same recipe and data)
+    teachers: list[str] = field(default_factory=list)
+    #: weight of the distillation term towards ``teachers`` (added to the labels' loss)
+    distill_weight: float = 1.0
 
 
 @dataclass
@@ -193,14 +200,84 @@ def bce_dice_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 
 def distillation_loss(
-    logits: torch.Tensor, target: torch.Tensor, teacher_logits: torch.Tensor
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    pixels: str = "unknown",
 ) -> torch.Tensor:
-    """BCE towards the teacher's probability on the unknown pixels of ``target`` (0 if none)."""
+    """BCE of the student's ``logits`` towards the teacher's probability ``sigmoid(teacher)``.
+
+    ``pixels="unknown"``: only on the unknown pixels of ``target`` (partial labels of review
+    chips; 0 if there are none); ``"all"``: on every pixel (distilling an ensemble).
+    """
+    if pixels == "all":
+        return F.binary_cross_entropy_with_logits(logits, torch.sigmoid(teacher_logits))
+    if pixels != "unknown":
+        raise ValueError(f"pixels must be 'unknown' or 'all', not {pixels!r}")
     unknown = target < 0
     if not bool(unknown.any()):
         return logits.sum() * 0
     soft = torch.sigmoid(teacher_logits[unknown])
     return F.binary_cross_entropy_with_logits(logits[unknown], soft)
+
+
+def file_sha256(path: Path | str) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def load_teachers(
+    paths: Sequence[Path | str],
+    mean: Sequence[float],
+    std: Sequence[float],
+    gsd_m: float,
+    device: str | torch.device = "cpu",
+) -> tuple[torch.nn.Module, list[dict[str, Any]]]:
+    """The teachers of a distillation as one frozen network, and their record for the metadata.
+
+    ``paths``: weights files (loaded with :func:`change_detection.weights.load_model`, combined
+    with :func:`change_detection.evaluation.ensemble_model`: probabilities averaged). They must
+    share the student's input normalisation ``mean``/``std`` (0..255) and ``gsd_m`` (m/px),
+    else :class:`WeightsError`. The network is in eval mode with no gradients; the record holds
+    each file's path, SHA-256, network, seed, epoch and threshold.
+    """
+    from change_detection.evaluation import ensemble_model
+    from change_detection.weights import load_model
+
+    if not paths:
+        raise ValueError("distillation needs at least one teacher weights file")
+    models = []
+    for path in paths:
+        model = load_model(Path(path), device)
+        same_norm = np.allclose(model.mean, mean, atol=1e-3) and np.allclose(
+            model.std, std, atol=1e-3
+        )
+        if not same_norm or abs(model.gsd_m - gsd_m) > 1e-9:
+            raise WeightsError(
+                f"teacher {path} normalises with mean {model.mean}, std {model.std} at "
+                f"{model.gsd_m} m/px, the student with {list(mean)}, {list(std)} at {gsd_m} m/px: "
+                "give teachers trained by the same recipe on the same training data and --gsd"
+            )
+        models.append(model)
+    teacher = ensemble_model(models).net.eval()
+    for param in teacher.parameters():
+        param.requires_grad_(False)
+    record = [
+        {
+            "path": str(path),
+            "sha256": file_sha256(path),
+            "network": m.network,
+            "seed": m.metadata.get("config", {}).get("seed"),
+            "epoch": m.metadata.get("epoch"),
+            "threshold": m.threshold,
+        }
+        for path, m in zip(paths, models, strict=True)
+    ]
+    return teacher, record
 
 
 def _freeze_norm(net: torch.nn.Module) -> None:
@@ -279,6 +356,13 @@ def train(
             raise ValueError("distill_unknown and freeze_norm need init_weights (fine-tuning)")
         net = build_network(config.network, **kwargs).to(device)
         mean, std = channel_stats(train_p)
+    ensemble: torch.nn.Module | None = None
+    teachers_meta: dict[str, Any] = {}
+    if config.teachers:
+        if config.distill_weight < 0:
+            raise ValueError(f"distill_weight must be >= 0, not {config.distill_weight}")
+        ensemble, record = load_teachers(config.teachers, mean, std, config.gsd_m, device)
+        teachers_meta = {"teachers": record, "distill_weight": config.distill_weight}
     meta_base: dict[str, Any] = {
         "network": config.network,
         "mean": mean,
@@ -296,6 +380,7 @@ def train(
         },
         "config": asdict(config),
         "code_version": code_version(),
+        **teachers_meta,
         **(extra_metadata or {}),
     }
     # an exponential moving average of the weights (and batch-norm buffers) is what gets
@@ -374,6 +459,10 @@ def train(
                 with torch.no_grad():
                     taught = teacher(a, b)
                 loss = loss + config.distill_unknown * distillation_loss(logits, m, taught)
+            if ensemble is not None:
+                with torch.no_grad():
+                    soft = ensemble(a, b)
+                loss = loss + config.distill_weight * distillation_loss(logits, m, soft, "all")
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
             optimiser.step()

@@ -111,6 +111,20 @@ def train(
             "(one network, no cost at inference; 0: the best epoch)",
         ),
     ] = 0,
+    teacher: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="weights file of a teacher (repeatable): the student is also trained towards "
+            "the teachers' averaged change probability on every pixel (distilling an ensemble "
+            "into one network); teachers must share the student's normalisation and GSD"
+        ),
+    ] = None,
+    distill_weight: Annotated[
+        float | None,
+        typer.Option(
+            min=0, help="with --teacher: weight of the distillation term (default 1; 0: none)"
+        ),
+    ] = None,
     device: Annotated[
         str | None, typer.Option(help="cpu, cuda or auto (default: settings)")
     ] = None,
@@ -154,6 +168,8 @@ def train(
     if from_reviews:
         if data:
             raise typer.BadParameter("give either data folders or --from-reviews, not both")
+        if teacher:
+            raise typer.BadParameter("--teacher applies to training on data folders")
         _from_reviews(out, run_ids, epochs, samples_per_epoch, lr, seed, device, threads)
         return
     if run_ids:
@@ -176,6 +192,8 @@ def train(
 
     if loss not in LOSSES:
         raise typer.BadParameter(f"--loss takes one of {', '.join(LOSSES)}, not {loss!r}")
+    if distill_weight is not None and not teacher:
+        raise typer.BadParameter("--distill-weight only goes with --teacher WEIGHTS_FILE")
     if network_kwargs and (network or settings.network) != "tinysiam":
         raise typer.BadParameter("--widths and --decoder apply to --network tinysiam only")
     config = TrainConfig(
@@ -201,6 +219,8 @@ def train(
         loss=loss,
         keep_epochs=keep_epochs,
         average_top=average_top,
+        teachers=[str(t) for t in teacher or []],
+        distill_weight=1.0 if distill_weight is None else distill_weight,
     )
     console = Console()
     with Progress(
