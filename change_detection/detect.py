@@ -255,6 +255,20 @@ def weights_checksum(model: ChangeModel) -> str:
     return digest.hexdigest()
 
 
+def _ensemble_metadata(model: ChangeModel) -> dict[str, Any]:
+    """For an ensemble: its size and each member's seed and source file SHA-256 (detect.json)."""
+    if model.ensemble_size == 1:
+        return {}
+    return {
+        "ensemble_size": model.ensemble_size,
+        "members": [
+            {"seed": m.get("seed"), "sha256": m.get("sha256")}
+            for m in model.metadata.get("members", [])
+        ],
+        "built_at": model.metadata.get("built_at"),
+    }
+
+
 def model_bands(model: ChangeModel) -> int:
     """Image bands per epoch the network takes (metadata ``bands``, else its first convolution)."""
     if "bands" in model.metadata:
@@ -1133,7 +1147,8 @@ def detect_pair(
         "weights_checksum": checksum,
         "weights_metadata": {
             k: cmodel.metadata.get(k) for k in ("code_version", "trained_at", "epoch", "threshold")
-        },
+        }
+        | _ensemble_metadata(cmodel),
         "engine": engine,
         "tta": tta,
         "threshold": params.threshold,

@@ -4,13 +4,15 @@ Layout under the registry folder (``<data_dir>/models`` in weijian)::
 
     registry.json           {"current": "v2" | null, "history": [{"action", "version", "at", ...}]}
     v1/model.pt             a weights file (see change_detection.weights), never changed
-    v1/entry.json           version, network, bands, sha256, size, parent, lineage, evaluations
+    v1/entry.json           version, network, ensemble_size (and members), bands, sha256, size,
+                            parent, lineage, evaluations
 
 Versions are ``v1``, ``v2``, ... in the order they were added. The *current* model is the one
 :func:`change_detection.weights.load_model` uses by default when given the registry; with no
 current model the shipped weights are used. :meth:`Registry.promote` makes a candidate current
 only when it scores at least as well as the current model (pixel F1 at each model's own stored
-threshold) on a fixed evaluation set; :meth:`Registry.rollback` returns to the model that was
+threshold) on a fixed evaluation set (an ensemble of the same network and band count is judged
+like any candidate); :meth:`Registry.rollback` returns to the model that was
 current before the last promotion. Files are written to a temporary name and renamed, so an
 interrupted command leaves no half-written entry or index.
 """
@@ -144,6 +146,7 @@ class Registry:
                 "version": SHIPPED,
                 "path": str(shipped_weights()),
                 "network": model.network,
+                "ensemble_size": model.ensemble_size,
                 "sha256": sha256_file(shipped_weights()),
                 "bands": len(model.mean),
                 "threshold": model.threshold,
@@ -225,6 +228,7 @@ class Registry:
         entry: dict[str, Any] = {
             "version": version,
             "network": model.network,
+            "ensemble_size": model.ensemble_size,
             "bands": len(model.mean),
             "gsd_m": model.gsd_m,
             "threshold": model.threshold,
@@ -238,6 +242,9 @@ class Registry:
             "code_version": meta.get("code_version"),
             "evaluations": [],
         }
+        if model.ensemble_size > 1:  # each member's provenance and the ensemble's own figures
+            entry["members"] = meta.get("members", [])
+            entry["metrics_validation"] = meta.get("metrics_validation")
         _write_json(tmp / "entry.json", entry)
         os.replace(tmp, folder)
         return version

@@ -11,13 +11,30 @@ best-F1 change-probability cut on validation data), and for trained weights the 
 split, configuration, metrics and code version. Parameters are stored as float16 (half the size)
 and converted back to float32 at load.
 
-The shipped weights live in the package (``change_detection/weights/<network>.pt``) and load with
-no network access: ``load_model()`` or ``load_model("fc_siam_diff")``.
+An *ensemble* weights file holds several members of the same network (same ``network_kwargs``,
+``mean``/``std`` and ``gsd_m``, e.g. the shipped recipe trained with seeds 0, 1 and 2) whose change
+probabilities are averaged (:class:`change_detection.networks.ProbabilityEnsemble`)::
+
+    {"format": "weijian-change-ensemble/1", "network": "tinysiam", "network_kwargs": {...},
+     "members": [{...float16 state_dict...}, ...], "metadata": {...}}
+
+Its ``metadata`` is the shared ``mean``/``std``/``gsd_m``, the ensemble's own ``threshold`` (chosen
+on validation data for the averaged probability), ``ensemble_size`` and ``members`` (per member:
+source file and SHA-256, seed, epoch, own threshold and validation figures). A separate format
+string keeps older versions from reading an ensemble as one network: they refuse it clearly.
+:func:`load_model` reads both formats; for an ensemble ``model.net`` is a ``ProbabilityEnsemble``
+and ``model.network`` the members' network name, so network and band checks work unchanged.
+
+The shipped weights live in the package (``change_detection/weights/<name>.pt``) and load with
+no network access: ``load_model()``, ``load_model("fc_siam_diff")`` or
+``load_model("tinysiam_ensemble")`` (the three-seed ensemble, not the default).
 """
 
 from __future__ import annotations
 
 import importlib.resources
+import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +43,14 @@ import torch
 from torch import nn
 
 from change_detection.errors import DeviceError, UnknownNetworkError, WeightsError
-from change_detection.networks import NETWORKS, build_network
+from change_detection.networks import NETWORKS, ProbabilityEnsemble, build_network
 
 FORMAT = "weijian-change-weights/1"
+#: format of a file holding several members of one network (probabilities averaged)
+ENSEMBLE_FORMAT = "weijian-change-ensemble/1"
 DEFAULT_NETWORK = "tinysiam"
+#: weights files shipped in the package that are not named after a network: name -> network
+SHIPPED_ENSEMBLES: dict[str, str] = {"tinysiam_ensemble": "tinysiam"}
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -55,6 +76,13 @@ class ChangeModel:
     net: nn.Module
     metadata: dict[str, Any] = field(default_factory=dict)
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
+    #: constructor arguments of the network (of each member for an ensemble)
+    network_kwargs: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ensemble_size(self) -> int:
+        """Member networks whose probabilities are averaged (1 for a single network)."""
+        return len(self.net.members) if isinstance(self.net, ProbabilityEnsemble) else 1
 
     @property
     def threshold(self) -> float:
@@ -77,6 +105,13 @@ class ChangeModel:
         return float(self.metadata.get("gsd_m", 0.5))
 
 
+def _half_state(net: nn.Module) -> dict[str, torch.Tensor]:
+    return {
+        k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
+        for k, v in net.state_dict().items()
+    }
+
+
 def save_weights(
     path: Path | str,
     net: nn.Module,
@@ -84,19 +119,21 @@ def save_weights(
     metadata: dict[str, Any],
     network_kwargs: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``net``'s parameters (float16) and ``metadata`` (JSON-like values) to ``path``."""
+    """Write ``net``'s parameters (float16) and ``metadata`` (JSON-like values) to ``path``.
+
+    A :class:`ProbabilityEnsemble` of ``network`` members is written as an ensemble file
+    (:func:`save_ensemble_weights`), so a fine-tuned or averaged ensemble stays one.
+    """
+    if isinstance(net, ProbabilityEnsemble):
+        return save_ensemble_weights(path, list(net.members), network, metadata, network_kwargs)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {
-        k: (v.detach().to("cpu", torch.float16) if v.is_floating_point() else v.detach().cpu())
-        for k, v in net.state_dict().items()
-    }
     torch.save(
         {
             "format": FORMAT,
             "network": network,
             "network_kwargs": network_kwargs or {},
-            "state_dict": state,
+            "state_dict": _half_state(net),
             "metadata": metadata,
         },
         path,
@@ -104,11 +141,50 @@ def save_weights(
     return path
 
 
+def save_ensemble_weights(
+    path: Path | str,
+    members: Sequence[nn.Module],
+    network: str,
+    metadata: dict[str, Any],
+    network_kwargs: dict[str, Any] | None = None,
+) -> Path:
+    """Write an ensemble weights file: each member's parameters (float16) and ``metadata``.
+
+    ``members`` are networks of ``network`` built with the same ``network_kwargs``; the
+    metadata's ``mean``/``std``/``gsd_m`` apply to all of them and its ``threshold`` to their
+    averaged probability. ``ensemble_size`` is set. The file is written under a temporary name
+    and renamed, so an interrupted write leaves no half-written ensemble.
+    """
+    if not members:
+        raise WeightsError("an ensemble needs at least one member network: give weights files")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    blob = {
+        "format": ENSEMBLE_FORMAT,
+        "network": network,
+        "network_kwargs": network_kwargs or {},
+        "members": [_half_state(m) for m in members],
+        "metadata": {**metadata, "ensemble_size": len(members)},
+    }
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        torch.save(blob, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def shipped_names() -> list[str]:
+    """Names accepted for weights shipped in the package: the networks and the ensembles."""
+    return sorted([*NETWORKS, *SHIPPED_ENSEMBLES])
+
+
 def shipped_weights(network: str = DEFAULT_NETWORK) -> Path:
-    """Path of the weights shipped inside the package for ``network``."""
-    if network not in NETWORKS:
+    """Path of the weights shipped in the package under ``network`` (:func:`shipped_names`)."""
+    if network not in NETWORKS and network not in SHIPPED_ENSEMBLES:
         raise UnknownNetworkError(
-            f"unknown network {network!r}: choose one of {', '.join(sorted(NETWORKS))}"
+            f"unknown network {network!r}: choose one of {', '.join(shipped_names())}"
         )
     resource = importlib.resources.files("change_detection") / "weights" / f"{network}.pt"
     path = Path(str(resource))
@@ -131,11 +207,12 @@ def load_model(
     device: str | torch.device = "auto",
     registry: Path | str | None = None,
 ) -> ChangeModel:
-    """Load a network for inference.
+    """Load a network (or an ensemble of networks) for inference.
 
     ``name_or_path``: ``None`` (the current model of ``registry`` when it has one, else the
-    shipped default network, ``tinysiam``), a network name (its shipped weights), or the path
-    of a weights file. ``registry``: a model registry folder (see
+    shipped default network, ``tinysiam``), a shipped name (a network's shipped weights, or
+    ``tinysiam_ensemble``; also as a ``Path`` that is not an existing file), or the path
+    of a weights file (single network or ensemble). ``registry``: a model registry folder (see
     :mod:`change_detection.registry`; its file's checksum is checked). Float16 parameters
     become float32.
     """
@@ -148,23 +225,25 @@ def load_model(
         path = current
     elif name_or_path is None:
         path = shipped_weights()
-    elif isinstance(name_or_path, str) and name_or_path in NETWORKS:
-        path = shipped_weights(name_or_path)
+    elif str(name_or_path) in shipped_names() and (
+        isinstance(name_or_path, str) or not Path(name_or_path).is_file()
+    ):
+        path = shipped_weights(str(name_or_path))
     else:
         path = Path(name_or_path)
     if not path.is_file():
         raise WeightsError(
             f"weights file {path} does not exist: give a file written by `weijian train` or a "
-            f"network name ({', '.join(sorted(NETWORKS))}) for the shipped weights"
+            f"shipped name ({', '.join(shipped_names())})"
         )
     try:
         blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
         raise WeightsError(f"{path} is not a readable torch weights file ({exc})") from exc
-    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+    if not isinstance(blob, dict) or blob.get("format") not in (FORMAT, ENSEMBLE_FORMAT):
         raise WeightsError(
-            f"{path} is not a weijian change-detection weights file (format {FORMAT}); "
-            "checkpoints from `weijian train` are DIR/model.pt or DIR/best.pt"
+            f"{path} is not a weijian change-detection weights file (format {FORMAT} or "
+            f"{ENSEMBLE_FORMAT}); checkpoints from `weijian train` are DIR/model.pt or DIR/best.pt"
         )
     network = str(blob["network"])
     if network not in NETWORKS:
@@ -173,11 +252,22 @@ def load_model(
             f"(known: {', '.join(sorted(NETWORKS))}); upgrade weijian or retrain"
         )
     torch_device = resolve_device(device)
-    net = build_network(network, **blob.get("network_kwargs", {}))
-    state = {k: (v.float() if v.is_floating_point() else v) for k, v in blob["state_dict"].items()}
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as exc:
-        raise WeightsError(f"{path}: parameters do not fit network {network!r} ({exc})") from exc
-    net.to(torch_device).eval()
-    return ChangeModel(network, net, dict(blob.get("metadata", {})), torch_device)
+    kwargs = dict(blob.get("network_kwargs", {}))
+    states = blob["members"] if blob["format"] == ENSEMBLE_FORMAT else [blob["state_dict"]]
+    if not states:
+        raise WeightsError(f"{path} is an ensemble file without members: build it again")
+    nets: list[nn.Module] = []
+    for i, raw in enumerate(states):
+        net = build_network(network, **kwargs)
+        state = {k: (v.float() if v.is_floating_point() else v) for k, v in raw.items()}
+        try:
+            net.load_state_dict(state)
+        except RuntimeError as exc:
+            which = f" (member {i})" if blob["format"] == ENSEMBLE_FORMAT else ""
+            raise WeightsError(
+                f"{path}: parameters{which} do not fit network {network!r} ({exc})"
+            ) from exc
+        nets.append(net)
+    model_net: nn.Module = nets[0] if blob["format"] == FORMAT else ProbabilityEnsemble(nets)
+    model_net.to(torch_device).eval()
+    return ChangeModel(network, model_net, dict(blob.get("metadata", {})), torch_device, kwargs)

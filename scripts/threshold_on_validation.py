@@ -26,7 +26,13 @@ from change_detection.data import (
     load_pair,
     matches,
 )
-from change_detection.evaluation import ensemble_model, evaluate_pairs
+from change_detection.errors import WeightsError
+from change_detection.evaluation import (
+    ensemble_model,
+    evaluate_pairs,
+    threshold_on_validation,
+    validation_pairs,
+)
 from change_detection.training import summary_line
 from change_detection.weights import load_model
 from weijian_testdata.rasters import CHANGE_PAIRS
@@ -50,18 +56,13 @@ def main() -> None:
     models = [load_model(w, device="cpu") for w in args.weights]
     model = models[0] if len(models) == 1 else ensemble_model(models)
     files = find_pairs([args.data / f for f in FOLDERS])
-    patterns = args.validation or model.metadata["split"]["validation"]
-    val = [
-        load_pair(f) for f in drop_contained_crops([f for f in files if matches(f.name, patterns)])
-    ]
+    try:
+        val = validation_pairs(model, [args.data / f for f in FOLDERS], args.validation)
+    except WeightsError as exc:
+        parser.error(str(exc))
     held_all = HELDOUT["levir"] + HELDOUT["dsifn"]
-    if any(matches(p.name, held_all) for p in val):
-        parser.error("a validation pair is held out")
-    v = evaluate_pairs(model, val, 0.5, None, MIN_AREA_M2, tta=args.tta)
-    cut = float(v["best_threshold"])
-    rows = {
-        "validation": summary_line(evaluate_pairs(model, val, cut, None, MIN_AREA_M2, tta=args.tta))
-    }
+    cut, chosen = threshold_on_validation(model, val, MIN_AREA_M2, tta=args.tta)
+    rows = {"validation": summary_line(chosen)}
     for part, names in (
         ("all", held_all),
         ("levir", HELDOUT["levir"]),

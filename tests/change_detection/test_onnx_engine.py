@@ -106,3 +106,40 @@ def test_detect_with_tta_in_onnxruntime_equals_torch(tmp_path: Path) -> None:
         tx, oy, pz = (d.read(1).astype(int) for d in (x, y, z))
     assert np.abs(tx - oy).max() <= 1  # uint8 steps of 1/254
     assert np.abs(oy - pz).max() > 1  # the augmented mosaic is another one
+
+
+def test_ensemble_file_in_both_engines_and_with_tta(tmp_path: Path) -> None:
+    """The shipped three-seed ensemble: its own ONNX export, torch and ONNX Runtime agree."""
+    from change_detection.detect import weights_checksum
+
+    single, ensemble = load_model("tinysiam", "cpu"), load_model("tinysiam_ensemble", "cpu")
+    # the export cache tells the ensemble from its first member (parameters of every member)
+    one, three = export_onnx(single, cache_dir=tmp_path), export_onnx(ensemble, cache_dir=tmp_path)
+    assert one != three and len(list(tmp_path.glob("tinysiam-*.onnx"))) == 2
+    _, a, b = _real(1)
+    a, b = a[:128, :128], b[:128, :128]  # TTA runs the three members 8 times: a small tile
+    mean = np.asarray(ensemble.mean, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(ensemble.std, np.float32).reshape(1, 3, 1, 1)
+    xb = (np.moveaxis(a, -1, 0)[None].astype(np.float32) - mean) / std
+    xa = (np.moveaxis(b, -1, 0)[None].astype(np.float32) - mean) / std
+    spec = InferSpec("torch", 255.0, 1.0, 128, tuple(ensemble.mean), tuple(ensemble.std), tta=True)
+    session = onnx_session(three)
+    for tta in (False, True):
+        ref = model_proba(ensemble, xb, xa, replace(spec, tta=tta))
+        got = model_proba(session, xb, xa, replace(spec, engine="onnxruntime", tta=tta))
+        assert np.abs(ref - got).max() < TOLERANCE, tta
+
+    # detect_pair given the file's name, in both engines; the run records the ensemble
+    name, _, _ = _real(0)
+    pa, pb, _ = data_gen.real_pair_geotiffs(tmp_path, name=name, folder="levir_256")
+    pair = ingest.prepare_pair(pa, pb, coregister=False, histogram_match=False)
+    kw = {"tile_px": 128, "overlap_px": 32, "progress": False}
+    torch_run = detect_pair(pair, "tinysiam_ensemble", tmp_path / "torch", **kw)
+    onnx_run = detect_pair(pair, "tinysiam_ensemble", tmp_path / "onnx", engine="onnxruntime", **kw)
+    with rasterio.open(torch_run.proba_path) as x, rasterio.open(onnx_run.proba_path) as y:
+        assert np.abs(x.read(1).astype(int) - y.read(1).astype(int)).max() <= 1
+    meta = onnx_run.meta
+    assert meta["network"] == "tinysiam" and meta["threshold"] == ensemble.threshold == 0.31
+    assert meta["weights_checksum"] == weights_checksum(ensemble) != weights_checksum(single)
+    assert meta["weights_metadata"]["ensemble_size"] == 3
+    assert [m["seed"] for m in meta["weights_metadata"]["members"]] == [0, 1, 2]

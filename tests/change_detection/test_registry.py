@@ -85,3 +85,35 @@ def test_damaged_or_foreign_files(tmp_path: Path, eval_pairs: list) -> None:
     with pytest.raises(RegistryError, match="'v9' is not in the registry"):
         registry.entry("v9")
     assert registry.current is None
+
+
+def test_an_ensemble_candidate_is_judged_by_the_same_gate(tmp_path: Path, eval_pairs: list) -> None:
+    """Ensemble against single (and back) is allowed; another network is refused as before."""
+    from change_detection.evaluation import ensemble_model
+
+    registry = Registry(tmp_path / "models")
+    shipped = load_model("tinysiam", "cpu")
+    # two copies of the shipped network at its threshold: the same probabilities, a tie
+    twin = ensemble_model([shipped, load_model("tinysiam", "cpu")], threshold=shipped.threshold)
+    save_weights(tmp_path / "twin.pt", twin.net, "tinysiam", twin.metadata)
+    version = registry.add(tmp_path / "twin.pt", source="two copies of the shipped weights")
+    entry = registry.entry(version)
+    assert entry["ensemble_size"] == 2 and entry["network"] == "tinysiam" and entry["bands"] == 3
+    assert len(entry["members"]) == 2
+    promotion = registry.promote(version, eval_pairs[:1])
+    assert abs(promotion.margin) < 1e-3 and registry.current == version
+    assert load_model(registry=registry.root, device="cpu").ensemble_size == 2
+
+    # a single network against the current ensemble: the same gate
+    single = registry.add(shipped_weights("tinysiam"))
+    assert registry.entry(single)["ensemble_size"] == 1
+    registry.promote(single, eval_pairs[:1])
+    assert registry.current == single
+
+    fc = load_model("fc_siam_diff", "cpu")
+    pair = ensemble_model([fc, load_model("fc_siam_diff", "cpu")])
+    save_weights(tmp_path / "fc2.pt", pair.net, "fc_siam_diff", pair.metadata)
+    other = registry.add(tmp_path / "fc2.pt")
+    with pytest.raises(PromotionRefused, match="is a fc_siam_diff model but the current model"):
+        registry.promote(other, eval_pairs)
+    assert registry.current == single

@@ -10,7 +10,14 @@ import torch
 from change_detection import load_model
 from change_detection.errors import DeviceError, UnknownNetworkError, WeightsError
 from change_detection.networks import NETWORKS, build_network
-from change_detection.weights import resolve_device, save_weights, shipped_weights
+from change_detection.weights import (
+    ENSEMBLE_FORMAT,
+    FORMAT,
+    resolve_device,
+    save_weights,
+    shipped_names,
+    shipped_weights,
+)
 
 
 @pytest.mark.parametrize("name", sorted(NETWORKS))
@@ -88,3 +95,127 @@ def test_shipped_weights_load_with_metadata(name: str) -> None:
     assert {"levir_1024/test_102", "levir_256/test_102_0512_0000"} <= held
     assert not held & set(meta["split"]["train"])
     assert 0 < model.threshold < 1
+
+
+def _member(seed: int, **kwargs: object) -> torch.nn.Module:
+    torch.manual_seed(seed)
+    return build_network("tinysiam", **kwargs).eval()
+
+
+MEMBER_META = {"mean": [100.0, 110.0, 120.0], "std": [50.0, 51.0, 52.0], "gsd_m": 0.5}
+
+
+def test_ensemble_file_round_trip(tmp_path: Path) -> None:
+    """Several members in one file: a ProbabilityEnsemble of the member network, float16."""
+    from change_detection.networks import ProbabilityEnsemble
+
+    members = [_member(0), _member(1), _member(2)]
+    meta = {**MEMBER_META, "threshold": 0.31, "members": [{"seed": i} for i in range(3)]}
+    path = save_weights(tmp_path / "e.pt", ProbabilityEnsemble(members), "tinysiam", meta)
+    assert torch.load(path, weights_only=True)["format"] == ENSEMBLE_FORMAT
+    model = load_model(path, device="cpu")
+    assert isinstance(model.net, ProbabilityEnsemble) and model.ensemble_size == 3
+    assert model.network == "tinysiam" and model.threshold == 0.31
+    assert model.metadata["ensemble_size"] == 3 and model.mean == MEMBER_META["mean"]
+    x, y = torch.randn(1, 3, 32, 32), torch.randn(1, 3, 32, 32)
+    with torch.no_grad():
+        expected = torch.stack([torch.sigmoid(m(x, y)) for m in members]).mean(0)
+        torch.testing.assert_close(torch.sigmoid(model.net(x, y)), expected, rtol=0, atol=0.01)
+    # a wider member network keeps its constructor arguments
+    wide = {"widths": (24, 32, 64, 128), "decoder": 64}
+    save_weights(
+        tmp_path / "w.pt",
+        ProbabilityEnsemble([_member(0, **wide), _member(1, **wide)]),
+        "tinysiam",
+        MEMBER_META,
+        wide,
+    )
+    assert load_model(tmp_path / "w.pt", "cpu").ensemble_size == 2
+    single = load_model(save_weights(tmp_path / "s.pt", members[0], "tinysiam", MEMBER_META))
+    assert single.ensemble_size == 1 and torch.load(tmp_path / "s.pt")["format"] == FORMAT
+
+
+def test_ensemble_errors_are_one_clear_line(tmp_path: Path) -> None:
+    from change_detection.evaluation import build_ensemble, ensemble_model
+    from change_detection.weights import save_ensemble_weights
+
+    with pytest.raises(WeightsError, match="at least one member"):
+        save_ensemble_weights(tmp_path / "e.pt", [], "tinysiam", MEMBER_META)
+    with pytest.raises(WeightsError, match="at least one weights file"):
+        ensemble_model([])
+    with pytest.raises(WeightsError, match="at least one weights file"):
+        build_ensemble([], tmp_path / "e.pt", [tmp_path])
+    a = save_weights(tmp_path / "a.pt", _member(0), "tinysiam", MEMBER_META)
+    fc = save_weights(
+        tmp_path / "fc.pt", build_network("fc_siam_diff"), "fc_siam_diff", MEMBER_META
+    )
+    wide = {"widths": (24, 32, 64, 128), "decoder": 64}
+    w = save_weights(tmp_path / "w.pt", _member(1, **wide), "tinysiam", MEMBER_META, wide)
+    other = save_weights(
+        tmp_path / "o.pt", _member(2), "tinysiam", {**MEMBER_META, "mean": [90.0] * 3}
+    )
+    cases = [(fc, "same network built alike"), (w, "same network built alike"), (other, "mean")]
+    for path, message in cases:
+        with pytest.raises(WeightsError, match=message):
+            ensemble_model([load_model(a, "cpu"), load_model(path, "cpu")])
+    both = ensemble_model([load_model(a, "cpu"), load_model(a, "cpu")])
+    nested = save_weights(tmp_path / "n.pt", both.net, "tinysiam", both.metadata)
+    with pytest.raises(WeightsError, match="itself an ensemble"):
+        ensemble_model([load_model(a, "cpu"), load_model(nested, "cpu")])
+    blob = torch.load(nested, weights_only=True)
+    blob["members"] = []
+    torch.save(blob, tmp_path / "empty.pt")
+    with pytest.raises(WeightsError, match="without members"):
+        load_model(tmp_path / "empty.pt", "cpu")
+    blob["members"] = [build_network("fc_siam_diff").state_dict()]
+    torch.save(blob, tmp_path / "misfit.pt")
+    with pytest.raises(WeightsError, match=r"member 0\) do not fit"):
+        load_model(tmp_path / "misfit.pt", "cpu")
+
+
+def test_build_ensemble_chooses_its_threshold_on_validation(tiny_folder: Path) -> None:
+    """The validation rule of the training command; members' provenance; no leaked pairs."""
+    from change_detection.evaluation import build_ensemble, file_sha256
+
+    split = {"validation": ["tiny/p0", "tiny/p1"], "train": ["tiny/p2", "tiny/p3"]}
+    paths = []
+    for seed in (0, 1):
+        meta = {**MEMBER_META, "split": split, "config": {"seed": seed}, "threshold": 0.4}
+        paths.append(save_weights(tiny_folder / f"m{seed}.pt", _member(seed), "tinysiam", meta))
+    out = tiny_folder / "ens.pt"
+    _, summary = build_ensemble(paths, out, [tiny_folder])
+    loaded = load_model(out, "cpu")
+    assert loaded.ensemble_size == 2 and loaded.threshold == summary["best_threshold"]
+    assert summary["pairs"] == ["tiny/p0", "tiny/p1"]
+    assert loaded.metadata["metrics_validation"]["f1"] == round(summary["f1"], 4)
+    members = loaded.metadata["members"]
+    assert [m["seed"] for m in members] == [0, 1]
+    assert members[1]["sha256"] == file_sha256(paths[1]) and members[0]["threshold"] == 0.4
+    leaky = {**split, "train": ["tiny/p0", "tiny/p2"]}
+    bad = save_weights(
+        tiny_folder / "leak.pt", _member(3), "tinysiam", {**MEMBER_META, "split": leaky}
+    )
+    with pytest.raises(WeightsError, match="trained on validation pair"):
+        build_ensemble([paths[0], bad], tiny_folder / "x.pt", [tiny_folder])
+    assert not (tiny_folder / "x.pt").exists()
+
+
+def test_shipped_ensemble_is_the_three_seeds_and_not_the_default() -> None:
+    """``tinysiam_ensemble``: member 0 is the shipped file; ``load_model()`` stays single."""
+    from change_detection.evaluation import file_sha256
+
+    assert "tinysiam_ensemble" in shipped_names()
+    model = load_model("tinysiam_ensemble", device="cpu")
+    assert model.ensemble_size == 3 and model.network == "tinysiam"
+    assert shipped_weights("tinysiam_ensemble").stat().st_size < 3 * 2**20
+    members = model.metadata["members"]
+    assert members[0]["sha256"] == file_sha256(shipped_weights("tinysiam"))
+    assert [m["seed"] for m in members] == [0, 1, 2]
+    assert (
+        model.metadata["validation_pairs"] == load_model("tinysiam").metadata["split"]["validation"]
+    )
+    single = load_model("tinysiam", "cpu").net.state_dict()
+    for key, value in model.net.members[0].state_dict().items():  # type: ignore[index]
+        assert torch.equal(value, single[key]), key
+    assert load_model(device="cpu").ensemble_size == 1
+    assert load_model(Path("tinysiam_ensemble"), device="cpu").ensemble_size == 3

@@ -104,3 +104,40 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     lines = [line for line in done.stderr.splitlines() if line.strip()]
     assert len(lines) <= 2 and "weijian pair prepare" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.slow
+def test_cli_detect_with_the_ensemble_setting_records_the_ensemble(
+    db_url: str, engine: Engine, tmp_path: Path
+) -> None:
+    """``detection.weights = "tinysiam_ensemble"``: the run's checksum is the ensemble's."""
+    from change_detection import load_model
+    from change_detection.detect import weights_checksum
+
+    pair_dir, _, _ = dd.roof_pair(tmp_path, size=256, crs="EPSG:4549")
+    done = _weijian(
+        "detect",
+        str(pair_dir),
+        "--out",
+        str(tmp_path / "out"),
+        "--no-progress",
+        "--tile-px",
+        "128",
+        "--overlap-px",
+        "16",
+        cwd=tmp_path,
+        WEIJIAN_DATABASE_URL=db_url,
+        WEIJIAN_DETECTION__WEIGHTS="tinysiam_ensemble",
+    )
+    assert done.returncode == 0, done.stderr
+    meta = json.loads((tmp_path / "out" / "detect.json").read_text(encoding="utf-8"))
+    ensemble = load_model("tinysiam_ensemble", "cpu")
+    assert meta["weights_metadata"]["ensemble_size"] == 3 and meta["threshold"] == 0.31
+    run_id = int(done.stdout.split("run id:")[1].split()[0])
+    with engine.connect() as conn:
+        recorded = conn.execute(
+            text("SELECT network, weights_checksum FROM detection_run WHERE id = :r"),
+            {"r": run_id},
+        ).one()
+    assert tuple(recorded) == ("tinysiam", weights_checksum(ensemble))
+    assert recorded[1] != weights_checksum(load_model("tinysiam", "cpu"))

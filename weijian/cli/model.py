@@ -1,4 +1,7 @@
-"""``weijian model``: the registry of change-detection weights (list, show, promote, rollback)."""
+"""``weijian model``: the weights registry (list, show, promote, rollback) and ensembles.
+
+``weijian model ensemble`` builds an ensemble weights file from several trained ones.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +13,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-app = typer.Typer(help="模型版本: 列表、详情、评估后上线、回退。", no_args_is_help=True)
+app = typer.Typer(
+    help="模型版本: 列表、详情、评估后上线、回退; 组合集成模型。", no_args_is_help=True
+)
 out = Console()
+
+
+def _network_label(entry: dict[str, object]) -> str:
+    """``tinysiam``, or ``tinysiam x3`` for an ensemble of three."""
+    size = entry.get("ensemble_size")
+    size = int(size) if isinstance(size, int | float | str) else 1
+    return f"{entry['network']} x{size}" if size > 1 else str(entry["network"])
 
 
 @app.command("list")
@@ -29,7 +41,7 @@ def list_models() -> None:
     table.add_row(
         "*" if current == "shipped" else "",
         "shipped",
-        shipped["network"],
+        _network_label(shipped),
         "",
         "",
         "",
@@ -40,7 +52,7 @@ def list_models() -> None:
         table.add_row(
             "*" if entry["version"] == current else "",
             entry["version"],
-            entry["network"],
+            _network_label(entry),
             str(entry.get("added_at", "")),
             str(entry.get("parent") or ""),
             str(entry.get("lineage", {}).get("decisions", "")),
@@ -129,3 +141,95 @@ def rollback() -> None:
     settings = get_settings()
     before, after = model_registry(settings).rollback(actor=settings.user)
     out.print(f"rolled back from {before} to {after}; {after} is now the current model")
+
+
+@app.command()
+def ensemble(
+    weights: Annotated[
+        list[str],
+        typer.Argument(help="weights files of the members (or shipped names), two or more"),
+    ],
+    out_file: Annotated[Path, typer.Option("--out", help="the ensemble weights file to write")],
+    data: Annotated[
+        list[Path] | None,
+        typer.Option(
+            help="LEVIR-layout folders holding the members' validation pairs (repeatable; "
+            "default: the members' training data)"
+        ),
+    ] = None,
+    validation: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="glob of validation pairs <folder>/<stem> (repeatable; default: the members' "
+            "own validation split)"
+        ),
+    ] = None,
+    register: Annotated[
+        bool,
+        typer.Option(help="also add the file to the registry as a new version (not promoted)"),
+    ] = False,
+    threads: Annotated[int, typer.Option(min=1, help="torch threads")] = 1,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing --out file")] = False,
+) -> None:
+    """组合集成模型: 多个同一网络的权重取概率平均, 在验证集上选阈值后写入一个权重文件。"""
+    import torch
+
+    from change_detection.evaluation import build_ensemble
+    from change_detection.training import code_version
+    from change_detection.weights import load_model
+    from weijian.errors import WeijianError
+    from weijian.learning import model_registry
+    from weijian.settings import get_settings
+
+    if len(weights) < 2:
+        raise WeijianError(
+            "an ensemble needs two or more weights files, e.g. "
+            "`weijian model ensemble W0.pt W1.pt W2.pt --out ensemble.pt`"
+        )
+    if out_file.exists() and not overwrite:
+        raise WeijianError(f"{out_file} exists: choose another --out or add --overwrite")
+    torch.set_num_threads(threads)
+    folders = list(data or [])
+    if not folders:
+        folders = [Path(d) for d in load_model(weights[0], "cpu").metadata.get("training_data", [])]
+        if not folders:
+            raise WeijianError(
+                f"{weights[0]} records no training data: give --data DIR with the validation pairs"
+            )
+    model, _ = build_ensemble(
+        weights, out_file, folders, validation or None, code_version=code_version()
+    )
+    meta = model.metadata
+    table = Table(
+        title=f"{model.network} x{model.ensemble_size}: 验证集 validation "
+        f"({len(meta['validation_pairs'])} pairs)"
+    )
+    table.add_column("model", overflow="fold")
+    for col in ("seed", "threshold", "pixel F1", "object recall", "FP objects/km²"):
+        table.add_column(col)
+    for member in meta["members"]:
+        val = member.get("metrics_validation") or {}
+        table.add_row(
+            str(member["source"]),
+            str(member.get("seed")),
+            f"{member['threshold']:.2f}",
+            f"{val.get('f1', float('nan')):.3f}",
+            f"{val.get('object_recall', float('nan')):.3f}",
+            f"{val.get('fp_objects_per_km2', float('nan')):.0f}",
+        )
+    figures = meta["metrics_validation"]
+    table.add_row(
+        "[bold]ensemble[/]",
+        "",
+        f"{meta['threshold']:.2f}",
+        f"{figures['f1']:.3f}",
+        f"{figures['object_recall']:.3f}",
+        f"{figures['fp_objects_per_km2']:.0f}",
+    )
+    out.print(table)
+    size_mb = out_file.stat().st_size / 1e6
+    out.print(f"written: {out_file} ({size_mb:.1f} MB, threshold {meta['threshold']:.2f})")
+    if register:
+        settings = get_settings()
+        version = model_registry(settings).add(out_file, source=f"ensemble of {', '.join(weights)}")
+        out.print(f"registered as {version} (not in use: `weijian model promote {version}`)")
