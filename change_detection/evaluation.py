@@ -9,8 +9,8 @@ validation pairs (:func:`threshold_on_validation`, the rule of
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,6 +28,7 @@ from change_detection.inference import predict_proba
 from change_detection.metrics import ChangeScorer
 from change_detection.networks import ProbabilityEnsemble, count_gmacs, count_parameters
 from change_detection.weights import ChangeModel, load_model, save_weights
+from ingest.scene import sha256_file
 
 #: metadata of a member's own training run, not true of an ensemble of it
 _MEMBER_ONLY = (
@@ -67,7 +68,8 @@ def ensemble_model(models: Sequence[ChangeModel], threshold: float | None = None
 
     The members must be single networks of one kind built alike (``network``,
     ``network_kwargs``) and share the input normalisation (``mean``, ``std``), GSD and
-    device, as the same recipe trained with different seeds does. The metadata is the first
+    device, as the same recipe trained with different seeds does (an ensemble file given alone
+    is returned as it is). The metadata is the first
     member's without what belongs to its own training run (epoch, threshold, metrics, ...),
     with ``members`` (each member's epoch, threshold, seed, training time and validation
     figures), ``ensemble_size``, the summed ``parameters`` and ``gmacs_256``, and ``threshold``
@@ -76,6 +78,12 @@ def ensemble_model(models: Sequence[ChangeModel], threshold: float | None = None
     if not models:
         raise WeightsError("an ensemble needs at least one weights file")
     first = models[0]
+    if len(models) == 1 and first.ensemble_size > 1:  # an ensemble file given alone: as it is
+        return (
+            first
+            if threshold is None
+            else replace(first, metadata={**first.metadata, "threshold": threshold})
+        )
     for m in models:
         if m.ensemble_size > 1:
             raise WeightsError(
@@ -155,15 +163,6 @@ def threshold_on_validation(
     return cut, evaluate_pairs(model, pairs, cut, None, min_area_m2, tta=tta)
 
 
-def file_sha256(path: Path | str) -> str:
-    """SHA-256 (hex) of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def build_ensemble(
     weights: Sequence[Path | str],
     out: Path | str,
@@ -204,7 +203,7 @@ def build_ensemble(
     cut, summary = threshold_on_validation(model, pairs, min_area_m2)
     for record, path in zip(model.metadata["members"], weights, strict=True):
         record["source"] = str(path)
-        record["sha256"] = file_sha256(path)
+        record["sha256"] = sha256_file(Path(path))
     from change_detection.training import summary_line  # training imports this module
 
     model.metadata.update(

@@ -162,6 +162,8 @@ def test_ensemble_errors_are_one_clear_line(tmp_path: Path) -> None:
     nested = save_weights(tmp_path / "n.pt", both.net, "tinysiam", both.metadata)
     with pytest.raises(WeightsError, match="itself an ensemble"):
         ensemble_model([load_model(a, "cpu"), load_model(nested, "cpu")])
+    alone = ensemble_model([load_model(nested, "cpu")], threshold=0.2)  # e.g. one teacher file
+    assert alone.ensemble_size == 2 and alone.threshold == 0.2
     blob = torch.load(nested, weights_only=True)
     blob["members"] = []
     torch.save(blob, tmp_path / "empty.pt")
@@ -175,7 +177,8 @@ def test_ensemble_errors_are_one_clear_line(tmp_path: Path) -> None:
 
 def test_build_ensemble_chooses_its_threshold_on_validation(tiny_folder: Path) -> None:
     """The validation rule of the training command; members' provenance; no leaked pairs."""
-    from change_detection.evaluation import build_ensemble, file_sha256
+    from change_detection.evaluation import build_ensemble
+    from ingest.scene import sha256_file
 
     split = {"validation": ["tiny/p0", "tiny/p1"], "train": ["tiny/p2", "tiny/p3"]}
     paths = []
@@ -190,7 +193,7 @@ def test_build_ensemble_chooses_its_threshold_on_validation(tiny_folder: Path) -
     assert loaded.metadata["metrics_validation"]["f1"] == round(summary["f1"], 4)
     members = loaded.metadata["members"]
     assert [m["seed"] for m in members] == [0, 1]
-    assert members[1]["sha256"] == file_sha256(paths[1]) and members[0]["threshold"] == 0.4
+    assert members[1]["sha256"] == sha256_file(paths[1]) and members[0]["threshold"] == 0.4
     leaky = {**split, "train": ["tiny/p0", "tiny/p2"]}
     bad = save_weights(
         tiny_folder / "leak.pt", _member(3), "tinysiam", {**MEMBER_META, "split": leaky}
@@ -202,14 +205,14 @@ def test_build_ensemble_chooses_its_threshold_on_validation(tiny_folder: Path) -
 
 def test_shipped_ensemble_is_the_three_seeds_and_not_the_default() -> None:
     """``tinysiam_ensemble``: member 0 is the shipped file; ``load_model()`` stays single."""
-    from change_detection.evaluation import file_sha256
+    from ingest.scene import sha256_file
 
     assert "tinysiam_ensemble" in shipped_names()
     model = load_model("tinysiam_ensemble", device="cpu")
     assert model.ensemble_size == 3 and model.network == "tinysiam"
     assert shipped_weights("tinysiam_ensemble").stat().st_size < 3 * 2**20
     members = model.metadata["members"]
-    assert members[0]["sha256"] == file_sha256(shipped_weights("tinysiam"))
+    assert members[0]["sha256"] == sha256_file(shipped_weights("tinysiam"))
     assert [m["seed"] for m in members] == [0, 1, 2]
     assert (
         model.metadata["validation_pairs"] == load_model("tinysiam").metadata["split"]["validation"]
