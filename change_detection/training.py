@@ -343,6 +343,13 @@ def train(
                 f"{config.init_weights} holds a {parent.network} model, not {config.network}: "
                 f"fine-tune with --network {parent.network}"
             )
+        if parent.ensemble_size > 1:  # decision 0020: members are fine-tuned one by one
+            raise WeightsError(
+                f"{config.init_weights} is an ensemble of {parent.ensemble_size} "
+                f"{parent.network} networks: fine-tune each member's own weights file with "
+                "--init-weights and combine the results with `weijian model ensemble` "
+                "(`weijian train --from-reviews` does this by itself)"
+            )
         kwargs = _network_kwargs(network_kwargs_of(config.init_weights))
         net = build_network(config.network, **kwargs).to(device)
         net.load_state_dict(parent.net.state_dict())

@@ -290,7 +290,9 @@ def fine_tune_from_reviews(
     """Fine-tune the current model on chips from the office's decisions and register it.
 
     The new weights go into the registry as a new version with its lineage (parent version and
-    checksum, runs, confirmed and false-positive detection ids, case ids), not promoted.
+    checksum, runs, confirmed and false-positive detection ids, case ids), not promoted. When
+    the current model is an ensemble, each member is fine-tuned on its own
+    (:func:`_fine_tune_members`) and the result is an ensemble file of as many members.
     """
     from change_detection.training import TrainConfig, train
 
@@ -332,10 +334,95 @@ def fine_tune_from_reviews(
         freeze_norm=FINE_TUNE["freeze_norm"],
         distill_unknown=FINE_TUNE["distill_unknown"],
     )
-    result = train(
-        [chips.folder], out, config, on_progress=on_progress, extra_metadata={"lineage": lineage}
-    )
+    if parent_model.ensemble_size > 1:
+        weights, validation = _fine_tune_members(
+            parent_model, chips.folder, out, config, lineage, on_progress
+        )
+    else:
+        result = train(
+            [chips.folder],
+            out,
+            config,
+            on_progress=on_progress,
+            extra_metadata={"lineage": lineage},
+        )
+        weights, validation = result.weights, result.val
     version = registry.add(
-        result.weights, source=f"reviews of run(s) {chips.runs}", parent=parent, lineage=lineage
+        weights, source=f"reviews of run(s) {chips.runs}", parent=parent, lineage=lineage
     )
-    return ReviewTraining(version, parent, chips, result.weights, result.val)
+    return ReviewTraining(version, parent, chips, weights, validation)
+
+
+def _fine_tune_members(
+    parent: Any,
+    chips: Path,
+    out: Path,
+    config: Any,
+    lineage: dict[str, Any],
+    on_progress: Callable[[dict[str, Any]], None] | None,
+) -> tuple[Path, dict[str, Any] | None]:
+    """Fine-tune each member of an ensemble ``parent`` on its own; the ensemble of the results.
+
+    Each member is fine-tuned exactly as a single model is (same chips, same settings, its own
+    batch-norm statistics kept and its own predictions distilled on the unknown pixels), so
+    the members stay as independent as the seeds that made them; the new ensemble keeps the
+    parent ensemble's threshold (decision 0020). Writes ``out/model.pt`` (an ensemble file)
+    and returns it with the ensemble's figures on the held-back chips.
+    """
+    from dataclasses import replace
+
+    from change_detection.data import find_pairs, load_pair, matches
+    from change_detection.evaluation import ensemble_model, evaluate_pairs
+    from change_detection.training import summary_line, train
+    from change_detection.weights import ChangeModel, load_model, save_weights
+
+    records = parent.metadata.get("members") or [{} for _ in parent.net.members]
+    shared = {k: parent.metadata[k] for k in ("mean", "std", "gsd_m") if k in parent.metadata}
+    tuned: list[ChangeModel] = []
+    for i, (net, record) in enumerate(zip(parent.net.members, records, strict=True)):
+        folder = out / f"member_{i}"
+        start = save_weights(
+            folder / "parent.pt",
+            net,
+            parent.network,
+            {**shared, "threshold": record.get("threshold", parent.threshold)},
+            parent.network_kwargs,
+        )
+        member_config = replace(
+            config,
+            init_weights=str(start),
+            fixed_threshold=float(record.get("threshold", parent.threshold)),
+        )
+        member_lineage = {**lineage, "member": i, "parent_member": record}
+
+        def report(row: dict[str, Any], i: int = i) -> None:
+            if on_progress:
+                on_progress({**row, "member": i, "members": len(records)})
+
+        result = train(
+            [chips],
+            folder,
+            member_config,
+            on_progress=report,
+            extra_metadata={"lineage": member_lineage},
+        )
+        tuned.append(load_model(result.weights, "cpu"))
+    model = ensemble_model(tuned, threshold=parent.threshold)
+    for member, record in zip(model.metadata["members"], records, strict=True):
+        member["seed"] = record.get("seed", member.get("seed"))
+        member["parent_sha256"] = record.get("sha256")
+    validation = None
+    held_back = (tuned[0].metadata.get("split") or {}).get("validation") or []
+    if held_back:
+        pairs = [load_pair(f) for f in find_pairs([chips]) if matches(f.name, held_back)]
+        validation = summary_line(
+            evaluate_pairs(model, pairs, None, model.gsd_m, config.min_area_m2)
+        )
+    meta = {
+        **model.metadata,
+        "lineage": lineage,
+        "metrics_validation": validation,
+        "fine_tuned": "each member on its own from the parent ensemble's member",
+    }
+    path = save_weights(out / "model.pt", model.net, model.network, meta, model.network_kwargs)
+    return path, validation

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from change_detection.data import IGNORE, find_pairs, load_pair
+from change_detection.errors import WeightsError
 from change_detection.networks import build_network
 from change_detection.training import (
     TrainConfig,
@@ -261,3 +262,22 @@ def test_average_epochs_needs_kept_epochs(tmp_path: Path) -> None:
 
     with pytest.raises(WeightsError, match="--keep-epochs"):
         average_epochs(tmp_path, [0, 1])
+
+
+def test_an_ensemble_is_not_fine_tuned_as_one_network(tmp_path: Path, tiny_folder: Path) -> None:
+    """``--init-weights`` of an ensemble file: one clear error naming what to do instead."""
+    from change_detection.weights import shipped_weights
+
+    cfg = TrainConfig(
+        network="tinysiam",
+        epochs=1,
+        samples_per_epoch=8,
+        crop=32,
+        batch_size=4,
+        device="cpu",
+        threads=1,
+        init_weights=str(shipped_weights("tinysiam_ensemble")),
+    )
+    with pytest.raises(WeightsError, match="is an ensemble of 3 tinysiam networks: fine-tune each"):
+        train([tiny_folder], tmp_path / "tuned", cfg)
+    assert not (tmp_path / "tuned" / "model.pt").exists()

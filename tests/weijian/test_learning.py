@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from change_detection import load_model
-from change_detection.data import UNKNOWN
+from change_detection.data import UNKNOWN, find_pairs, load_pair, matches
 from change_detection.registry import Registry
 from gis_db import runs
 from gis_db.errors import InvalidInputError, NotFoundError
@@ -336,3 +336,58 @@ def test_a_patrol_report_of_a_missed_building_is_a_positive(env: Path, engine: E
     assert (label[inside] == 255).all() and (label[~inside] == UNKNOWN).all()
     # and with every run (no --runs), the same chip
     assert build_review_chips(engine, env / "all", None, 0.5, CRS).cases == [case]
+
+
+@pytest.mark.slow
+def test_from_reviews_fine_tunes_each_member_of_a_current_ensemble(
+    env: Path, engine: Engine
+) -> None:
+    """The current model is an ensemble: every member is fine-tuned, the result an ensemble."""
+    from change_detection.evaluation import ensemble_model
+    from change_detection.weights import save_weights
+
+    registry = Registry(env / "data" / "models")
+    shipped = load_model("tinysiam", "cpu")
+    # two copies of the shipped network: it ties with the shipped weights, so the gate passes
+    twin = ensemble_model([shipped, load_model("tinysiam", "cpu")], threshold=shipped.threshold)
+    save_weights(env / "twin.pt", twin.net, "tinysiam", twin.metadata)
+    parent = registry.add(env / "twin.pt", source="test ensemble")
+    evaluation = [load_pair(f) for f in find_pairs([CHANGE_PAIRS / "levir_256"])]
+    registry.promote(parent, [p for p in evaluation if matches(p.name, ["*/test_55_*"])][:1])
+    assert registry.current == parent
+    run, decided = _reviewed_run(engine, env / "cogs")
+    result = runner.invoke(
+        app,
+        [
+            "train",
+            "--from-reviews",
+            "--runs",
+            str(run),
+            "--out",
+            str(env / "ft"),
+            "--epochs",
+            "1",
+            "--samples-per-epoch",
+            "8",
+            "--batch-size",
+            "4",
+            "--device",
+            "cpu",
+            "--threads",
+            "1",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert "registered model v2" in result.output
+    entry = registry.entry("v2")
+    assert entry["parent"] == parent and entry["ensemble_size"] == 2 and len(entry["members"]) == 2
+    tuned = load_model(entry["path"], "cpu")
+    assert tuned.ensemble_size == 2 and tuned.threshold == shipped.threshold  # parent's threshold
+    assert tuned.metadata["lineage"]["runs"] == [run]
+    assert sorted(tuned.metadata["lineage"]["confirmed_detections"]) == sorted(decided["confirmed"])
+    for i in range(2):  # each member was fine-tuned from its own parent member
+        member = load_model(env / "ft" / f"member_{i}" / "model.pt", "cpu")
+        assert member.ensemble_size == 1 and member.metadata["lineage"]["member"] == i
+        history = (env / "ft" / f"member_{i}" / "history.jsonl").read_text().splitlines()
+        assert len(history) == 1 and "loss" in json.loads(history[0])  # one epoch trained
+    assert registry.current == parent  # registered, not in use
