@@ -4,6 +4,7 @@
 # split below, on CPU with one torch thread each (the two networks train side by side).
 #   scripts/train_shipped_weights.sh                 # both networks
 #   NETWORKS=tinysiam scripts/train_shipped_weights.sh
+#   ENSEMBLE_SEEDS="0 1 2" scripts/train_shipped_weights.sh   # the shipped tinysiam_ensemble.pt
 # Environment: DATA (the change_pairs folder), OUT (run folders, default out/shipped),
 # DEVICE (cpu; cuda is faster but not bit-identical), EPOCHS (32 for the shipped weights),
 # SYNTHETIC (share of synthetic samples: 0 for the shipped weights, which scored better on
@@ -12,6 +13,10 @@
 # weights; other seeds measure the run-to-run spread and give ensemble members, see the model
 # card), TRAIN_ARGS (more options of `weijian train` for the tinysiam run, for trials such as
 # --widths 24,32,64,128 --decoder 64 or --keep-epochs).
+# ENSEMBLE_SEEDS="0 1 2": instead, the tinysiam recipe once per seed (OUT/seedS/tinysiam, at
+# most two runs at a time, THREADS torch threads each), then `weijian model ensemble` of their
+# model.pt into OUT/tinysiam_ensemble.pt (threshold chosen on the recipe's validation tiles);
+# with SHIP=1 it replaces change_detection/weights/tinysiam_ensemble.pt (decision 0020).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/change_pairs}
@@ -30,6 +35,23 @@ COMMON=(--epochs "${EPOCHS:-32}" --samples-per-epoch 256 --crop 128 --batch-size
 # dsifn_256/5_3, levir_256/val_27_0000_0256). VALIDATION=seeded gives both the seeded choice.
 VAL6=(--validation 'dsifn_256/5_3' --validation 'dsifn_256/7_4' --validation 'levir_256/val_27_*'
       --validation 'levir_256/test_2_*' --validation 'levir_256/train_36_*')
+
+if [ -n "${ENSEMBLE_SEEDS:-}" ]; then
+  members=(); running=0
+  for seed in $ENSEMBLE_SEEDS; do
+    if [ "$running" -ge 2 ]; then wait -n; running=$((running - 1)); fi  # two runs at a time
+    ENSEMBLE_SEEDS='' SEED="$seed" NETWORKS=tinysiam SHIP=0 OUT="$OUT/seed$seed" "$0" &
+    running=$((running + 1))
+    members+=("$OUT/seed$seed/tinysiam/model.pt")
+  done
+  while [ "$running" -gt 0 ]; do wait -n; running=$((running - 1)); done
+  uv run --frozen weijian model ensemble "${members[@]}" --out "$OUT/tinysiam_ensemble.pt" \
+    --overwrite --threads "${THREADS:-1}" | tee "$OUT/ensemble.log"
+  if [ "${SHIP:-1}" = 1 ]; then
+    cp "$OUT/tinysiam_ensemble.pt" change_detection/weights/tinysiam_ensemble.pt
+  fi
+  exit 0
+fi
 
 # peak learning rate: 3e-3 for tinysiam, 1e-3 for FC-Siam-diff (its plain convolutions learned
 # faster at 1e-3 than at 3e-3 in a side-by-side 80-step trial: loss 0.76 against 0.97)
