@@ -6,7 +6,8 @@ of change map per second for batches of 1 and 8 pairs of 256 x 256 px, with
 ``torch.set_num_threads`` equal to the machine's cores. The networks are timed in interleaved
 rounds (one forward pass of each network and batch size per round), so a burst of load on a
 shared machine hits all of them alike; the table gives the median and the best round, and the
-last line the speed ratios measured in the same rounds.
+last line the speed ratios measured in the same rounds. The ensemble row is three ``tinysiam``
+members whose probabilities are averaged (the shape of ``tinysiam_ensemble.pt``).
 
     uv run --frozen python benchmarks/model_speed.py [--rounds 15] [--device cpu]
 """
@@ -21,7 +22,13 @@ import time
 
 import torch
 
-from change_detection.networks import NETWORKS, build_network, count_gmacs, count_parameters
+from change_detection.networks import (
+    NETWORKS,
+    ProbabilityEnsemble,
+    build_network,
+    count_gmacs,
+    count_parameters,
+)
 
 BATCHES = (1, 8)
 
@@ -44,6 +51,10 @@ def main() -> None:
     for name in NETWORKS:
         torch.manual_seed(0)
         nets[name] = build_network(name).to(args.device).eval()
+    # the shipped ensemble's shape: three tinysiam members, probabilities averaged
+    nets["tinysiam x3 (ensemble)"] = (
+        ProbabilityEnsemble([build_network("tinysiam") for _ in range(3)]).to(args.device).eval()
+    )
     inputs = {b: torch.randn(b, 3, args.size, args.size, device=args.device) for b in BATCHES}
     seconds: dict[tuple[str, int], list[float]] = {(n, b): [] for n in nets for b in BATCHES}
     with torch.inference_mode():
@@ -65,14 +76,14 @@ def main() -> None:
         return batch * args.size**2 / t / 1e6
 
     print(
-        f"{'network':<14}{'params':>10}{'GMAC':>7}{'GFLOP':>7}"
+        f"{'network':<24}{'params':>10}{'GMAC':>7}{'GFLOP':>7}"
         + "".join(f"{f'Mpx/s b{b} med/best':>22}" for b in BATCHES)
     )
     for name, net in nets.items():
         gmac = count_gmacs(net, args.size)
         cells = (f"{mpx_s(name, b, 'median'):.2f} / {mpx_s(name, b, 'best'):.2f}" for b in BATCHES)
         speeds = "".join(f"{cell:>22}" for cell in cells)
-        print(f"{name:<14}{count_parameters(net):>10,}{gmac:>7.2f}{2 * gmac:>7.2f}{speeds}")
+        print(f"{name:<24}{count_parameters(net):>10,}{gmac:>7.2f}{2 * gmac:>7.2f}{speeds}")
     if len(nets) > 1:
         first, *others = nets
         for other in others:

@@ -238,7 +238,7 @@ class Registry:
             "source": source or str(weights),
             "parent": parent,
             "lineage": lineage or meta.get("lineage") or {},
-            "trained_at": meta.get("trained_at"),
+            "trained_at": meta.get("trained_at") or meta.get("built_at"),
             "code_version": meta.get("code_version"),
             "evaluations": [],
         }

@@ -103,7 +103,8 @@ def detect(
     console.print(
         f"变化图斑 {meta['counts']['polygons']} 个 change polygons ({kinds or 'none'}); "
         f"阈值 threshold {meta['threshold']:.3f}; "
-        f"{meta['network']} at {meta['network_gsd_m']:g} m; "
+        f"{meta['network']}{f' x{model.ensemble_size}' if model.ensemble_size > 1 else ''} "
+        f"at {meta['network_gsd_m']:g} m; "
         f"{meta['counts']['tiles']} 瓦片 tiles in {meta['timings_s']['total']:.1f} s"
     )
     console.print(

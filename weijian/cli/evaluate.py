@@ -72,15 +72,15 @@ def evaluate(
     result = evaluate_pairs(model, pairs, cut, gsd, settings.min_area_m2, per_pair=True, tta=tta)
     result["weights"] = str(chosen)
     result["network"] = model.network
+    result["ensemble_size"] = model.ensemble_size
+    label = model.network + (f" x{model.ensemble_size}" if model.ensemble_size > 1 else "")
 
     console = Console()
     data_gsd = result["objects"]["gsd_m"]
     scale = (f", resampled {data_gsd:g} -> {model.gsd_m:g} m/px" if result["resampled"] else "") + (
         ", TTA x8" if tta else ""
     )
-    table = Table(
-        title=f"{model.network}: {len(pairs)} pairs, threshold {result['threshold']:.2f}{scale}"
-    )
+    table = Table(title=f"{label}: {len(pairs)} pairs, threshold {result['threshold']:.2f}{scale}")
     for col in ("figure", "value"):
         table.add_column(col)
     obj = result["objects"]
