@@ -144,6 +144,23 @@ def rollback() -> None:
 
 
 @app.command()
+def add(
+    weights: Annotated[
+        str, typer.Argument(help="weights file, or a shipped name such as tinysiam_ensemble")
+    ],
+) -> None:
+    """登记模型: 把权重文件加入模型库 (不上线, 需 promote)。"""
+    from change_detection.weights import load_model, shipped_names, shipped_weights
+    from weijian.learning import model_registry
+    from weijian.settings import get_settings
+
+    path = shipped_weights(weights) if weights in shipped_names() else Path(weights)
+    load_model(path, "cpu")  # one clear line for a missing or foreign file
+    version = model_registry(get_settings()).add(path, source=weights)
+    out.print(f"registered as {version} (not in use: `weijian model promote {version}`)")
+
+
+@app.command()
 def ensemble(
     weights: Annotated[
         list[str],
