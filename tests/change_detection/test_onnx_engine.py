@@ -115,7 +115,7 @@ def test_ensemble_file_in_both_engines_and_with_tta(tmp_path: Path) -> None:
     single, ensemble = load_model("tinysiam", "cpu"), load_model("tinysiam_ensemble", "cpu")
     # the export cache tells the ensemble from its first member (parameters of every member)
     one, three = export_onnx(single, cache_dir=tmp_path), export_onnx(ensemble, cache_dir=tmp_path)
-    assert one != three and len(list(tmp_path.glob("tinysiam-*.onnx"))) == 2
+    assert one != three and len(three) > 2 * len(one)  # (exports are also cached in memory)
     _, a, b = _real(1)
     a, b = a[:128, :128], b[:128, :128]  # TTA runs the three members 8 times: a small tile
     mean = np.asarray(ensemble.mean, np.float32).reshape(1, 3, 1, 1)
