@@ -31,7 +31,7 @@ from typing import Any
 
 from change_detection.data import Pair
 from change_detection.errors import ChangeDetectionError, WeightsError
-from change_detection.weights import ChangeModel, load_model, shipped_weights
+from change_detection.weights import ChangeModel, default_shipped, load_model, shipped_weights
 from ingest.scene import sha256_file
 
 INDEX = "registry.json"
@@ -142,12 +142,13 @@ class Registry:
         """The metadata of ``version`` (``shipped`` for the package's weights)."""
         if version == SHIPPED:
             model = load_model(None, device="cpu")
+            shipped = shipped_weights(default_shipped())
             return {
                 "version": SHIPPED,
-                "path": str(shipped_weights()),
+                "path": str(shipped),
                 "network": model.network,
                 "ensemble_size": model.ensemble_size,
-                "sha256": sha256_file(shipped_weights()),
+                "sha256": sha256_file(shipped),
                 "bands": len(model.mean),
                 "threshold": model.threshold,
                 "source": "shipped with the package",

@@ -51,6 +51,11 @@ ENSEMBLE_FORMAT = "weijian-change-ensemble/1"
 DEFAULT_NETWORK = "tinysiam"
 #: weights files shipped in the package that are not named after a network: name -> network
 SHIPPED_ENSEMBLES: dict[str, str] = {"tinysiam_ensemble": "tinysiam"}
+#: the shipped weights used when none are named (``load_model()``, and ``weijian`` with no
+#: ``detection.weights`` and no registry model, for the default network): the single network.
+#: Making the three-seed ensemble the product's default is this one name:
+#: ``"tinysiam_ensemble"`` (decision 0020).
+DEFAULT_WEIGHTS = "tinysiam"
 
 
 def resolve_device(device: str | torch.device = "auto") -> torch.device:
@@ -180,6 +185,14 @@ def shipped_names() -> list[str]:
     return sorted([*NETWORKS, *SHIPPED_ENSEMBLES])
 
 
+def default_shipped(network: str = DEFAULT_NETWORK) -> str:
+    """The shipped weights' name used for ``network`` when no file is named.
+
+    :data:`DEFAULT_WEIGHTS` for the default network (``tinysiam``), else the network's own.
+    """
+    return DEFAULT_WEIGHTS if network == DEFAULT_NETWORK else network
+
+
 def shipped_weights(network: str = DEFAULT_NETWORK) -> Path:
     """Path of the weights shipped in the package under ``network`` (:func:`shipped_names`)."""
     if network not in NETWORKS and network not in SHIPPED_ENSEMBLES:
@@ -210,11 +223,11 @@ def load_model(
     """Load a network (or an ensemble of networks) for inference.
 
     ``name_or_path``: ``None`` (the current model of ``registry`` when it has one, else the
-    shipped default network, ``tinysiam``), a shipped name (a network's shipped weights, or
-    ``tinysiam_ensemble``; also as a ``Path`` that is not an existing file), or the path
-    of a weights file (single network or ensemble). ``registry``: a model registry folder (see
-    :mod:`change_detection.registry`; its file's checksum is checked). Float16 parameters
-    become float32.
+    shipped default, :data:`DEFAULT_WEIGHTS`: ``tinysiam``), a shipped name (a network's
+    shipped weights, or ``tinysiam_ensemble``; also as a ``Path`` that is not an existing
+    file), or the path of a weights file (single network or ensemble). ``registry``: a model
+    registry folder (see :mod:`change_detection.registry`; its file's checksum is checked).
+    Float16 parameters become float32.
     """
     current = None
     if name_or_path is None and registry is not None:
@@ -224,7 +237,7 @@ def load_model(
     if current is not None:
         path = current
     elif name_or_path is None:
-        path = shipped_weights()
+        path = shipped_weights(default_shipped())
     elif str(name_or_path) in shipped_names() and (
         isinstance(name_or_path, str) or not Path(name_or_path).is_file()
     ):

@@ -562,8 +562,9 @@ def _describe(path: str | Path, what: str) -> Scene:
 def _load_model(ctx: _Context) -> Any:
     if ctx.model is None:
         from change_detection import load_model
+        from change_detection.weights import default_shipped
 
-        source: str | Path = ctx.config.weights or ctx.config.network
+        source: str | Path = ctx.config.weights or default_shipped(ctx.config.network)
         ctx.model = load_model(source, device=ctx.config.device)
     return ctx.model
 

@@ -70,8 +70,10 @@ def default_weights(settings: Settings) -> str | Path:
     """Weights in force: ``detection.weights``, else the registry's current, else shipped."""
     if settings.detection.weights:
         return settings.detection.weights
+    from change_detection.weights import default_shipped
+
     current = model_registry(settings).current_path()
-    return current if current is not None else settings.detection.network
+    return current if current is not None else default_shipped(settings.detection.network)
 
 
 @dataclass
