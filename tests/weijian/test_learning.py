@@ -186,7 +186,7 @@ def test_from_reviews_fine_tunes_registers_and_gates(env: Path, engine: Engine) 
         assert set(np.unique(label).tolist()) <= {0, UNKNOWN, 255}
     assert (ok_label == UNKNOWN).mean() > 0.3 and (fp_label == 0).sum() >= 100
     v1 = load_model(Registry(env / "data" / "models").entry("v1")["path"], "cpu")
-    assert v1.threshold == load_model("tinysiam", "cpu").threshold  # keeps its parent's threshold
+    assert v1.threshold == load_model(device="cpu").threshold  # keeps its parent's threshold
     registry = Registry(env / "data" / "models")
     assert registry.versions() == ["v1"] and registry.current is None  # registered, not in use
     entry = registry.entry("v1")
