@@ -109,3 +109,32 @@ def test_unknown_demolition_mode_is_refused(engine: Engine, tmp_path: Path) -> N
     config = replace(FlightConfig(output_root=tmp_path / "flights"), demolition="sometimes")
     with pytest.raises(FlightRefusedError, match=r"flight\.demolition"):
         run_flight(engine, after, before=before, config=config)
+
+
+def test_flight_loads_the_ensemble_named_in_the_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``detection.weights = "tinysiam_ensemble"``: the flight's detect step uses the ensemble."""
+    from types import SimpleNamespace
+
+    from weijian.cli.flight import flight_config
+    from weijian.flight import _load_model
+    from weijian.settings import get_settings
+
+    monkeypatch.setenv("WEIJIAN_DATA_DIR", str(tmp_path))
+    sizes = []
+    for weights in ("", "tinysiam_ensemble"):
+        monkeypatch.setenv("WEIJIAN_DETECTION__WEIGHTS", weights)
+        if not weights:
+            monkeypatch.delenv("WEIJIAN_DETECTION__WEIGHTS")
+        get_settings.cache_clear()
+        try:
+            config = flight_config(out_root=tmp_path / "flights")
+        finally:
+            get_settings.cache_clear()
+        model = _load_model(SimpleNamespace(model=None, config=config))  # type: ignore[arg-type]
+        sizes.append((model.ensemble_size, model.threshold))
+    from change_detection import load_model
+
+    default, ensemble = load_model(device="cpu"), load_model("tinysiam_ensemble", "cpu")
+    assert sizes == [(default.ensemble_size, default.threshold), (3, ensemble.threshold)]
