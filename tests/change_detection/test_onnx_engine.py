@@ -117,12 +117,12 @@ def test_ensemble_file_in_both_engines_and_with_tta(tmp_path: Path) -> None:
     one, three = export_onnx(single, cache_dir=tmp_path), export_onnx(ensemble, cache_dir=tmp_path)
     assert one != three and len(three) > 2 * len(one)  # (exports are also cached in memory)
     _, a, b = _real(1)
-    a, b = a[:128, :128], b[:128, :128]  # TTA runs the three members 8 times: a small tile
+    a, b = a[:64, :64], b[:64, :64]  # TTA runs the three members 8 times: a small tile
     mean = np.asarray(ensemble.mean, np.float32).reshape(1, 3, 1, 1)
     std = np.asarray(ensemble.std, np.float32).reshape(1, 3, 1, 1)
     xb = (np.moveaxis(a, -1, 0)[None].astype(np.float32) - mean) / std
     xa = (np.moveaxis(b, -1, 0)[None].astype(np.float32) - mean) / std
-    spec = InferSpec("torch", 255.0, 1.0, 128, tuple(ensemble.mean), tuple(ensemble.std), tta=True)
+    spec = InferSpec("torch", 255.0, 1.0, 64, tuple(ensemble.mean), tuple(ensemble.std), tta=True)
     session = onnx_session(three)
     for tta in (False, True):
         ref = model_proba(ensemble, xb, xa, replace(spec, tta=tta))
