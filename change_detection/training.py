@@ -240,10 +240,12 @@ def load_teachers(
     """The teachers of a distillation as one frozen network, and their record for the metadata.
 
     ``paths``: weights files (loaded with :func:`change_detection.weights.load_model`, combined
-    with :func:`change_detection.evaluation.ensemble_model`: probabilities averaged). They must
+    with :func:`change_detection.evaluation.ensemble_model`: probabilities averaged), several
+    single networks or one ensemble weights file (decision 0020) given alone. They must
     share the student's input normalisation ``mean``/``std`` (0..255) and ``gsd_m`` (m/px),
     else :class:`WeightsError`. The network is in eval mode with no gradients; the record holds
-    each file's path, SHA-256, network, seed, epoch and threshold.
+    each file's path, SHA-256, network, seed, epoch and threshold (and an ensemble file's
+    members' seed, epoch and threshold).
     """
     from change_detection.evaluation import ensemble_model
     from change_detection.weights import load_model
@@ -274,6 +276,16 @@ def load_teachers(
             "seed": m.metadata.get("config", {}).get("seed"),
             "epoch": m.metadata.get("epoch"),
             "threshold": m.threshold,
+            **(
+                {
+                    "members": [
+                        {k: member.get(k) for k in ("seed", "epoch", "threshold")}
+                        for member in m.metadata.get("members", [])
+                    ]
+                }
+                if m.ensemble_size > 1
+                else {}
+            ),
         }
         for path, m in zip(paths, models, strict=True)
     ]

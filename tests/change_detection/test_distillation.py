@@ -18,7 +18,12 @@ from change_detection.training import (
     file_sha256,
     train,
 )
-from change_detection.weights import load_model, network_kwargs_of, save_weights
+from change_detection.weights import (
+    load_model,
+    network_kwargs_of,
+    save_ensemble_weights,
+    save_weights,
+)
 from tests.change_detection.conftest import write_folder
 from weijian.cli import app
 
@@ -155,3 +160,35 @@ def test_cli_teacher_options(tmp_path: Path, teachers: tuple[Path, list[Path]]) 
         app, [*common, "--out", str(tmp_path / "x"), "--distill-weight", "1"]
     )
     assert alone.exit_code == 2 and "--distill-weight only goes with --teacher" in alone.output
+
+
+def test_an_ensemble_file_teaches_alone(tmp_path: Path, teachers: tuple[Path, list[Path]]) -> None:
+    """One ensemble weights file is a teacher as its members given one by one are."""
+    data, files = teachers
+    members = [load_model(f, "cpu") for f in files]
+    ensemble = save_ensemble_weights(
+        tmp_path / "ensemble.pt",
+        [m.net for m in members],
+        "tinysiam",
+        {
+            "mean": members[0].mean,
+            "std": members[0].std,
+            "gsd_m": 0.5,
+            "threshold": 0.4,
+            "members": [
+                {"seed": seed, "epoch": m.metadata["epoch"], "threshold": m.threshold, "x": 1}
+                for seed, m in enumerate(members)
+            ],
+        },
+        network_kwargs_of(files[0]),
+    )
+    one = train([data], tmp_path / "one", replace(CONFIG, seed=2, teachers=[str(ensemble)]))
+    apart = train(
+        [data], tmp_path / "apart", replace(CONFIG, seed=2, teachers=list(map(str, files)))
+    )
+    losses = [[r["loss"] for r in _history(out)] for out in (tmp_path / "one", tmp_path / "apart")]
+    assert losses[0] == pytest.approx(losses[1], rel=1e-4)
+    (record,) = load_model(one.weights, "cpu").metadata["teachers"]
+    assert record["sha256"] == file_sha256(ensemble) and record["threshold"] == 0.4
+    assert [m["seed"] for m in record["members"]] == [0, 1] and "x" not in record["members"][0]
+    assert apart.weights.is_file()
