@@ -11,7 +11,7 @@ from change_detection import build_network, load_model
 from change_detection.data import find_pairs, load_pair, matches
 from change_detection.errors import WeightsError
 from change_detection.registry import PromotionRefused, Registry, RegistryError
-from change_detection.weights import save_weights, shipped_weights
+from change_detection.weights import default_shipped, save_weights, shipped_weights
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def test_gate_promotes_equal_refuses_worse_and_rolls_back(tmp_path: Path, eval_p
         == load_model(device="cpu").metadata
     )
 
-    same = registry.add(shipped_weights("tinysiam"), source="copy of the shipped weights")
+    same = registry.add(shipped_weights(default_shipped()), source="copy of the shipped weights")
     promotion = registry.promote(same, eval_pairs, actor="alice")
     assert promotion.margin == 0 and registry.current == "v1"
     assert registry.history[-1]["action"] == "promote" and registry.history[-1]["by"] == "alice"
@@ -45,10 +45,11 @@ def test_gate_promotes_equal_refuses_worse_and_rolls_back(tmp_path: Path, eval_p
     assert registry.current == "v1"
     assert len(registry.entry(worse)["evaluations"]) == 1  # the refusal's figures are kept
 
-    # the shipped network at a much lower threshold: more changed pixels found (higher pixel
+    # the shipped default at a much lower threshold: more changed pixels found (higher pixel
     # F1 on these pairs) but many more false alarms, each a wasted site visit: refused
-    meta = {**load_model("tinysiam", "cpu").metadata, "threshold": 0.1}
-    save_weights(tmp_path / "eager.pt", load_model("tinysiam", "cpu").net, "tinysiam", meta)
+    default = load_model(device="cpu")
+    meta = {**default.metadata, "threshold": 0.1}
+    save_weights(tmp_path / "eager.pt", default.net, "tinysiam", meta)
     eager = registry.add(tmp_path / "eager.pt", source="shipped weights at threshold 0.1")
     with pytest.raises(PromotionRefused, match=r"v3 was not promoted: \d+ false-positive objects"):
         registry.promote(eager, eval_pairs)
@@ -92,23 +93,31 @@ def test_an_ensemble_candidate_is_judged_by_the_same_gate(tmp_path: Path, eval_p
     from change_detection.evaluation import ensemble_model
 
     registry = Registry(tmp_path / "models")
+    assert registry.entry("shipped")["ensemble_size"] == 3  # the default (decision 0022)
+    # a single network against the current (shipped) ensemble: judged on its figures, not
+    # refused for its kind; on test_55 the single file scores lower, so the gate refuses it
+    single = registry.add(shipped_weights("tinysiam"))
+    assert registry.entry(single)["ensemble_size"] == 1
+    with pytest.raises(PromotionRefused, match=rf"{single} was not promoted: pixel F1"):
+        registry.promote(single, eval_pairs[:1])
+    # two copies of the single network: an ensemble with the same probabilities, same figures
     shipped = load_model("tinysiam", "cpu")
-    # two copies of the shipped network at its threshold: the same probabilities, a tie
     twin = ensemble_model([shipped, load_model("tinysiam", "cpu")], threshold=shipped.threshold)
     save_weights(tmp_path / "twin.pt", twin.net, "tinysiam", twin.metadata)
     version = registry.add(tmp_path / "twin.pt", source="two copies of the shipped weights")
     entry = registry.entry(version)
     assert entry["ensemble_size"] == 2 and entry["network"] == "tinysiam" and entry["bands"] == 3
     assert len(entry["members"]) == 2
-    promotion = registry.promote(version, eval_pairs[:1])
-    assert abs(promotion.margin) < 1e-3 and registry.current == version
-    assert load_model(registry=registry.root, device="cpu").ensemble_size == 2
+    with pytest.raises(PromotionRefused, match=rf"{version} was not promoted: pixel F1"):
+        registry.promote(version, eval_pairs[:1])
+    twin_f1 = registry.entry(version)["evaluations"][-1]["f1"]
+    assert abs(twin_f1 - registry.entry(single)["evaluations"][-1]["f1"]) < 1e-3
 
-    # a single network against the current ensemble: the same gate
-    single = registry.add(shipped_weights("tinysiam"))
-    assert registry.entry(single)["ensemble_size"] == 1
-    registry.promote(single, eval_pairs[:1])
-    assert registry.current == single
+    # a copy of the shipped ensemble ties with it and is promoted
+    copy = registry.add(shipped_weights("tinysiam_ensemble"), source="copy of the shipped one")
+    promotion = registry.promote(copy, eval_pairs[:1])
+    assert abs(promotion.margin) < 1e-3 and registry.current == copy
+    assert load_model(registry=registry.root, device="cpu").ensemble_size == 3
 
     fc = load_model("fc_siam_diff", "cpu")
     pair = ensemble_model([fc, load_model("fc_siam_diff", "cpu")])
@@ -116,4 +125,4 @@ def test_an_ensemble_candidate_is_judged_by_the_same_gate(tmp_path: Path, eval_p
     other = registry.add(tmp_path / "fc2.pt")
     with pytest.raises(PromotionRefused, match="is a fc_siam_diff model but the current model"):
         registry.promote(other, eval_pairs)
-    assert registry.current == single
+    assert registry.current == copy

@@ -203,8 +203,8 @@ def test_build_ensemble_chooses_its_threshold_on_validation(tiny_folder: Path) -
     assert not (tiny_folder / "x.pt").exists()
 
 
-def test_shipped_ensemble_is_the_three_seeds_and_not_the_default() -> None:
-    """``tinysiam_ensemble``: member 0 is the shipped file; ``load_model()`` stays single."""
+def test_shipped_ensemble_is_the_three_seeds_and_the_default() -> None:
+    """``tinysiam_ensemble``: member 0 is the single shipped file; ``load_model()`` gives it."""
     from ingest.scene import sha256_file
 
     assert "tinysiam_ensemble" in shipped_names()
@@ -220,5 +220,6 @@ def test_shipped_ensemble_is_the_three_seeds_and_not_the_default() -> None:
     single = load_model("tinysiam", "cpu").net.state_dict()
     for key, value in model.net.members[0].state_dict().items():  # type: ignore[index]
         assert torch.equal(value, single[key]), key
-    assert load_model(device="cpu").ensemble_size == 1
+    assert load_model(device="cpu").ensemble_size == 3  # decision 0022: the default
+    assert load_model("tinysiam", device="cpu").ensemble_size == 1
     assert load_model(Path("tinysiam_ensemble"), device="cpu").ensemble_size == 3

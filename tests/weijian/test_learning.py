@@ -17,7 +17,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from change_detection import load_model
-from change_detection.data import UNKNOWN, find_pairs, load_pair, matches
+from change_detection.data import UNKNOWN
 from change_detection.registry import Registry
 from gis_db import runs
 from gis_db.errors import InvalidInputError, NotFoundError
@@ -343,18 +343,9 @@ def test_from_reviews_fine_tunes_each_member_of_a_current_ensemble(
     env: Path, engine: Engine
 ) -> None:
     """The current model is an ensemble: every member is fine-tuned, the result an ensemble."""
-    from change_detection.evaluation import ensemble_model
-    from change_detection.weights import save_weights
-
     registry = Registry(env / "data" / "models")
-    shipped = load_model("tinysiam", "cpu")
-    # two copies of the shipped network: it ties with the shipped weights, so the gate passes
-    twin = ensemble_model([shipped, load_model("tinysiam", "cpu")], threshold=shipped.threshold)
-    save_weights(env / "twin.pt", twin.net, "tinysiam", twin.metadata)
-    parent = registry.add(env / "twin.pt", source="test ensemble")
-    evaluation = [load_pair(f) for f in find_pairs([CHANGE_PAIRS / "levir_256"])]
-    registry.promote(parent, [p for p in evaluation if matches(p.name, ["*/test_55_*"])][:1])
-    assert registry.current == parent
+    parent = load_model(device="cpu")  # the shipped default, the three-seed ensemble
+    assert registry.current is None and parent.ensemble_size == 3
     run, decided = _reviewed_run(engine, env / "cogs")
     result = runner.invoke(
         app,
@@ -378,16 +369,17 @@ def test_from_reviews_fine_tunes_each_member_of_a_current_ensemble(
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "registered model v2" in result.output
-    entry = registry.entry("v2")
-    assert entry["parent"] == parent and entry["ensemble_size"] == 2 and len(entry["members"]) == 2
+    assert "registered model v1" in result.output
+    entry = registry.entry("v1")
+    assert entry["parent"] == "shipped" and entry["ensemble_size"] == 3
+    assert len(entry["members"]) == 3
     tuned = load_model(entry["path"], "cpu")
-    assert tuned.ensemble_size == 2 and tuned.threshold == shipped.threshold  # parent's threshold
+    assert tuned.ensemble_size == 3 and tuned.threshold == parent.threshold  # parent's threshold
     assert tuned.metadata["lineage"]["runs"] == [run]
     assert sorted(tuned.metadata["lineage"]["confirmed_detections"]) == sorted(decided["confirmed"])
-    for i in range(2):  # each member was fine-tuned from its own parent member
+    for i in range(3):  # each member was fine-tuned from its own parent member
         member = load_model(env / "ft" / f"member_{i}" / "model.pt", "cpu")
         assert member.ensemble_size == 1 and member.metadata["lineage"]["member"] == i
         history = (env / "ft" / f"member_{i}" / "history.jsonl").read_text().splitlines()
         assert len(history) == 1 and "loss" in json.loads(history[0])  # one epoch trained
-    assert registry.current == parent  # registered, not in use
+    assert registry.current is None  # registered, not in use
