@@ -107,10 +107,10 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_cli_detect_with_the_ensemble_setting_records_the_ensemble(
+def test_cli_detect_with_the_single_network_setting_records_it(
     db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
-    """``detection.weights = "tinysiam_ensemble"``: the run's checksum is the ensemble's."""
+    """``detection.weights = "tinysiam"`` instead of the default ensemble: recorded as such."""
     from change_detection import load_model
     from change_detection.detect import weights_checksum
 
@@ -127,17 +127,18 @@ def test_cli_detect_with_the_ensemble_setting_records_the_ensemble(
         "16",
         cwd=tmp_path,
         WEIJIAN_DATABASE_URL=db_url,
-        WEIJIAN_DETECTION__WEIGHTS="tinysiam_ensemble",
+        WEIJIAN_DETECTION__WEIGHTS="tinysiam",
     )
     assert done.returncode == 0, done.stderr
     meta = json.loads((tmp_path / "out" / "detect.json").read_text(encoding="utf-8"))
-    ensemble = load_model("tinysiam_ensemble", "cpu")
-    assert meta["weights_metadata"]["ensemble_size"] == 3 and meta["threshold"] == 0.31
+    single = load_model("tinysiam", "cpu")
+    assert meta["weights_metadata"].get("ensemble_size", 1) == 1
+    assert meta["threshold"] == single.threshold == 0.23
     run_id = int(done.stdout.split("run id:")[1].split()[0])
     with engine.connect() as conn:
         recorded = conn.execute(
             text("SELECT network, weights_checksum FROM detection_run WHERE id = :r"),
             {"r": run_id},
         ).one()
-    assert tuple(recorded) == ("tinysiam", weights_checksum(ensemble))
-    assert recorded[1] != weights_checksum(load_model("tinysiam", "cpu"))
+    assert tuple(recorded) == ("tinysiam", weights_checksum(single))
+    assert recorded[1] != weights_checksum(load_model(device="cpu"))  # the default ensemble's
