@@ -23,7 +23,6 @@ initial weights are the same; on CPU with a fixed number of threads the run is r
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -49,10 +48,17 @@ from change_detection.data import (
     split_pairs,
 )
 from change_detection.errors import WeightsError
-from change_detection.evaluation import evaluate_pairs
+from change_detection.evaluation import ensemble_model, evaluate_pairs
 from change_detection.losses import LOSSES, bce_lovasz_loss, weighted_bce_dice_loss
 from change_detection.networks import build_network, count_gmacs, count_parameters
-from change_detection.weights import ChangeModel, resolve_device, save_weights
+from change_detection.weights import (
+    ChangeModel,
+    load_model,
+    network_kwargs_of,
+    resolve_device,
+    save_weights,
+)
+from ingest.scene import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -221,15 +227,6 @@ def distillation_loss(
     return F.binary_cross_entropy_with_logits(logits[unknown], soft)
 
 
-def file_sha256(path: Path | str) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def load_teachers(
     paths: Sequence[Path | str],
     mean: Sequence[float],
@@ -247,9 +244,6 @@ def load_teachers(
     each file's path, SHA-256, network, seed, epoch and threshold (and an ensemble file's
     members' seed, epoch and threshold).
     """
-    from change_detection.evaluation import ensemble_model
-    from change_detection.weights import load_model
-
     if not paths:
         raise ValueError("distillation needs at least one teacher weights file")
     models = []
@@ -271,7 +265,7 @@ def load_teachers(
     record = [
         {
             "path": str(path),
-            "sha256": file_sha256(path),
+            "sha256": sha256_file(Path(path)),
             "network": m.network,
             "seed": m.metadata.get("config", {}).get("seed"),
             "epoch": m.metadata.get("epoch"),
@@ -347,8 +341,6 @@ def train(
     kwargs = _network_kwargs(config.network_kwargs)
     teacher: torch.nn.Module | None = None
     if config.init_weights:
-        from change_detection.weights import load_model, network_kwargs_of
-
         parent = load_model(config.init_weights, "cpu")
         if parent.network != config.network:
             raise WeightsError(
@@ -559,8 +551,6 @@ def train(
             )
 
     # the final file: best epoch, best-F1 threshold on validation, held-out metrics
-    from change_detection.weights import load_model
-
     best = load_model(out / "best.pt", device)
     averaged: list[int] = []
     if config.average_top > 1:
@@ -625,8 +615,6 @@ def average_epochs(
     averaging) smooths the epoch-to-epoch swings of a small-data run at no inference cost. The
     metadata is the first epoch's, with ``averaged_epochs``; the threshold is left to the caller.
     """
-    from change_detection.weights import load_model
-
     if not epochs:
         raise ValueError("no epoch to average")
     paths = [Path(out) / "epochs" / f"epoch_{e + 1:02d}.pt" for e in epochs]

@@ -15,7 +15,6 @@ from change_detection.errors import WeightsError
 from change_detection.training import (
     TrainConfig,
     distillation_loss,
-    file_sha256,
     train,
 )
 from change_detection.weights import (
@@ -24,6 +23,7 @@ from change_detection.weights import (
     save_ensemble_weights,
     save_weights,
 )
+from ingest.scene import sha256_file
 from tests.change_detection.conftest import write_folder
 from weijian.cli import app
 
@@ -86,7 +86,7 @@ def test_student_trains_and_records_its_teachers(
     model = load_model(result.weights, "cpu")
     meta = model.metadata
     assert meta["distill_weight"] == 1.0
-    assert [t["sha256"] for t in meta["teachers"]] == [file_sha256(f) for f in files]
+    assert [t["sha256"] for t in meta["teachers"]] == [sha256_file(f) for f in files]
     assert [t["seed"] for t in meta["teachers"]] == [0, 1]
     for record, path in zip(meta["teachers"], files, strict=True):
         assert record["path"] == str(path)
@@ -189,6 +189,6 @@ def test_an_ensemble_file_teaches_alone(tmp_path: Path, teachers: tuple[Path, li
     losses = [[r["loss"] for r in _history(out)] for out in (tmp_path / "one", tmp_path / "apart")]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     (record,) = load_model(one.weights, "cpu").metadata["teachers"]
-    assert record["sha256"] == file_sha256(ensemble) and record["threshold"] == 0.4
+    assert record["sha256"] == sha256_file(ensemble) and record["threshold"] == 0.4
     assert [m["seed"] for m in record["members"]] == [0, 1] and "x" not in record["members"][0]
     assert apart.weights.is_file()
