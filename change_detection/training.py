@@ -354,6 +354,11 @@ def train(
                 "--init-weights and combine the results with `weijian model ensemble` "
                 "(`weijian train --from-reviews` does this by itself)"
             )
+        if len(parent.mean) != 3:  # the training pairs are RGB (change_detection.data)
+            raise WeightsError(
+                f"{config.init_weights} takes {len(parent.mean)} bands, the training pairs 3 "
+                "(RGB): fine-tune weights trained on RGB pairs"
+            )
         kwargs = _network_kwargs(network_kwargs_of(config.init_weights))
         net = build_network(config.network, **kwargs).to(device)
         net.load_state_dict(parent.net.state_dict())

@@ -17,6 +17,16 @@
 # most two runs at a time, THREADS torch threads each), then `weijian model ensemble` of their
 # model.pt into OUT/tinysiam_ensemble.pt (threshold chosen on the recipe's validation tiles);
 # with SHIP=1 it replaces change_detection/weights/tinysiam_ensemble.pt (decision 0020).
+# FINETUNE_MEMBERS="W0 W1 W2": instead, fine-tune each weights file with the tinysiam recipe's
+# split and options (`--init-weights W`, the member's own seed from its metadata, --loss
+# ${LOSS:-lovasz}, --lr ${LR:-5e-4}, EPOCHS default 12; TRAIN_ARGS added) into OUT/memberI (at
+# most two at a time), then `weijian model ensemble` of the results into OUT/ensemble.pt; with
+# SHIP=1 that replaces change_detection/weights/tinysiam_ensemble.pt. The members of the
+# shipped ensemble (issue 12; model card, "Lovász fine-tuning of the members"):
+#   FINETUNE_MEMBERS="change_detection/weights/tinysiam.pt /tmp/model-runs/seed1/tinysiam/model.pt
+#   /tmp/model-runs/seed2/tinysiam/model.pt" SHIP=0 OUT=/tmp/model-runs/lovasz \
+#   nice -n 15 scripts/train_shipped_weights.sh
+# LR: peak learning rate of the tinysiam run (default 3e-3, the shipped recipe).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/change_pairs}
@@ -53,9 +63,30 @@ if [ -n "${ENSEMBLE_SEEDS:-}" ]; then
   exit 0
 fi
 
+if [ -n "${FINETUNE_MEMBERS:-}" ]; then
+  members=(); running=0; i=0
+  for parent in $FINETUNE_MEMBERS; do
+    if [ "$running" -ge 2 ]; then wait -n; running=$((running - 1)); fi  # two runs at a time
+    seed=$(uv run --frozen python -c 'import sys; from change_detection.weights import load_model
+print(load_model(sys.argv[1], "cpu").metadata["config"]["seed"])' "$parent")
+    FINETUNE_MEMBERS='' SEED="$seed" NETWORKS=tinysiam SHIP=0 OUT="$OUT/member$i" \
+      EPOCHS="${EPOCHS:-12}" LR="${LR:-5e-4}" \
+      TRAIN_ARGS="--init-weights $parent --loss ${LOSS:-lovasz} ${TRAIN_ARGS:-}" "$0" &
+    running=$((running + 1))
+    members+=("$OUT/member$i/tinysiam/model.pt"); i=$((i + 1))
+  done
+  while [ "$running" -gt 0 ]; do wait -n; running=$((running - 1)); done
+  uv run --frozen weijian model ensemble "${members[@]}" --out "$OUT/ensemble.pt" \
+    --overwrite --threads "${THREADS:-1}" | tee "$OUT/ensemble.log"
+  if [ "${SHIP:-1}" = 1 ]; then
+    cp "$OUT/ensemble.pt" change_detection/weights/tinysiam_ensemble.pt
+  fi
+  exit 0
+fi
+
 # peak learning rate: 3e-3 for tinysiam, 1e-3 for FC-Siam-diff (its plain convolutions learned
 # faster at 1e-3 than at 3e-3 in a side-by-side 80-step trial: loss 0.76 against 0.97)
-lr_for() { if [ "$1" = fc_siam_diff ]; then echo 1e-3; else echo 3e-3; fi; }
+lr_for() { if [ "$1" = fc_siam_diff ]; then echo 1e-3; else echo "${LR:-3e-3}"; fi; }
 pids=()
 for net in ${NETWORKS:-tinysiam fc_siam_diff}; do
   mkdir -p "$OUT/$net"

@@ -131,6 +131,15 @@ def train(
     threads: Annotated[
         int | None, typer.Option(min=1, help="torch CPU threads (default: all cores)")
     ] = None,
+    init_weights: Annotated[
+        str | None,
+        typer.Option(
+            "--init-weights",
+            help="fine-tune: start from this weights file, shipped name (tinysiam) or registry "
+            "version (v2), with its network and normalisation; recorded as the parent in the "
+            "new weights' lineage (an ensemble: fine-tune each member's file)",
+        ),
+    ] = None,
     resume: Annotated[bool, typer.Option(help="continue from OUT/last.pt")] = False,
     from_reviews: Annotated[
         bool,
@@ -168,8 +177,11 @@ def train(
     if from_reviews:
         if data:
             raise typer.BadParameter("give either data folders or --from-reviews, not both")
-        if teacher:
-            raise typer.BadParameter("--teacher applies to training on data folders")
+        if teacher or init_weights:
+            raise typer.BadParameter(
+                "--teacher and --init-weights apply to training on data folders "
+                "(--from-reviews starts from the current model)"
+            )
         _from_reviews(out, run_ids, epochs, samples_per_epoch, lr, seed, device, threads)
         return
     if run_ids:
@@ -194,6 +206,15 @@ def train(
         raise typer.BadParameter(f"--loss takes one of {', '.join(LOSSES)}, not {loss!r}")
     if distill_weight is not None and not teacher:
         raise typer.BadParameter("--distill-weight only goes with --teacher WEIGHTS_FILE")
+    lineage: dict[str, Any] | None = None
+    if init_weights:
+        if network_kwargs:
+            raise typer.BadParameter(
+                "--widths and --decoder come from --init-weights when fine-tuning: leave them out"
+            )
+        start, lineage = _parent(init_weights)
+        init_weights = str(start)
+        network = network or lineage["parent_network"]
     if network_kwargs and (network or settings.network) != "tinysiam":
         raise typer.BadParameter("--widths and --decoder apply to --network tinysiam only")
     config = TrainConfig(
@@ -221,6 +242,7 @@ def train(
         average_top=average_top,
         teachers=[str(t) for t in teacher or []],
         distill_weight=1.0 if distill_weight is None else distill_weight,
+        init_weights=init_weights,
     )
     console = Console()
     with Progress(
@@ -246,7 +268,14 @@ def train(
                 info=f"epoch {event['epoch'] + 1}/{config.epochs} loss {event['loss']:.3f}{val}",
             )
 
-        result = run_training(data, out, config, resume=resume, on_progress=report)
+        result = run_training(
+            data,
+            out,
+            config,
+            resume=resume,
+            on_progress=report,
+            extra_metadata={"lineage": lineage} if lineage else None,
+        )
     console.print(
         f"weights: {result.weights} (best epoch {result.best_epoch + 1}, "
         f"{result.seconds / 60:.1f} min)"
@@ -257,6 +286,47 @@ def train(
         from change_detection.training import summary_line
 
         console.print("held-out: " + json.dumps(summary_line(result.heldout)))
+
+
+def _parent(name: str) -> tuple[Path, dict[str, Any]]:
+    """The weights file ``--init-weights`` names, and the lineage the new weights record.
+
+    ``name`` is a weights file, a shipped name (``tinysiam``) or a registry version (``v2``,
+    checksum checked), looked up in that order. The lineage has the keys of a
+    ``--from-reviews`` fine-tuning (``parent``, ``parent_sha256``) and the parent's seed, epoch,
+    threshold and validation figures, so a fine-tuned file can be compared with its parent.
+    """
+    from datetime import UTC, datetime
+
+    from change_detection.weights import load_model, shipped_names, shipped_weights
+    from ingest.scene import sha256_file
+
+    path = Path(name)
+    if not path.is_file():
+        if name in shipped_names():
+            path = shipped_weights(name)
+        else:
+            from weijian.learning import model_registry
+            from weijian.settings import get_settings
+
+            registry = model_registry(get_settings())
+            if name == "shipped" or name in registry.versions():
+                path = registry.weights_path(name)
+    parent = load_model(path, "cpu")  # one clear line for a missing or foreign file
+    meta = parent.metadata
+    lineage = {
+        "parent": name,
+        "parent_path": str(path.resolve()),
+        "parent_sha256": sha256_file(path),
+        "parent_network": parent.network,
+        "parent_seed": (meta.get("config") or {}).get("seed"),
+        "parent_epoch": meta.get("epoch"),
+        "parent_threshold": parent.threshold,
+        "parent_metrics_validation": meta.get("metrics_validation"),
+        "fine_tuned": "weijian train --init-weights on labelled folders",
+        "built_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    return path, lineage
 
 
 def _from_reviews(
