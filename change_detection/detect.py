@@ -75,6 +75,7 @@ from change_detection.vectorize import (
     block_pieces,
     excess_green_change,
     finish_polygons,
+    grow_pending,
     halo_px,
     merge_pieces,
 )
@@ -1091,6 +1092,12 @@ def detect_pair(
         threshold=cmodel.threshold if threshold is None and vectorize is None else threshold,
         min_area_m2=min_area_m2,
     )
+    if params.cores and params.core_threshold <= params.threshold:
+        raise InputError(
+            f"core threshold {params.core_threshold:g} is not above the threshold "
+            f"{params.threshold:g}: a core must be more confident than the cut; raise "
+            "detection.core_threshold (e.g. 0.7) or set it to 0 (no seeded cores)"
+        )
     plan = Plan.build(spec_pair, tile_px, overlap_px)
     if not plan.tasks:
         raise PairInputError(
@@ -1401,9 +1408,10 @@ def vectorize_blocks(plan: Plan, vrt: Path, params: VectorizeParams) -> list[dic
                 # the stored probabilities only rise with the value: a block whose highest valid
                 # value stays below the threshold has no changed pixel (nothing to vectorise)
                 top = np.max(arr[0], where=valid, initial=0)
+                cut = params.mask_threshold
                 if (
                     not valid.any()
-                    or not binary_mask(np.array([top], np.float32) / SCALE, params.threshold).any()
+                    or not binary_mask(np.array([top], np.float32) / SCALE, cut).any()
                 ):
                     continue
                 proba = np.where(valid, arr[0].astype(np.float32) / SCALE, np.nan)
@@ -1416,8 +1424,20 @@ def vectorize_blocks(plan: Plan, vrt: Path, params: VectorizeParams) -> list[dic
                     core=(slice(r0 - R0, r1 - R0), slice(c0 - C0, c1 - C0)),
                     offset=(c0, r0),
                     interior_edges=(r0 > 0, r1 < pair.height, c0 > 0, c1 < pair.width),
+                    gsd_m=pair.gsd_m,
                 )
-    return finish_polygons(merge_pieces(pieces), pair.affine, params, footprint=pair.footprint)
+        pieces = merge_pieces(pieces)
+        if params.cores:
+
+            def read(row0: int, row1: int, col0: int, col1: int) -> tuple[np.ndarray, np.ndarray]:
+                arr = src.read(window=Window(col0, row0, col1 - col0, row1 - row0))
+                valid = arr[0] != NODATA
+                proba = np.where(valid, arr[0].astype(np.float32) / SCALE, np.nan)
+                return proba, (arr[1].astype(np.float32) - 128.0) / CUE_SCALE
+
+            # regions crossing block borders, merged: grown once, whole, on their own box
+            pieces = grow_pending(pieces, read, params, pair.gsd_m)
+    return finish_polygons(pieces, pair.affine, params, footprint=pair.footprint)
 
 
 def _frame(

@@ -8,6 +8,11 @@ each optional, on one probability array ``(H, W)`` in 0..1:
 2. ``split_px``: touching buildings are split along the valleys of the distance transform
    (a watershed from distance maxima at least ``split_px`` apart), so two neighbouring houses
    joined by a few pixels become two objects;
+   or, with ``core_threshold`` (seeded cores, decision 0024), each connected region is split
+   into the objects grown from its *cores*, the 8-connected parts where the probability reaches
+   ``core_threshold`` (at least ``core_min_area_m2``): a marker-controlled watershed of the
+   probability inside the region, so two houses joined by a weak halo (above the threshold,
+   below the cores) become two objects, and a region without a core is dropped;
 3. objects smaller than ``min_area_m2`` are dropped; with ``seed_threshold`` (hysteresis),
    objects whose highest probability stays under it are dropped (weak, diffuse responses);
    with ``min_solidity``, objects whose area is under that share of their convex hull (ragged,
@@ -33,6 +38,8 @@ class ObjectParams:
     min_area_m2: float = 10.0
     seed_threshold: float | None = None  #: keep objects reaching this probability somewhere
     min_solidity: float = 0.0  #: keep objects filling at least this share of their convex hull
+    core_threshold: float | None = None  #: grow objects from cores reaching this probability
+    core_min_area_m2: float = 4.0  #: smallest core that seeds an object, m²
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values, for reports."""
@@ -43,6 +50,8 @@ class ObjectParams:
         parts = [f"t {self.threshold:.2f}", f"open {self.opening_px}"]
         if self.split_px:
             parts.append(f"split {self.split_px}")
+        if self.core_threshold is not None:
+            parts.append(f"core {self.core_threshold:.2f} >= {self.core_min_area_m2:g} m²")
         parts.append(f"min {self.min_area_m2:g} m²")
         if self.seed_threshold is not None:
             parts.append(f"seed {self.seed_threshold:.2f}")
@@ -82,6 +91,39 @@ def candidate_labels(proba: np.ndarray, threshold: float, opening_px: int, split
     return watershed(-distance, markers, mask=mask).astype(np.int32)
 
 
+def core_labels(
+    proba: np.ndarray,
+    threshold: float,
+    opening_px: int,
+    core_threshold: float,
+    core_min_px: int,
+) -> Any:
+    """Step 2 with seeded cores: int32 labels of the objects grown from the cores.
+
+    Markers are the 8-connected components of ``proba >= core_threshold`` inside the (opened)
+    mask ``proba >= threshold``, kept from ``core_min_px`` pixels; ``watershed(-proba)`` from
+    them inside the mask (8-connected); mask pixels no marker reaches are dropped.
+    """
+    proba = np.asarray(proba)
+    mask = proba >= threshold
+    if opening_px > 0:
+        mask = ndimage.binary_opening(mask, structure=_disk(opening_px))
+    eight = np.ones((3, 3), dtype=bool)
+    markers, n = ndimage.label(mask & (proba >= core_threshold), structure=eight)
+    if n == 0:
+        return np.zeros(mask.shape, np.int32)
+    sizes = np.bincount(markers.ravel(), minlength=n + 1)
+    keep = sizes >= core_min_px
+    keep[0] = False
+    lut = np.zeros(n + 1, np.int32)
+    lut[keep] = np.arange(1, int(keep.sum()) + 1, dtype=np.int32)
+    if not keep.any():
+        return np.zeros(mask.shape, np.int32)
+    from skimage.segmentation import watershed
+
+    return watershed(-proba, lut[markers], mask=mask, connectivity=2).astype(np.int32)
+
+
 def filter_labels(labels: np.ndarray, proba: np.ndarray, params: ObjectParams, gsd_m: float) -> Any:
     """Step 3: ``labels`` without the objects that are too small, too weak or too ragged."""
     n = int(labels.max())
@@ -107,5 +149,11 @@ def filter_labels(labels: np.ndarray, proba: np.ndarray, params: ObjectParams, g
 
 def object_labels(proba: np.ndarray, params: ObjectParams, gsd_m: float) -> Any:
     """All steps: int32 labels ``(H, W)`` of the change objects (0 = no change)."""
-    labels = candidate_labels(proba, params.threshold, params.opening_px, params.split_px)
+    if params.core_threshold is not None:
+        min_px = max(1, int(np.ceil(params.core_min_area_m2 / gsd_m**2 - 1e-9)))
+        labels = core_labels(
+            proba, params.threshold, params.opening_px, params.core_threshold, min_px
+        )
+    else:
+        labels = candidate_labels(proba, params.threshold, params.opening_px, params.split_px)
     return filter_labels(labels, np.asarray(proba), params, gsd_m)

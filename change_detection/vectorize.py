@@ -17,6 +17,16 @@ The steps, each a function that can be tuned or evaluated alone:
    reaches ``min_score_max`` (a hysteresis seed, decision 0015); attributes ``score_mean``,
    ``score_max``, ``area_m2`` and ``change_kind`` (:func:`change_kind`).
 
+Seeded-core objects (``core_threshold`` > 0, decision 0024): the mask of step 1 is cut lower, at
+``threshold - grow_margin``, and each connected region of it (after step 2) is split into the
+objects grown from its *cores*, the 4-connected parts where the probability reaches
+``core_threshold`` (at least ``core_min_area_m2``): a marker-controlled watershed on the
+probability (:func:`grow_objects`), so two houses joined by a weak halo become two objects
+(they may share a border), and a region without a core is dropped (a hysteresis seed). A region
+is always grown on its own bounding box, alone: the result depends only on its own pixels, so a
+region crossing block borders is grown once, whole, after its pieces are merged
+(:func:`grow_pending`), and equals the whole-array result exactly.
+
 :func:`polygons_from_proba` runs all of them on one in-memory array; the orthophoto pipeline
 (:mod:`change_detection.detect`) runs steps 1-3 block by block with a halo of
 :func:`halo_px` pixels and merges pieces across blocks, which gives the same polygons.
@@ -33,7 +43,7 @@ demolished back to green raises it (``disappeared``); small changes say ``unknow
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -66,6 +76,19 @@ class VectorizeParams:
     rectangularity: float = 0.8
     simplify_px: float = 1.0
     cue_threshold: float = CUE_THRESHOLD
+    core_threshold: float = 0.0  #: 0: off; else objects grow from cores reaching this probability
+    core_min_area_m2: float = 4.0  #: smallest core that seeds an object, m²
+    grow_margin: float = 0.1  #: with cores, the mask is cut at ``threshold - grow_margin``
+
+    @property
+    def cores(self) -> bool:
+        """True when objects are grown from seeded cores (``core_threshold`` > 0)."""
+        return self.core_threshold > 0
+
+    @property
+    def mask_threshold(self) -> float:
+        """The probability cut of the changed mask: lowered by ``grow_margin`` with cores."""
+        return max(self.threshold - self.grow_margin, 0.0) if self.cores else self.threshold
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for ``detect.json`` and the run key."""
@@ -116,7 +139,9 @@ class Piece:
     """A connected changed region (or the part of one inside a block).
 
     ``geom`` is in *grid pixel* coordinates (x = column, y = row, of the whole grid); ``open`` is
-    True when the piece touches a block border beyond which the grid continues.
+    True when the piece touches a block border beyond which the grid continues; ``pending`` (with
+    seeded cores) when it is a part of a changed region whose objects are still to be grown, once
+    the region is whole (:func:`grow_pending`).
     """
 
     geom: BaseGeometry
@@ -125,6 +150,71 @@ class Piece:
     score_max: float
     cue_sum: float
     open: bool = False
+    pending: bool = False
+
+
+#: 4-connectivity: the changed regions, cores and objects of the polygons
+FOUR = np.array([[0, 1, 0], [1, 1, 1], [0, 1, 0]], dtype=bool)
+
+
+def _touching(labels: np.ndarray, interior_edges: tuple[bool, bool, bool, bool]) -> set[int]:
+    """Labels present on the array borders that are block borders inside the grid."""
+    top, bottom, left, right = interior_edges
+    touching: set[int] = set()
+    for flag, line in (
+        (top, labels[0]),
+        (bottom, labels[-1]),
+        (left, labels[:, 0]),
+        (right, labels[:, -1]),
+    ):
+        if flag:
+            touching.update(int(v) for v in np.unique(line) if v)
+    return touching
+
+
+def _labelled_pieces(
+    labels: np.ndarray,
+    n: int,
+    proba: np.ndarray,
+    cue: np.ndarray | None,
+    offset: tuple[int, int],
+    touching: Container[int] = (),
+    *,
+    pending: bool = False,
+) -> list[Piece]:
+    """One piece per label 1..n of ``labels`` (pixel-coordinate polygon and statistics)."""
+    idx = np.arange(1, n + 1)
+    p = np.where(np.isfinite(proba), proba, 0.0).astype(np.float64)
+    counts = ndimage.sum_labels(np.ones_like(p), labels, idx)
+    sums = ndimage.sum_labels(p, labels, idx)
+    maxes = ndimage.maximum(p, labels, idx)
+    cues = (
+        ndimage.sum_labels(np.nan_to_num(cue.astype(np.float64)), labels, idx)
+        if cue is not None
+        else np.zeros(n)
+    )
+    col0, row0 = offset
+    transform = Affine.translation(col0, row0)
+    geoms: dict[int, list[BaseGeometry]] = {}
+    for geom, value in features.shapes(
+        labels.astype(np.int32), mask=labels > 0, connectivity=4, transform=transform
+    ):
+        geoms.setdefault(int(value), []).append(shape(geom))
+    pieces: list[Piece] = []
+    for value, parts in geoms.items():
+        k = value - 1
+        pieces.append(
+            Piece(
+                geom=parts[0] if len(parts) == 1 else shapely.union_all(parts),
+                n_px=int(counts[k]),
+                score_sum=float(sums[k]),
+                score_max=float(maxes[k]),
+                cue_sum=float(cues[k]),
+                open=value in touching,
+                pending=pending,
+            )
+        )
+    return pieces
 
 
 def label_pieces(
@@ -141,47 +231,126 @@ def label_pieces(
     right): which array borders are block borders inside the grid (pieces touching them are
     ``open`` and get merged with their neighbours by :func:`merge_pieces`).
     """
-    labels, n = ndimage.label(mask, structure=[[0, 1, 0], [1, 1, 1], [0, 1, 0]])
+    labels, n = ndimage.label(mask, structure=FOUR)
     if n == 0:
         return []
-    idx = np.arange(1, n + 1)
-    p = np.where(np.isfinite(proba), proba, 0.0).astype(np.float64)
-    counts = ndimage.sum_labels(np.ones_like(p), labels, idx)
-    sums = ndimage.sum_labels(p, labels, idx)
-    maxes = ndimage.maximum(p, labels, idx)
-    cues = (
-        ndimage.sum_labels(np.nan_to_num(cue.astype(np.float64)), labels, idx)
-        if cue is not None
-        else np.zeros(n)
-    )
-    top, bottom, left, right = interior_edges
-    touching: set[int] = set()
-    for flag, line in (
-        (top, labels[0]),
-        (bottom, labels[-1]),
-        (left, labels[:, 0]),
-        (right, labels[:, -1]),
-    ):
-        if flag:
-            touching.update(int(v) for v in np.unique(line) if v)
-    col0, row0 = offset
-    transform = Affine.translation(col0, row0)
+    return _labelled_pieces(labels, n, proba, cue, offset, _touching(labels, interior_edges))
+
+
+def core_min_px(params: VectorizeParams, gsd_m: float) -> int:
+    """The smallest core that seeds an object, in pixels of ``gsd_m`` metres (at least 1)."""
+    return max(1, math.ceil(params.core_min_area_m2 / gsd_m**2 - 1e-9))
+
+
+def grow_objects(
+    region: np.ndarray,
+    proba: np.ndarray,
+    cue: np.ndarray | None,
+    params: VectorizeParams,
+    min_core_px: int,
+    *,
+    offset: tuple[int, int],
+) -> list[Piece]:
+    """The objects of one changed region, grown from its cores (seeded-core watershed).
+
+    ``region`` (h, w) bool: one 4-connected region of the cleaned mask on its own bounding box;
+    ``proba`` and ``cue`` the same box; ``offset`` = grid (col, row) of the box's first pixel.
+    Cores are the 4-connected parts of the region where ``proba >= params.core_threshold``,
+    kept from ``min_core_px`` pixels. No core: no object. One core: the whole region. Several:
+    a watershed of ``-proba`` from the cores inside the region (4-connected flooding), so every
+    pixel goes to the core it reaches along the highest probabilities; the objects tile the
+    region. The result depends only on these arrays (the same box gives the same objects in a
+    block and in the whole array).
+    """
+    p = np.where(region, np.nan_to_num(proba), 0.0).astype(np.float32)
+    markers, n = ndimage.label(region & (p >= params.core_threshold), structure=FOUR)
+    if n == 0:
+        return []
+    sizes = np.bincount(markers.ravel(), minlength=n + 1)
+    keep = sizes >= min_core_px
+    keep[0] = False
+    k = int(keep.sum())
+    if k == 0:
+        return []
+    if k == 1:
+        labels = region.astype(np.int32)
+    else:
+        from skimage.segmentation import watershed
+
+        lut = np.zeros(n + 1, np.int32)
+        lut[keep] = np.arange(1, k + 1, dtype=np.int32)
+        labels = watershed(-p, lut[markers], mask=region, connectivity=1).astype(np.int32)
+    return _labelled_pieces(labels, k, proba, cue, offset)
+
+
+def _region_pieces(
+    cleaned: np.ndarray,
+    proba: np.ndarray,
+    cue: np.ndarray | None,
+    params: VectorizeParams,
+    min_core_px: int,
+    offset: tuple[int, int],
+    interior_edges: tuple[bool, bool, bool, bool],
+) -> list[Piece]:
+    """Seeded-core objects of the regions of ``cleaned`` that lie wholly in it.
+
+    The parts of regions that reach an interior block border come out as ``pending`` open pieces.
+    """
+    labels, n = ndimage.label(cleaned, structure=FOUR)
+    if n == 0:
+        return []
+    touching = _touching(labels, interior_edges)
     pieces: list[Piece] = []
-    for geom, value in features.shapes(
-        labels.astype(np.int32), mask=labels > 0, connectivity=4, transform=transform
-    ):
-        k = int(value) - 1
-        pieces.append(
-            Piece(
-                geom=shape(geom),
-                n_px=int(counts[k]),
-                score_sum=float(sums[k]),
-                score_max=float(maxes[k]),
-                cue_sum=float(cues[k]),
-                open=(k + 1) in touching,
-            )
+    for k, box in enumerate(ndimage.find_objects(labels), start=1):
+        if box is None or k in touching:
+            continue
+        pieces += grow_objects(
+            labels[box] == k,
+            proba[box],
+            None if cue is None else cue[box],
+            params,
+            min_core_px,
+            offset=(offset[0] + box[1].start, offset[1] + box[0].start),
         )
+    if touching:
+        rest = np.where(np.isin(labels, sorted(touching)), labels, 0)
+        pieces += [
+            replace(p, open=True, pending=True)
+            for p in _labelled_pieces(rest, n, proba, cue, offset)
+        ]
     return pieces
+
+
+def grow_pending(
+    pieces: Sequence[Piece],
+    read: Callable[[int, int, int, int], tuple[np.ndarray, np.ndarray | None]],
+    params: VectorizeParams,
+    gsd_m: float,
+) -> list[Piece]:
+    """Grow the objects of the regions merged across blocks (the ``pending`` pieces).
+
+    ``read(row0, row1, col0, col1)`` returns the probability and the cue (or ``None``) of that
+    grid window (rows ``row0:row1``, columns ``col0:col1``). Each region is read on its bounding
+    box only (memory: that box), its pixels are its merged outline rasterised (exact: pixel
+    coordinates are integers), and it is grown as in a single block (:func:`grow_objects`).
+    """
+    from rasterio.features import rasterize
+
+    out = [p for p in pieces if not p.pending]
+    min_px = core_min_px(params, gsd_m)
+    for piece in pieces:
+        if not piece.pending:
+            continue
+        c0, r0, c1, r1 = (round(v) for v in piece.geom.bounds)
+        proba, cue = read(r0, r1, c0, c1)
+        region = rasterize(
+            [(piece.geom, 1)],
+            out_shape=(r1 - r0, c1 - c0),
+            transform=Affine.translation(c0, r0),
+            dtype="uint8",
+        ).astype(bool)
+        out += grow_objects(region, proba, cue, params, min_px, offset=(c0, r0))
+    return out
 
 
 def merge_pieces(pieces: Sequence[Piece]) -> list[Piece]:
@@ -219,6 +388,7 @@ def merge_pieces(pieces: Sequence[Piece]) -> list[Piece]:
                 score_max=max(q.score_max for q in parts),
                 cue_sum=sum(q.cue_sum for q in parts),
                 open=False,
+                pending=any(q.pending for q in parts),
             )
         )
     return closed + merged
@@ -288,6 +458,8 @@ def finish_polygons(
     coeffs = [transform.a, transform.b, transform.d, transform.e, transform.c, transform.f]
     records = []
     for piece in pieces:
+        if piece.pending:
+            raise ValueError("a region crossing blocks was not grown: call grow_pending first")
         if piece.score_max < params.min_score_max:
             continue  # a hysteresis seed: the object never reaches a confident probability
         # canonical pixel outline (no collinear vertices, fixed start) so that a polygon merged
@@ -337,13 +509,18 @@ def block_pieces(
     core: tuple[slice, slice],
     offset: tuple[int, int],
     interior_edges: tuple[bool, bool, bool, bool],
+    gsd_m: float | None = None,
 ) -> list[Piece]:
     """Steps 1-3 on one block read with a halo; pieces of the ``core`` part only.
 
     ``proba``/``valid``/``cue`` cover the block plus halo; ``core`` selects the block inside them;
-    ``offset`` = grid (col, row) of the core's first pixel.
+    ``offset`` = grid (col, row) of the core's first pixel. With seeded cores (``gsd_m``, metres
+    per pixel, is then needed for the smallest core), the regions wholly inside the core part
+    come out as their grown objects, the others as ``pending`` pieces for :func:`grow_pending`.
     """
-    mask = binary_mask(proba, params.threshold, valid)
+    if params.cores and gsd_m is None:
+        raise ValueError("seeded cores need gsd_m (metres per pixel) for core_min_area_m2")
+    mask = binary_mask(proba, params.mask_threshold, valid)
     # Work only on the changed pixels' bounding box plus a margin that morphology cannot cross
     # (the cleaned mask is empty beyond it): the same pieces as on the whole block, much cheaper
     # where changes are sparse (most of a district).
@@ -372,19 +549,17 @@ def block_pieces(
     b0, b1 = b0 + int(cols[0]), b0 + int(cols[-1]) + 1
     sub = (slice(a0, a1), slice(b0, b1))
     top, bottom, left, right = interior_edges
-    return label_pieces(
-        cleaned[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0],
-        proba[sub],
-        None if cue is None else cue[sub],
-        offset=(offset[0] + b0 - cs0, offset[1] + a0 - rs0),
-        # a box side inside the core has an empty mask beyond it: no piece crosses it
-        interior_edges=(
-            top and a0 == rs0,
-            bottom and a1 == rs1,
-            left and b0 == cs0,
-            right and b1 == cs1,
-        ),
-    )
+    # a box side inside the core has an empty mask beyond it: no piece crosses it
+    edges = (top and a0 == rs0, bottom and a1 == rs1, left and b0 == cs0, right and b1 == cs1)
+    sub_offset = (offset[0] + b0 - cs0, offset[1] + a0 - rs0)
+    sub_mask = cleaned[a0 - r0 : a1 - r0, b0 - c0 : b1 - c0]
+    sub_cue = None if cue is None else cue[sub]
+    if params.cores:
+        assert gsd_m is not None
+        return _region_pieces(
+            sub_mask, proba[sub], sub_cue, params, core_min_px(params, gsd_m), sub_offset, edges
+        )
+    return label_pieces(sub_mask, proba[sub], sub_cue, offset=sub_offset, interior_edges=edges)
 
 
 def polygons_from_proba(
@@ -406,6 +581,7 @@ def polygons_from_proba(
     proba = np.asarray(proba, dtype=np.float32)
     if valid is None:
         valid = np.isfinite(proba)
+    gsd = math.sqrt(abs(transform.a * transform.e - transform.b * transform.d))
     pieces = block_pieces(
         proba,
         valid,
@@ -414,5 +590,6 @@ def polygons_from_proba(
         core=(slice(None), slice(None)),
         offset=(0, 0),
         interior_edges=(False, False, False, False),
+        gsd_m=gsd,
     )
     return finish_polygons(pieces, transform, params, footprint=footprint)

@@ -52,7 +52,7 @@ from change_detection.data import (
 from change_detection.evaluation import ensemble_model
 from change_detection.inference import predict_proba
 from change_detection.metrics import object_counts, pixel_scores
-from change_detection.objects import ObjectParams, candidate_labels, filter_labels
+from change_detection.objects import ObjectParams, candidate_labels, core_labels, filter_labels
 from change_detection.vectorize import VectorizeParams, polygons_from_proba
 from change_detection.weights import ChangeModel, load_model
 from weijian_testdata.rasters import CHANGE_PAIRS
@@ -65,19 +65,25 @@ MIN_AREA_M2 = 10.0
 def post_mask(
     proba: np.ndarray, gsd: float, params: VectorizeParams | None, cut: float
 ) -> np.ndarray:
-    """The changed mask after post-processing.
+    """The changed mask after post-processing: int32 labels, one per polygon (0: no change).
 
-    ``params`` ``None``: the raw threshold (the object matcher drops small components).
+    Each polygon is burnt with its own label, so polygons that touch (seeded-core objects share
+    borders) are scored as the separate objects ``weijian detect`` writes; where regularised
+    outlines overlap, the later (smaller) polygon wins. ``params`` ``None``: the raw threshold
+    as a bool mask (the object matcher takes its 8-connected components, drops small ones).
     """
     if params is None:
         return proba >= cut
     transform = Affine(gsd, 0, 0, 0, -gsd, 0)
     records = polygons_from_proba(proba, transform, params)
     if not records:
-        return np.zeros(proba.shape, bool)
+        return np.zeros(proba.shape, np.int32)
     return rasterize(
-        [(r["geometry"], 1) for r in records], out_shape=proba.shape, transform=transform
-    ).astype(bool)
+        [(r["geometry"], i) for i, r in enumerate(records, start=1)],
+        out_shape=proba.shape,
+        transform=transform,
+        dtype="int32",
+    )
 
 
 def figures(
@@ -146,7 +152,38 @@ def settings(threshold: float) -> list[tuple[str, VectorizeParams | None, float]
             for seed in (0.7, 0.8, 0.9):
                 name = f"t {cut:.2f} open {opening} close 0 seed {seed:.1f}"
                 out.append((name, replace(params, min_score_max=seed), cut))
+    # seeded-core objects at the weights' threshold, grown grow_margin below it (decision 0024)
+    for margin, core, core_m2, opening in itertools.product(
+        (0.0, 0.1, 0.2), (0.5, 0.6, 0.7, 0.8), (2.0, 4.0), (0, 1)
+    ):
+        params = VectorizeParams(
+            threshold=threshold,
+            opening_px=opening,
+            closing_px=0,
+            min_area_m2=MIN_AREA_M2,
+            core_threshold=core,
+            core_min_area_m2=core_m2,
+            grow_margin=margin,
+        )
+        name = (
+            f"t {threshold:.2f} - {margin:.1f} open {opening} close 0 "
+            f"core {core:.1f} >= {core_m2:g} m²"
+        )
+        out.append((name, params, threshold))
     return out
+
+
+def chosen(rows: Sequence[tuple[str, dict[str, Any], dict[str, Any]]]) -> str:
+    """The setting chosen on validation.
+
+    Best validation object F1, ties broken by validation pixel F1, then by the order of the grid
+    (held-out figures never enter).
+    """
+    best = max(
+        enumerate(rows),
+        key=lambda ir: (round(ir[1][1]["object_f1"], 6), round(ir[1][1]["f1"], 6), -ir[0]),
+    )
+    return best[1][0]
 
 
 def load(names: Sequence[str], data: Path) -> list[Pair]:
@@ -174,7 +211,40 @@ def object_grid(threshold: float) -> list[ObjectParams]:
         if seed is not None and seed <= cut:
             continue
         grid.append(ObjectParams(cut, opening, split, area, seed, solid))
+    # seeded cores (decision 0024): objects grown from cores inside the mask at ``cut``
+    for cut, opening, core, core_m2 in itertools.product(
+        cuts, (0, 1), (0.5, 0.6, 0.7, 0.8, 0.9), (2.0, 4.0)
+    ):
+        if core > cut:
+            grid.append(ObjectParams(cut, opening, core_threshold=core, core_min_area_m2=core_m2))
     return grid
+
+
+def candidates(params: ObjectParams, proba: np.ndarray, gsd: float) -> np.ndarray:
+    """Object labels of one setting before the filters of step 3."""
+    if params.core_threshold is not None:
+        min_px = max(1, int(np.ceil(params.core_min_area_m2 / gsd**2 - 1e-9)))
+        return core_labels(
+            proba, params.threshold, params.opening_px, params.core_threshold, min_px
+        )
+    return candidate_labels(proba, params.threshold, params.opening_px, params.split_px)
+
+
+def choose(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Rows best first on validation.
+
+    Object F1, ties broken by validation pixel F1, then by the grid's order (held-out figures
+    never enter).
+    """
+    order = sorted(
+        range(len(rows)),
+        key=lambda i: (
+            -round(rows[i]["validation"]["object_f1"], 6),
+            -round(rows[i]["validation"]["f1"], 6),
+            i,
+        ),
+    )
+    return [rows[i] for i in order]
 
 
 def objects_main(
@@ -186,17 +256,21 @@ def objects_main(
     """Score every object setting on validation and held-out pairs; print the chosen ones."""
     gsd = model.gsd_m
     grid = object_grid(model.threshold)
-    cache: dict[tuple[str, float, int, int], list[np.ndarray]] = {}
+    cache: dict[tuple[Any, ...], list[np.ndarray]] = {}
     rows: list[dict[str, Any]] = []
     for params in grid:
         result: dict[str, Any] = {"setting": params.name(), "params": params.to_dict()}
         for part in ("validation", "held-out"):
-            key = (part, params.threshold, params.opening_px, params.split_px)
+            key = (
+                part,
+                params.threshold,
+                params.opening_px,
+                params.split_px,
+                params.core_threshold,
+                params.core_min_area_m2 if params.core_threshold is not None else None,
+            )
             if key not in cache:
-                cache[key] = [
-                    candidate_labels(p, params.threshold, params.opening_px, params.split_px)
-                    for p in probas[part]
-                ]
+                cache[key] = [candidates(params, p, gsd) for p in probas[part]]
             labels = [
                 filter_labels(lab, p, params, gsd)
                 for lab, p in zip(cache[key], probas[part], strict=True)
@@ -204,26 +278,40 @@ def objects_main(
             result[part] = score_objects(labels, pairs[part], gsd)
         rows.append(result)
     raw = rows[0]
-    by_val = sorted(rows[1:], key=lambda r: -r["validation"]["object_f1"])
+    by_val = choose(rows[1:])
     print(
         f"validation {len(pairs['validation'])} pairs ({raw['validation']['buildings']} "
         f"buildings), held-out {len(pairs['held-out'])} pairs "
         f"({raw['held-out']['buildings']} buildings), {len(grid)} settings\n"
     )
     print(
-        "| setting | val object F1 | val object recall | val FP/km² | held-out pixel F1 "
-        "| held-out object recall | held-out object precision | held-out FP/km² |"
+        "| setting | val pixel F1 | val object F1 | val object recall | val FP/km² "
+        "| held-out pixel F1 | held-out object recall | held-out object precision "
+        "| held-out FP/km² |"
     )
-    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for i, r in enumerate([raw, *by_val[:12]]):
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    best_core = next(r for r in by_val if r["params"]["core_threshold"] is not None)
+    best_plain = next(r for r in by_val if r["params"]["core_threshold"] is None)
+    shown = [raw, *by_val[:12]]
+    shown += [r for r in (best_core, best_plain) if not any(r is q for q in shown)]
+    for i, r in enumerate(shown):
         v, h = r["validation"], r["held-out"]
         mark = " (raw mask)" if i == 0 else (" (chosen on validation)" if i == 1 else "")
+        if i > 1 and r is best_core:
+            mark = " (best seeded-core setting on validation)"
+        elif i > 1 and r is best_plain:
+            mark = " (best setting without cores on validation)"
         print(
-            f"| {r['setting']}{mark} | {v['object_f1']:.3f} | {v['object_recall']:.3f} "
-            f"| {v['fp_per_km2']:.0f} | {h['f1']:.3f} | {h['object_recall']:.3f} "
-            f"| {h['object_precision']:.3f} | {h['fp_per_km2']:.0f} |",
+            f"| {r['setting']}{mark} | {v['f1']:.3f} | {v['object_f1']:.3f} "
+            f"| {v['object_recall']:.3f} | {v['fp_per_km2']:.0f} | {h['f1']:.3f} "
+            f"| {h['object_recall']:.3f} | {h['object_precision']:.3f} "
+            f"| {h['fp_per_km2']:.0f} |",
             flush=True,
         )
+    print(
+        "\nchosen on validation (best object F1; ties: validation pixel F1, then grid order): "
+        f"{by_val[0]['setting']}"
+    )
     if json_path:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps({"chosen": by_val[0], "rows": rows}, indent=1))
@@ -264,7 +352,8 @@ def main() -> None:
         v = score(probas["validation"], val, gsd, params, cut)
         h = score(probas["held-out"], held, gsd, params, cut)
         rows.append((name, v, h))
-    best = max(rows[1:], key=lambda r: r[1]["object_f1"])[0]
+    best = chosen(rows[1:])
+    cored = chosen([r for r in rows[1:] if " core " in r[0]])
     print(
         f"weights {' + '.join(args.weights)}, validation {len(val)} pairs "
         f"({rows[0][1]['buildings']} buildings), held-out {len(held)} pairs "
@@ -277,6 +366,8 @@ def main() -> None:
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for name, v, h in rows:
         mark = " (chosen on validation)" if name == best else ""
+        if name == cored and name != best:
+            mark = " (best seeded-core setting on validation)"
         print(
             f"| {name}{mark} | {v['object_f1']:.3f} | {v['object_recall']:.3f} "
             f"| {v['fp_per_km2']:.0f} | {h['f1']:.3f} | {h['object_recall']:.3f} "

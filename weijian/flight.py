@@ -137,6 +137,9 @@ class FlightConfig:
     min_score_max: float = 0.0
     max_hole_m2: float = 100.0
     regularize: bool = True
+    core_threshold: float = 0.0
+    core_min_area_m2: float = 4.0
+    grow_margin: float = 0.1
     overlap_threshold: float = 0.3
     tolerance_m: float = 2.0
     workers: int = 1
@@ -973,11 +976,15 @@ def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, tot
     def report(tiles: int, of: int, pixels: int) -> None:
         ctx.progress.advance("detect", done * of + tiles, total * of)
 
+    model = _load_model(ctx)
+    # the weights' own threshold unless detection.threshold is set (given vectorize parameters,
+    # detect_pair takes their threshold: it must be the weights' here, not the dataclass default)
+    threshold = model.threshold if cfg.threshold is None else cfg.threshold
     return detect_pair(
         pair,
-        _load_model(ctx),
+        model,
         out_dir,
-        threshold=cfg.threshold,
+        threshold=threshold,
         min_area_m2=cfg.min_area_m2,
         workers=cfg.workers,
         scheduler=cfg.scheduler,
@@ -989,6 +996,9 @@ def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, tot
             min_score_max=cfg.min_score_max,
             max_hole_m2=cfg.max_hole_m2,
             regularize=cfg.regularize,
+            core_threshold=cfg.core_threshold,
+            core_min_area_m2=cfg.core_min_area_m2,
+            grow_margin=cfg.grow_margin,
         ),
         overwrite=True,  # the flight's own folder: a stale result of other settings is replaced
         progress=report,

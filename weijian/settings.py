@@ -14,7 +14,15 @@ from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -132,6 +140,24 @@ class DetectionSettings(_Section):
     )
     max_hole_m2: float = Field(100.0, ge=0, description="fill holes smaller than this, m²")
     regularize: bool = Field(True, description="square off building-like outlines")
+    core_threshold: float = Field(
+        0.0,
+        ge=0,
+        le=1,
+        description="seeded cores (decision 0024): every polygon grows from a core where the "
+        "probability reaches this, so neighbouring houses joined by a weak halo become separate "
+        "polygons and a change without a core is dropped (0: off); above the threshold",
+    )
+    core_min_area_m2: float = Field(
+        4.0, ge=0, description="with seeded cores: the smallest core that seeds a polygon, m²"
+    )
+    grow_margin: float = Field(
+        0.1,
+        ge=0,
+        lt=1,
+        description="with seeded cores: polygons grow down to the threshold minus this "
+        "(the threshold is the weights' own unless detection.threshold is set)",
+    )
     evaluation_data: list[Path] = Field(
         default_factory=list,
         description="LEVIR-layout folders of the fixed evaluation set of `weijian model promote`",
@@ -140,6 +166,17 @@ class DetectionSettings(_Section):
         default_factory=list,
         description="glob patterns <folder>/<stem> of the evaluation pairs (default: all)",
     )
+
+    @model_validator(mode="after")
+    def _core_above_threshold(self) -> DetectionSettings:
+        if self.core_threshold > 0 and self.threshold is not None:
+            if self.core_threshold <= self.threshold:
+                raise ValueError(
+                    f"core_threshold {self.core_threshold:g} is not above threshold "
+                    f"{self.threshold:g}: a core must be more confident than the cut; raise "
+                    "core_threshold (e.g. 0.7) or set it to 0 (no seeded cores)"
+                )
+        return self
 
     def vectorize_params(
         self, threshold: float, min_area_m2: float | None = None
@@ -158,6 +195,9 @@ class DetectionSettings(_Section):
             min_score_max=self.min_score_max,
             max_hole_m2=self.max_hole_m2,
             regularize=self.regularize,
+            core_threshold=self.core_threshold,
+            core_min_area_m2=self.core_min_area_m2,
+            grow_margin=self.grow_margin,
         )
 
 

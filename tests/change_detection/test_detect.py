@@ -540,3 +540,83 @@ def test_local_cluster_leaves_the_callers_environment_as_it_was(
     )
     assert result.meta["counts"]["tiles_computed"] == result.meta["counts"]["tiles"]
     assert dict(os.environ) == before
+
+
+def test_seeded_core_polygons_in_blocks_equal_the_whole_array(
+    roof: tuple[Path, tuple[float, ...], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``detect``'s block-wise polygons with seeded cores equal the whole array's.
+
+    Regions and objects that cross block borders (blocks of 64 px here) come out once, whole.
+    """
+    from scipy import ndimage
+
+    from change_detection import detect as detect_module
+    from change_detection.vectorize import VectorizeParams, polygons_from_proba
+
+    pair = resolve_pair(roof[0])
+    plan = Plan.build(pair, 128, 16)
+    rng = np.random.default_rng(5)
+    field = ndimage.gaussian_filter(rng.standard_normal((pair.height, pair.width)), 5)
+    stored = np.round(254 / (1 + np.exp(-field / field.std() * 3))).astype(np.uint8)
+    stored[:20, :30] = 255  # nodata
+    cue = rng.integers(100, 156, stored.shape, dtype=np.uint8)
+    raster = tmp_path / "blocks.tif"
+    with rasterio.open(
+        raster, "w", driver="GTiff", width=pair.width, height=pair.height, count=2, dtype="uint8"
+    ) as dst:
+        dst.write(np.stack([stored, cue]))
+    params = VectorizeParams(threshold=0.6, core_threshold=0.85, min_area_m2=2.0, grow_margin=0.2)
+    valid = stored != 255
+    whole = polygons_from_proba(
+        np.where(valid, stored / np.float32(SCALE), np.nan).astype(np.float32),
+        pair.affine,
+        params,
+        valid=valid,
+        cue=(cue.astype(np.float32) - 128.0) / detect_module.CUE_SCALE,
+        footprint=pair.footprint,
+    )
+    monkeypatch.setattr(detect_module, "VECTOR_BLOCK_PX", 64)
+    blocked = detect_module.vectorize_blocks(plan, raster, params)
+    assert len(whole) > 20 and len(blocked) == len(whole)
+    lines = [pair.affine @ (x, 0) for x in range(64, pair.width, 64)]
+    assert any(
+        r["geometry"].bounds[0] < x < r["geometry"].bounds[2] for r in whole for x, _ in lines
+    )
+    for a, b in zip(whole, blocked, strict=True):
+        assert (a["n_px"], a["change_kind"]) == (b["n_px"], b["change_kind"])
+        assert a["score_mean"] == pytest.approx(b["score_mean"], abs=1e-9)
+        assert a["geometry"].symmetric_difference(b["geometry"]).area < 1e-6
+
+
+def test_detect_records_the_seeded_core_settings_and_refuses_cores_under_the_threshold(
+    roof: tuple[Path, tuple[float, ...], str], roof_result: DetectResult, tmp_path: Path
+) -> None:
+    from change_detection.vectorize import VectorizeParams
+
+    cored = VectorizeParams(threshold=0.5, core_threshold=0.8, core_min_area_m2=3, grow_margin=0.1)
+    result = detect_pair(
+        roof[0],
+        dd.diff_model(),
+        tmp_path / "o",
+        tile_px=128,
+        overlap_px=16,
+        progress=False,
+        vectorize=cored,
+    )
+    recorded = result.meta["vectorize"]
+    assert (recorded["core_threshold"], recorded["core_min_area_m2"]) == (0.8, 3)
+    assert recorded["grow_margin"] == 0.1 and result.meta["threshold"] == 0.5
+    assert roof_result.meta["vectorize"]["core_threshold"] == 0.0  # the library default: off
+    assert result.meta["run_id"] != roof_result.meta["run_id"]  # in the run key
+    assert len(result.polygons) == 1  # the roof: one core, one polygon
+    with pytest.raises(InputError, match=r"core threshold 0\.4 is not above the threshold 0\.5"):
+        detect_pair(
+            roof[0],
+            dd.diff_model(),
+            tmp_path / "o2",
+            tile_px=128,
+            overlap_px=16,
+            progress=False,
+            vectorize=VectorizeParams(threshold=0.5, core_threshold=0.4),
+        )

@@ -35,3 +35,21 @@ def test_weak_small_and_ragged_objects_are_dropped() -> None:
     kept = object_labels(proba, params, 1.0)
     assert np.array_equal(kept > 0, labels == labels[10, 10])  # only the confident house
     assert "seed 0.80" in params.name() and "solidity 0.5" in params.name()
+
+
+def test_seeded_cores_split_houses_joined_by_a_weak_halo_and_drop_coreless_objects() -> None:
+    proba = np.zeros((40, 90), np.float32)
+    proba[10:30, 5:25] = proba[10:30, 35:55] = 0.9  # two houses ...
+    proba[14:26, 25:35] = 0.4  # ... joined by a weak halo, over the threshold, under the cores
+    proba[10:30, 65:85] = 0.6  # a weak response without a core
+    truth = np.zeros_like(proba, dtype=bool)
+    truth[10:30, 5:25] = truth[10:30, 35:55] = True
+    plain = object_labels(proba, ObjectParams(threshold=0.3, min_area_m2=0), gsd_m=1.0)
+    assert object_counts(plain, truth)["found"] == 0
+    params = ObjectParams(threshold=0.3, min_area_m2=0, core_threshold=0.7, core_min_area_m2=4)
+    cored = object_labels(proba, params, gsd_m=1.0)
+    assert len(np.unique(cored[cored > 0])) == 2 and not cored[:, 60:].any()
+    assert object_counts(cored, truth)["found"] == 2
+    assert "core 0.70 >= 4 m²" in params.name()
+    small = object_labels(proba, ObjectParams(0.3, core_threshold=0.7, core_min_area_m2=500), 1.0)
+    assert not small.any()  # every core under the smallest core area: nothing seeds an object

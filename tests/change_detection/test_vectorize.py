@@ -16,6 +16,7 @@ from change_detection.vectorize import (
     change_kind,
     fill_holes,
     finish_polygons,
+    grow_pending,
     halo_px,
     merge_pieces,
     polygons_from_proba,
@@ -31,11 +32,9 @@ def _blobs(size: int = 300, seed: int = 1) -> np.ndarray:
     return (1 / (1 + np.exp(-field / field.std() * 3))).astype(np.float32)
 
 
-def test_blocks_with_halo_give_the_same_polygons_as_the_whole_array() -> None:
-    proba = _blobs()
-    params = VectorizeParams(threshold=0.6, min_area_m2=1.0, max_hole_m2=5.0)
-    whole = polygons_from_proba(proba, T, params)
-    halo, block, n = halo_px(params), 128, proba.shape[0]
+def _blockwise(proba: np.ndarray, params: VectorizeParams, block: int) -> list[dict]:
+    """Polygons computed as ``weijian detect`` does: blocks with a halo, merged, then grown."""
+    halo, n = halo_px(params), proba.shape[0]
     pieces = []
     for r0 in range(0, n, block):
         for c0 in range(0, n, block):
@@ -55,15 +54,45 @@ def test_blocks_with_halo_give_the_same_polygons_as_the_whole_array() -> None:
                 core=(slice(r0 - R0, r1 - R0), slice(c0 - C0, c1 - C0)),
                 offset=(c0, r0),
                 interior_edges=(r0 > 0, r1 < n, c0 > 0, c1 < n),
+                gsd_m=T.a,
             )
-    blocked = finish_polygons(merge_pieces(pieces), T, params)
-    assert len(whole) > 10
+    merged = merge_pieces(pieces)
+    if params.cores:
+        assert any(p.pending for p in merged)  # some regions do cross block borders
+        merged = grow_pending(merged, lambda a, b, c, d: (proba[a:b, c:d], None), params, T.a)
+    return finish_polygons(merged, T, params)
+
+
+def _assert_same(whole: list[dict], blocked: list[dict]) -> None:
     assert len(blocked) == len(whole)
     key = lambda r: (r["n_px"], r["score_mean"])  # noqa: E731
     for a, b in zip(sorted(whole, key=key), sorted(blocked, key=key), strict=True):
         assert a["n_px"] == b["n_px"]
         assert abs(a["score_mean"] - b["score_mean"]) < 1e-9
         assert a["geometry"].symmetric_difference(b["geometry"]).area < 1e-6
+
+
+def test_blocks_with_halo_give_the_same_polygons_as_the_whole_array() -> None:
+    proba = _blobs()
+    params = VectorizeParams(threshold=0.6, min_area_m2=1.0, max_hole_m2=5.0)
+    whole = polygons_from_proba(proba, T, params)
+    assert len(whole) > 10
+    _assert_same(whole, _blockwise(proba, params, 128))
+
+
+def test_seeded_core_objects_blockwise_equal_the_whole_array() -> None:
+    # quantised like the stored probability raster (many equal values: ties in the flooding)
+    proba = np.round(_blobs(seed=3) * 254) / 254
+    params = VectorizeParams(
+        threshold=0.6, min_area_m2=1.0, core_threshold=0.8, core_min_area_m2=1.0, grow_margin=0.2
+    )
+    whole = polygons_from_proba(proba, T, params)
+    assert len(whole) > 10
+    # more objects than regions: cores split some regions, and some objects touch
+    regions = polygons_from_proba(proba, T, replace(params, core_threshold=0.0, threshold=0.4))
+    assert len(whole) > len([r for r in regions if r["score_max"] >= 0.8])
+    for block in (64, 97):
+        _assert_same(whole, _blockwise(proba, params, block))
 
 
 def test_nodata_never_becomes_a_polygon() -> None:
@@ -132,3 +161,41 @@ def test_change_kind_from_the_excess_green_cue() -> None:
     assert change_kind(0.3) == "disappeared"
     assert change_kind(0.01) == "unknown"
     assert change_kind(float("nan")) == "unknown"
+
+
+def _two_houses() -> np.ndarray:
+    proba = np.zeros((40, 60), np.float32)
+    proba[10:30, 5:25] = proba[10:30, 35:55] = 0.9  # two 10 m x 10 m houses ...
+    proba[16:24, 25:35] = 0.35  # ... joined by a weak halo above the cut
+    return proba
+
+
+def test_seeded_cores_separate_two_houses_joined_by_a_weak_bridge() -> None:
+    params = VectorizeParams(threshold=0.3, opening_px=0, min_area_m2=10, regularize=False)
+    assert len(polygons_from_proba(_two_houses(), T, params)) == 1  # one component
+    cored = replace(params, core_threshold=0.7, core_min_area_m2=4.0, grow_margin=0.0)
+    houses = polygons_from_proba(_two_houses(), T, cored)
+    assert len(houses) == 2
+    a, b = (r["geometry"] for r in houses)
+    assert a.intersection(b).area == 0 and a.touches(b)  # one border shared, no overlap
+    assert sorted(r["n_px"] for r in houses) == [440, 440]  # each takes half of the bridge
+
+
+def test_a_region_without_a_core_is_dropped_and_small_cores_seed_nothing() -> None:
+    proba = np.zeros((60, 60), np.float32)
+    proba[5:25, 5:25] = 0.9  # a confident house
+    proba[35:55, 5:25] = 0.6  # a weak response: no core
+    proba[35:55, 35:55] = 0.6
+    proba[44:46, 44:46] = 0.95  # a 1 m² core: under core_min_area_m2
+    params = VectorizeParams(
+        threshold=0.5, opening_px=0, regularize=False, core_threshold=0.8, core_min_area_m2=2.0
+    )
+    out = polygons_from_proba(proba, T, params)
+    assert [r["n_px"] for r in out] == [400]
+    assert len(polygons_from_proba(proba, T, replace(params, core_min_area_m2=1.0))) == 2
+    # grown down to threshold - grow_margin: the weak squares' halo at 0.45 joins the objects
+    proba[4, 5:25] = 0.45
+    assert [r["n_px"] for r in polygons_from_proba(proba, T, params)] == [420]
+    assert [r["n_px"] for r in polygons_from_proba(proba, T, replace(params, grow_margin=0))] == [
+        400
+    ]

@@ -110,7 +110,10 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
 def test_cli_detect_with_the_single_network_setting_records_it(
     db_url: str, engine: Engine, tmp_path: Path
 ) -> None:
-    """``detection.weights = "tinysiam"`` instead of the default ensemble: recorded as such."""
+    """``detection.weights = "tinysiam"`` instead of the default ensemble: recorded as such.
+
+    The seeded-core settings (environment) reach ``detect.json`` too.
+    """
     from change_detection import load_model
     from change_detection.detect import weights_checksum
 
@@ -128,12 +131,18 @@ def test_cli_detect_with_the_single_network_setting_records_it(
         cwd=tmp_path,
         WEIJIAN_DATABASE_URL=db_url,
         WEIJIAN_DETECTION__WEIGHTS="tinysiam",
+        WEIJIAN_DETECTION__CORE_THRESHOLD="0.8",
+        WEIJIAN_DETECTION__CORE_MIN_AREA_M2="3",
+        WEIJIAN_DETECTION__GROW_MARGIN="0.05",
     )
     assert done.returncode == 0, done.stderr
     meta = json.loads((tmp_path / "out" / "detect.json").read_text(encoding="utf-8"))
     single = load_model("tinysiam", "cpu")
     assert meta["weights_metadata"].get("ensemble_size", 1) == 1
     assert meta["threshold"] == single.threshold == 0.23
+    # the seeded-core settings, grown 0.05 below the weights' own threshold
+    cores = {k: meta["vectorize"][k] for k in ("core_threshold", "core_min_area_m2", "grow_margin")}
+    assert cores == {"core_threshold": 0.8, "core_min_area_m2": 3, "grow_margin": 0.05}
     run_id = int(done.stdout.split("run id:")[1].split()[0])
     with engine.connect() as conn:
         recorded = conn.execute(

@@ -33,6 +33,9 @@ def test_flight_config_takes_the_coregistration_engine_and_demolition_settings(
         "WEIJIAN_DETECTION__MIN_SCORE_MAX": "0.8",
         "WEIJIAN_DETECTION__MAX_HOLE_M2": "40",
         "WEIJIAN_DETECTION__REGULARIZE": "false",
+        "WEIJIAN_DETECTION__CORE_THRESHOLD": "0.65",
+        "WEIJIAN_DETECTION__CORE_MIN_AREA_M2": "3",
+        "WEIJIAN_DETECTION__GROW_MARGIN": "0.05",
     }.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
@@ -47,6 +50,7 @@ def test_flight_config_takes_the_coregistration_engine_and_demolition_settings(
     assert config.demolition == "full"
     assert (config.opening_px, config.closing_px, config.min_score_max) == (2, 3, 0.8)
     assert config.max_hole_m2 == 40 and config.regularize is False
+    assert (config.core_threshold, config.core_min_area_m2, config.grow_margin) == (0.65, 3, 0.05)
 
 
 def _shifted_pair(folder: Path, shift_px: int = 6) -> tuple[Path, Path]:

@@ -54,3 +54,41 @@ def test_bad_working_crs(value: str, message: str) -> None:
 def test_unknown_key_refused() -> None:
     with pytest.raises(ValidationError, match="extra"):
         Settings(databse_url="typo")  # type: ignore[call-arg]
+
+
+def test_seeded_core_settings_from_environment_and_toml(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "weijian.toml"
+    config.write_text("[detection]\ncore_threshold = 0.6\ncore_min_area_m2 = 2\n", encoding="utf-8")
+    monkeypatch.setenv("WEIJIAN_CONFIG", str(config))
+    monkeypatch.setenv("WEIJIAN_DETECTION__GROW_MARGIN", "0.15")
+    params = Settings().detection.vectorize_params(0.31)
+    assert (params.core_threshold, params.core_min_area_m2, params.grow_margin) == (0.6, 2, 0.15)
+    assert params.threshold == 0.31 and abs(params.mask_threshold - 0.16) < 1e-9
+
+
+@pytest.mark.parametrize(
+    ("values", "message"),
+    [
+        ({"core_threshold": 1.5}, "less than or equal to 1"),
+        ({"core_min_area_m2": -1}, "greater than or equal to 0"),
+        ({"grow_margin": 1}, "less than 1"),
+        ({"threshold": 0.5, "core_threshold": 0.4}, "core_threshold 0.4 is not above threshold"),
+    ],
+)
+def test_bad_seeded_core_settings_give_one_clear_error(
+    values: dict[str, float], message: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from weijian.errors import ConfigurationError
+    from weijian.settings import get_settings
+
+    for key, value in values.items():
+        monkeypatch.setenv(f"WEIJIAN_DETECTION__{key.upper()}", str(value))
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError, match=message) as caught:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert "\n" not in str(caught.value) and "WEIJIAN_DETECTION" in str(caught.value)
