@@ -141,12 +141,13 @@ class DetectionSettings(_Section):
     max_hole_m2: float = Field(100.0, ge=0, description="fill holes smaller than this, m²")
     regularize: bool = Field(True, description="square off building-like outlines")
     core_threshold: float = Field(
-        0.0,
+        0.6,
         ge=0,
         le=1,
-        description="seeded cores (decision 0024): every polygon grows from a core where the "
-        "probability reaches this, so neighbouring houses joined by a weak halo become separate "
-        "polygons and a change without a core is dropped (0: off); above the threshold",
+        description="seeded cores (decision 0024, chosen on validation): every polygon grows "
+        "from a core where the probability reaches this, so neighbouring houses joined by a "
+        "weak halo become separate polygons and a change without a core is dropped; must be "
+        "above the threshold (0: off, plain connected regions)",
     )
     core_min_area_m2: float = Field(
         4.0, ge=0, description="with seeded cores: the smallest core that seeds a polygon, m²"

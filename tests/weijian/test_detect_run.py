@@ -106,6 +106,17 @@ def test_cli_bad_input_is_one_line(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
+def test_cli_core_threshold_under_the_threshold_is_one_line(tmp_path: Path) -> None:
+    pair_dir, _, _ = dd.roof_pair(tmp_path, size=128, crs="EPSG:4549", roof_m=(20, 20, 40, 35))
+    args = ("detect", str(pair_dir), "--out", str(tmp_path / "o"), "--no-db", "--no-progress")
+    done = _weijian(*args, "--threshold", "0.5", "--core-threshold", "0.4", cwd=tmp_path)
+    assert done.returncode == 1
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) <= 2 and "Traceback" not in done.stderr
+    assert "core threshold 0.4 is not above the threshold 0.5" in done.stderr
+    assert not (tmp_path / "o" / "changes.gpkg").exists()
+
+
 @pytest.mark.slow
 def test_cli_detect_with_the_single_network_setting_records_it(
     db_url: str, engine: Engine, tmp_path: Path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -41,6 +42,14 @@ def detect(
     weights: Annotated[
         str | None,
         typer.Option(help="weights file or network name (default: settings / shipped weights)"),
+    ] = None,
+    core_threshold: Annotated[
+        float | None,
+        typer.Option(
+            "--core-threshold",
+            help="seeded cores: each polygon grows from a core reaching this probability, "
+            "above the threshold; 0: off (default: settings detection.core_threshold)",
+        ),
     ] = None,
     tile_px: Annotated[int | None, typer.Option("--tile-px", help="tile side, px")] = None,
     overlap_px: Annotated[int | None, typer.Option("--overlap-px", help="tile overlap, px")] = None,
@@ -82,6 +91,10 @@ def detect(
     params = cfg.vectorize_params(
         next(t for t in (threshold, cfg.threshold, model.threshold) if t is not None), min_area
     )
+    if core_threshold is not None:
+        if not 0 <= core_threshold <= 1:
+            raise WeijianError(f"--core-threshold {core_threshold:g}: give 0 (off) or 0-1")
+        params = replace(params, core_threshold=core_threshold)
     result = detect_pair(
         pair_dir,
         model,
