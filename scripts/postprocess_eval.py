@@ -61,6 +61,7 @@ from change_detection.metrics import object_counts, pixel_scores
 from change_detection.objects import ObjectParams, candidate_labels, core_labels, filter_labels
 from change_detection.vectorize import VectorizeParams, polygons_from_proba
 from change_detection.weights import ChangeModel, load_model
+from weijian.settings import DetectionSettings
 from weijian_testdata.rasters import CHANGE_PAIRS
 
 DATA = CHANGE_PAIRS
@@ -141,7 +142,17 @@ def score(
 def settings(threshold: float) -> list[tuple[str, VectorizeParams | None, float]]:
     """Raw, the detect defaults, and a small grid around them."""
     out: list[tuple[str, VectorizeParams | None, float]] = [("raw", None, threshold)]
-    out.append(("detect defaults", VectorizeParams(threshold=threshold), threshold))
+    defaults = DetectionSettings().vectorize_params(threshold)  # what `weijian detect` runs
+    out.append(
+        (
+            f"detect defaults: t {threshold:.2f} - {defaults.grow_margin:.1f} open "
+            f"{defaults.opening_px} close {defaults.closing_px} core "
+            f"{defaults.core_threshold:.1f} >= {defaults.core_min_area_m2:g} m²",
+            defaults,
+            threshold,
+        )
+    )
+    out.append(("detect defaults without cores", replace(defaults, core_threshold=0.0), threshold))
     for cut, opening, closing, holes, regular in itertools.product(
         (threshold - 0.1, threshold, threshold + 0.1), (0, 1, 2), (0, 2, 4), (100.0,), (True,)
     ):

@@ -92,6 +92,9 @@ def test_align_uses_the_flights_coregistration_limits(engine: Engine, tmp_path: 
     detect_meta = json.loads((result.folder / "detect" / "detect.json").read_text())
     assert detect_meta["vectorize"]["closing_px"] == 3
     assert detect_meta["vectorize"]["max_hole_m2"] == 40.0
+    # the weights' own threshold (detection.threshold unset), grown 0.1 under it from cores
+    assert detect_meta["threshold"] == detect_meta["weights_metadata"]["threshold"] != 0.5
+    assert detect_meta["vectorize"]["core_threshold"] == config.core_threshold == 0.6
     # the same flight with other settings replaces its own stale detection results
     rerun = run_flight(engine, after, before=before, config=replace(config, closing_px=0))
     detect_meta = json.loads((rerun.folder / "detect" / "detect.json").read_text())
