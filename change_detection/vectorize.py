@@ -242,6 +242,39 @@ def core_min_px(params: VectorizeParams, gsd_m: float) -> int:
     return max(1, math.ceil(params.core_min_area_m2 / gsd_m**2 - 1e-9))
 
 
+def core_objects(
+    region: np.ndarray, proba: np.ndarray, params: VectorizeParams, min_core_px: int
+) -> tuple[np.ndarray, int]:
+    """The objects of one changed region grown from its cores (seeded-core watershed).
+
+    ``region`` (h, w) bool: one 4-connected region of the cleaned mask on its own bounding box;
+    ``proba`` the same box. Cores are the 4-connected parts of the region where
+    ``proba >= params.core_threshold``, kept from ``min_core_px`` pixels. No core: no object.
+    One core: the whole region. Several: a watershed of ``-proba`` from the cores inside the
+    region (4-connected flooding), so every pixel goes to the core it reaches along the highest
+    probabilities; the objects tile the region. Returns int32 labels 1..k (0 outside the region)
+    and k. The result depends only on these arrays: the same box gives the same objects in a
+    block and in the whole array.
+    """
+    p = np.where(region, np.nan_to_num(proba), 0.0).astype(np.float32)
+    markers, n = ndimage.label(region & (p >= params.core_threshold), structure=FOUR)
+    if n == 0:
+        return np.zeros(region.shape, np.int32), 0
+    sizes = np.bincount(markers.ravel(), minlength=n + 1)
+    keep = sizes >= min_core_px
+    keep[0] = False
+    k = int(keep.sum())
+    if k == 0:
+        return np.zeros(region.shape, np.int32), 0
+    if k == 1:
+        return region.astype(np.int32), 1
+    from skimage.segmentation import watershed
+
+    lut = np.zeros(n + 1, np.int32)
+    lut[keep] = np.arange(1, k + 1, dtype=np.int32)
+    return watershed(-p, lut[markers], mask=region, connectivity=1).astype(np.int32), k
+
+
 def grow_objects(
     region: np.ndarray,
     proba: np.ndarray,
@@ -251,36 +284,12 @@ def grow_objects(
     *,
     offset: tuple[int, int],
 ) -> list[Piece]:
-    """The objects of one changed region, grown from its cores (seeded-core watershed).
+    """Pieces of the objects of one region (:func:`core_objects`).
 
-    ``region`` (h, w) bool: one 4-connected region of the cleaned mask on its own bounding box;
-    ``proba`` and ``cue`` the same box; ``offset`` = grid (col, row) of the box's first pixel.
-    Cores are the 4-connected parts of the region where ``proba >= params.core_threshold``,
-    kept from ``min_core_px`` pixels. No core: no object. One core: the whole region. Several:
-    a watershed of ``-proba`` from the cores inside the region (4-connected flooding), so every
-    pixel goes to the core it reaches along the highest probabilities; the objects tile the
-    region. The result depends only on these arrays (the same box gives the same objects in a
-    block and in the whole array).
+    ``cue`` covers the same box; ``offset`` = grid (col, row) of the box's first pixel.
     """
-    p = np.where(region, np.nan_to_num(proba), 0.0).astype(np.float32)
-    markers, n = ndimage.label(region & (p >= params.core_threshold), structure=FOUR)
-    if n == 0:
-        return []
-    sizes = np.bincount(markers.ravel(), minlength=n + 1)
-    keep = sizes >= min_core_px
-    keep[0] = False
-    k = int(keep.sum())
-    if k == 0:
-        return []
-    if k == 1:
-        labels = region.astype(np.int32)
-    else:
-        from skimage.segmentation import watershed
-
-        lut = np.zeros(n + 1, np.int32)
-        lut[keep] = np.arange(1, k + 1, dtype=np.int32)
-        labels = watershed(-p, lut[markers], mask=region, connectivity=1).astype(np.int32)
-    return _labelled_pieces(labels, k, proba, cue, offset)
+    labels, k = core_objects(region, proba, params, min_core_px)
+    return _labelled_pieces(labels, k, proba, cue, offset) if k else []
 
 
 def _region_pieces(
@@ -294,24 +303,25 @@ def _region_pieces(
 ) -> list[Piece]:
     """Seeded-core objects of the regions of ``cleaned`` that lie wholly in it.
 
-    The parts of regions that reach an interior block border come out as ``pending`` open pieces.
+    Each region is grown alone on its own box (:func:`core_objects`); the objects of all of them
+    are then polygonised together (one call: the same outlines as one at a time). The parts of
+    regions that reach an interior block border come out as ``pending`` open pieces.
     """
     labels, n = ndimage.label(cleaned, structure=FOUR)
     if n == 0:
         return []
     touching = _touching(labels, interior_edges)
-    pieces: list[Piece] = []
+    objects = np.zeros(labels.shape, np.int32)
+    count = 0
     for k, box in enumerate(ndimage.find_objects(labels), start=1):
         if box is None or k in touching:
             continue
-        pieces += grow_objects(
-            labels[box] == k,
-            proba[box],
-            None if cue is None else cue[box],
-            params,
-            min_core_px,
-            offset=(offset[0] + box[1].start, offset[1] + box[0].start),
-        )
+        grown, m = core_objects(labels[box] == k, proba[box], params, min_core_px)
+        if m:
+            inside = grown > 0
+            objects[box][inside] = grown[inside] + count
+            count += m
+    pieces = _labelled_pieces(objects, count, proba, cue, offset) if count else []
     if touching:
         rest = np.where(np.isin(labels, sorted(touching)), labels, 0)
         pieces += [
