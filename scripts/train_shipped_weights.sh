@@ -22,7 +22,8 @@
 # ${LOSS:-lovasz}, --lr ${LR:-5e-4}, EPOCHS default 12; TRAIN_ARGS added) into OUT/memberI (at
 # most two at a time), then `weijian model ensemble` of the results into OUT/ensemble.pt; with
 # SHIP=1 that replaces change_detection/weights/tinysiam_ensemble.pt. The members of the
-# shipped ensemble (issue 12; model card, "Lovász fine-tuning of the members"):
+# default ensemble (issue 12; model card, "Lovász fine-tuning of the ensemble's members";
+# not shipped, decision 0023):
 #   FINETUNE_MEMBERS="change_detection/weights/tinysiam.pt /tmp/model-runs/seed1/tinysiam/model.pt
 #   /tmp/model-runs/seed2/tinysiam/model.pt" SHIP=0 OUT=/tmp/model-runs/lovasz \
 #   nice -n 15 scripts/train_shipped_weights.sh
