@@ -19,7 +19,14 @@ from weijian_testdata.runs import (
     rect,
 )
 
-TODAY = stats.office_today()
+
+@pytest.fixture()
+def today() -> date:
+    """The office's date when the test starts, not at import.
+
+    A session may cross Shanghai's midnight (16:00 UTC) while the database stamps its own now().
+    """
+    return stats.office_today()
 
 
 @pytest.fixture()
@@ -61,11 +68,11 @@ def district(engine: Engine) -> Engine:
     return engine
 
 
-def test_unit_stats_per_street_town(district: Engine) -> None:
-    later = TODAY + timedelta(days=40)
+def test_unit_stats_per_street_town(district: Engine, today: date) -> None:
+    later = today + timedelta(days=40)
     frame = stats.unit_stats(
         district,
-        TODAY - timedelta(days=1),
+        today - timedelta(days=1),
         later,
         now=datetime.combine(later, datetime.min.time(), stats._TZ),
     )
@@ -80,35 +87,35 @@ def test_unit_stats_per_street_town(district: Engine) -> None:
     assert rows.loc["unassigned", "new_suspects"] == 1
     assert pd.isna(b.false_positive_rate)
     # today, nothing is overdue yet
-    now = stats.unit_stats(district, TODAY, TODAY).set_index("unit_code")
+    now = stats.unit_stats(district, today, today).set_index("unit_code")
     assert now.loc["A", "overdue_reinspections"] == 0 and now.loc["A", "warning"] == "green"
 
 
-def test_per_village_and_per_day(district: Engine) -> None:
-    frame = stats.unit_stats(district, TODAY - timedelta(days=2), TODAY, by="village", period="day")
+def test_per_village_and_per_day(district: Engine, today: date) -> None:
+    frame = stats.unit_stats(district, today - timedelta(days=2), today, by="village", period="day")
     assert len(frame) == 3 * 3  # A1, B1, unassigned × 3 days
     assert frame.groupby("unit_code")["new_suspects"].sum().to_dict() == {
         "A1": 3,
         "B1": 1,
         "unassigned": 1,
     }
-    assert frame.loc[frame["period"] == TODAY, "new_suspects"].sum() == 5
+    assert frame.loc[frame["period"] == today, "new_suspects"].sum() == 5
 
 
-def test_chinese_headers(district: Engine) -> None:
-    frame = stats.zh_columns(stats.unit_stats(district, TODAY, TODAY))
+def test_chinese_headers(district: Engine, today: date) -> None:
+    frame = stats.zh_columns(stats.unit_stats(district, today, today))
     assert {"单位名称", "新增疑似", "误报率", "颜色预警", "拆除面积(平方米)"} <= set(frame.columns)
     assert set(frame["颜色预警"]) <= {"绿色", "黄色", "红色"}
 
 
-def test_due_reinspections(district: Engine) -> None:
-    assert stats.due_reinspections(district, as_of=TODAY).empty
-    due = stats.due_reinspections(district, as_of=TODAY + timedelta(days=31))
+def test_due_reinspections(district: Engine, today: date) -> None:
+    assert stats.due_reinspections(district, as_of=today).empty
+    due = stats.due_reinspections(district, as_of=today + timedelta(days=31))
     assert list(due["case_number"]) == ["A-done"] and due.loc[0, "days_overdue"] == 1
     assert due.loc[0, "street_town"] == "月浦镇"
-    assert len(stats.due_reinspections(district, as_of=TODAY, within_days=31)) == 1
+    assert len(stats.due_reinspections(district, as_of=today, within_days=31)) == 1
     assert stats.due_reinspections(
-        district, as_of=TODAY + timedelta(days=31), street_town="B"
+        district, as_of=today + timedelta(days=31), street_town="B"
     ).empty
 
 
