@@ -74,7 +74,10 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from change_detection.vectorize import VectorizeParams
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -255,6 +258,7 @@ def end_to_end(
         batch_size=BATCH,
         workers=workers,
         engine=engine,  # type: ignore[arg-type]
+        vectorize=product_vectorize(model.threshold),
         progress=False,
     )
     wall = time.perf_counter() - t0
@@ -275,6 +279,13 @@ def end_to_end(
     }
 
 
+def product_vectorize(threshold: float) -> VectorizeParams:
+    """The polygon clean-up ``weijian detect`` uses with the default settings (seeded cores on)."""
+    from weijian.settings import DetectionSettings
+
+    return DetectionSettings().vectorize_params(threshold)
+
+
 def rss_case(pair_dir: Path, network: str, engine: str, out: Path) -> dict[str, Any]:
     """In this (fresh) process: one detect_pair; returns time and peak RSS."""
     from change_detection import detect_pair, load_model
@@ -289,6 +300,7 @@ def rss_case(pair_dir: Path, network: str, engine: str, out: Path) -> dict[str, 
         overlap_px=OVERLAP,
         batch_size=BATCH,
         engine=engine if network != "standin" else "torch",  # type: ignore[arg-type]
+        vectorize=product_vectorize(model.threshold),
         progress=False,
     )
     wall = time.perf_counter() - t0

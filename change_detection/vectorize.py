@@ -79,6 +79,11 @@ class VectorizeParams:
     core_threshold: float = 0.0  #: 0: off; else objects grow from cores reaching this probability
     core_min_area_m2: float = 4.0  #: smallest core that seeds an object, m²
     grow_margin: float = 0.1  #: with cores, the mask is cut at ``threshold - grow_margin``
+    #: with cores, a region whose bounding box exceeds this many pixels is not split: it stays
+    #: one object (kept if it reaches ``core_threshold``), so memory stays bounded (a watershed
+    #: needs about 33 bytes per pixel of the box: 0.5 GB at the default, 13 GB for a 20,000 px
+    #: scene changed as one region)
+    core_max_box_px: int = 16_000_000
 
     @property
     def cores(self) -> bool:
@@ -254,9 +259,14 @@ def core_objects(
     region (4-connected flooding), so every pixel goes to the core it reaches along the highest
     probabilities; the objects tile the region. Returns int32 labels 1..k (0 outside the region)
     and k. The result depends only on these arrays: the same box gives the same objects in a
-    block and in the whole array.
+    block and in the whole array. A box larger than ``params.core_max_box_px`` is not split: the
+    region is one object if it reaches ``core_threshold`` anywhere (bounded memory).
     """
     p = np.where(region, np.nan_to_num(proba), 0.0).astype(np.float32)
+    if region.size > params.core_max_box_px:  # too large to split: one object, as grow_pending
+        if p.max() >= params.core_threshold:
+            return region.astype(np.int32), 1
+        return np.zeros(region.shape, np.int32), 0
     markers, n = ndimage.label(region & (p >= params.core_threshold), structure=FOUR)
     if n == 0:
         return np.zeros(region.shape, np.int32), 0
@@ -352,6 +362,10 @@ def grow_pending(
         if not piece.pending:
             continue
         c0, r0, c1, r1 = (round(v) for v in piece.geom.bounds)
+        if (r1 - r0) * (c1 - c0) > params.core_max_box_px:  # not split, not read (core_objects)
+            if piece.score_max >= params.core_threshold:
+                out.append(replace(piece, pending=False))
+            continue
         proba, cue = read(r0, r1, c0, c1)
         region = rasterize(
             [(piece.geom, 1)],

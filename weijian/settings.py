@@ -159,6 +159,13 @@ class DetectionSettings(_Section):
         description="with seeded cores: polygons grow down to the threshold minus this "
         "(the threshold is the weights' own unless detection.threshold is set)",
     )
+    core_max_box_mpx: float = Field(
+        16.0,
+        gt=0,
+        description="with seeded cores: a changed region whose bounding box exceeds this many "
+        "megapixels is not split into objects (one polygon), so that memory stays bounded "
+        "(about 33 bytes per pixel of the box)",
+    )
     evaluation_data: list[Path] = Field(
         default_factory=list,
         description="LEVIR-layout folders of the fixed evaluation set of `weijian model promote`",
@@ -199,6 +206,7 @@ class DetectionSettings(_Section):
             core_threshold=self.core_threshold,
             core_min_area_m2=self.core_min_area_m2,
             grow_margin=self.grow_margin,
+            core_max_box_px=round(self.core_max_box_mpx * 1e6),
         )
 
 

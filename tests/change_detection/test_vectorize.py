@@ -170,6 +170,20 @@ def _two_houses() -> np.ndarray:
     return proba
 
 
+def test_a_region_too_large_to_split_is_one_object_blockwise_and_whole() -> None:
+    proba = np.round(_blobs(seed=3) * 254) / 254
+    params = VectorizeParams(
+        threshold=0.6, min_area_m2=1.0, core_threshold=0.8, core_min_area_m2=1.0, grow_margin=0.2
+    )
+    capped = replace(params, core_max_box_px=3000)
+    split, whole = polygons_from_proba(proba, T, params), polygons_from_proba(proba, T, capped)
+    assert len(whole) < len(split)  # large regions are no longer split
+    big = [r for r in whole if r["n_px"] > 3000]
+    assert big and all(r["score_max"] >= 0.8 for r in whole)
+    for block in (64, 97):  # capped regions crossing blocks are never read back nor grown
+        _assert_same(whole, _blockwise(proba, capped, block))
+
+
 def test_seeded_cores_separate_two_houses_joined_by_a_weak_bridge() -> None:
     params = VectorizeParams(threshold=0.3, opening_px=0, min_area_m2=10, regularize=False)
     assert len(polygons_from_proba(_two_houses(), T, params)) == 1  # one component
