@@ -47,6 +47,17 @@ COMMON=(--epochs "${EPOCHS:-32}" --samples-per-epoch 256 --crop 128 --batch-size
 VAL6=(--validation 'dsifn_256/5_3' --validation 'dsifn_256/7_4' --validation 'levir_256/val_27_*'
       --validation 'levir_256/test_2_*' --validation 'levir_256/train_36_*')
 
+# The members' model.pt -> OUT/FILE with `weijian model ensemble` (threshold chosen on the
+# recipe's validation tiles); with SHIP=1 (default) it replaces the shipped tinysiam_ensemble.pt.
+ensemble_and_ship() {
+  local file=$1; shift
+  uv run --frozen weijian model ensemble "$@" --out "$OUT/$file" \
+    --overwrite --threads "${THREADS:-1}" | tee "$OUT/ensemble.log"
+  if [ "${SHIP:-1}" = 1 ]; then
+    cp "$OUT/$file" change_detection/weights/tinysiam_ensemble.pt
+  fi
+}
+
 if [ -n "${ENSEMBLE_SEEDS:-}" ]; then
   members=(); running=0
   for seed in $ENSEMBLE_SEEDS; do
@@ -56,11 +67,7 @@ if [ -n "${ENSEMBLE_SEEDS:-}" ]; then
     members+=("$OUT/seed$seed/tinysiam/model.pt")
   done
   while [ "$running" -gt 0 ]; do wait -n; running=$((running - 1)); done
-  uv run --frozen weijian model ensemble "${members[@]}" --out "$OUT/tinysiam_ensemble.pt" \
-    --overwrite --threads "${THREADS:-1}" | tee "$OUT/ensemble.log"
-  if [ "${SHIP:-1}" = 1 ]; then
-    cp "$OUT/tinysiam_ensemble.pt" change_detection/weights/tinysiam_ensemble.pt
-  fi
+  ensemble_and_ship tinysiam_ensemble.pt "${members[@]}"
   exit 0
 fi
 
@@ -77,11 +84,7 @@ print(load_model(sys.argv[1], "cpu").metadata["config"]["seed"])' "$parent")
     members+=("$OUT/member$i/tinysiam/model.pt"); i=$((i + 1))
   done
   while [ "$running" -gt 0 ]; do wait -n; running=$((running - 1)); done
-  uv run --frozen weijian model ensemble "${members[@]}" --out "$OUT/ensemble.pt" \
-    --overwrite --threads "${THREADS:-1}" | tee "$OUT/ensemble.log"
-  if [ "${SHIP:-1}" = 1 ]; then
-    cp "$OUT/ensemble.pt" change_detection/weights/tinysiam_ensemble.pt
-  fi
+  ensemble_and_ship ensemble.pt "${members[@]}"
   exit 0
 fi
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -13,19 +12,8 @@ from change_detection.errors import WeightsError
 from change_detection.weights import shipped_weights
 from weijian.cli import app
 from weijian.errors import WeijianError
-from weijian.settings import get_settings
 
 runner = CliRunner()
-
-
-@pytest.fixture()
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh data folder (the registry lives in ``models/``)."""
-    monkeypatch.setenv("WEIJIAN_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("WEIJIAN_CONFIG", "")
-    get_settings.cache_clear()
-    yield tmp_path / "data"
-    get_settings.cache_clear()
 
 
 def test_add_list_show_an_ensemble(data_dir: Path) -> None:

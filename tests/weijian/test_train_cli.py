@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import torch
 from click.testing import Result
 from typer.testing import CliRunner
@@ -15,21 +13,10 @@ from change_detection.weights import load_model, save_weights, shipped_weights
 from ingest.scene import sha256_file
 from tests.change_detection.conftest import write_folder
 from weijian.cli import app
-from weijian.settings import get_settings
 
 runner = CliRunner()
 TINY = ["--epochs", "1", "--samples-per-epoch", "8", "--batch-size", "4", "--crop", "32"]
 CPU = ["--device", "cpu", "--threads", "1"]
-
-
-@pytest.fixture()
-def data_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
-    """A fresh data folder (the registry lives in ``models/``)."""
-    monkeypatch.setenv("WEIJIAN_DATA_DIR", str(tmp_path / "data"))
-    monkeypatch.setenv("WEIJIAN_CONFIG", "")
-    get_settings.cache_clear()
-    yield tmp_path / "data"
-    get_settings.cache_clear()
 
 
 def test_fine_tuning_starts_from_the_parent_and_records_it(tmp_path: Path, data_dir: Path) -> None:
