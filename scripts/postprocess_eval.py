@@ -37,6 +37,7 @@ import argparse
 import itertools
 import json
 import os
+import time
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -59,6 +60,14 @@ from change_detection.evaluation import ensemble_model
 from change_detection.inference import predict_proba
 from change_detection.metrics import object_counts, pixel_scores
 from change_detection.objects import ObjectParams, candidate_labels, core_labels, filter_labels
+from change_detection.refine import (
+    GuidedParams,
+    SuperpixelParams,
+    guided_filter,
+    proba_at_scale,
+    superpixel_labels,
+    superpixel_mean,
+)
 from change_detection.vectorize import VectorizeParams, polygons_from_proba
 from change_detection.weights import ChangeModel, load_model
 from weijian.settings import DetectionSettings
@@ -334,6 +343,199 @@ def objects_main(
         json_path.write_text(json.dumps({"chosen": by_val[0], "rows": rows}, indent=1))
 
 
+#: A refinement of ``--refine``: (name, extra scale or None, image filter or None).
+Refinement = tuple[str, float | None, SuperpixelParams | GuidedParams | None]
+
+
+def refinements(scales: Sequence[float]) -> list[Refinement]:
+    """The refinements measured by ``--refine``: none, superpixels, guided filter, scales.
+
+    Then each scale combined with the lightest guided filter and the smallest superpixels.
+    """
+    out: list[Refinement] = [("none (the product)", None, None)]
+    filters: list[SuperpixelParams | GuidedParams] = [
+        SuperpixelParams(m2, 10.0, weight)
+        for m2, weight in itertools.product((5.0, 10.0, 25.0), (0.5, 1.0))
+    ]
+    filters.append(SuperpixelParams(10.0, 30.0, 0.5))
+    filters += [GuidedParams(r, eps) for r, eps in itertools.product((2, 4, 8), (1e-3, 1e-2))]
+    out += [(f.name(), None, f) for f in filters]
+    for s in scales:
+        out.append((f"scales 1 + {s:g}", s, None))
+    for s in scales:
+        for f in (GuidedParams(2, 1e-3), SuperpixelParams(5.0, 10.0, 0.5)):
+            out.append((f"scales 1 + {s:g}, {f.name()}", s, f))
+    return out
+
+
+def refine_grid(threshold: float) -> list[tuple[str, VectorizeParams]]:
+    """Seeded-core polygon settings around the defaults: threshold +-0.05, cores 0.5-0.7."""
+    defaults = DetectionSettings().vectorize_params(threshold)
+    out = []
+    for cut, core, core_m2 in itertools.product(
+        [threshold + d for d in (-0.05, 0.0, 0.05, 0.1, 0.15)], (0.5, 0.6, 0.7, 0.8), (4.0, 8.0)
+    ):
+        if core <= cut:
+            continue
+        params = replace(
+            defaults, threshold=round(cut, 4), core_threshold=core, core_min_area_m2=core_m2
+        )
+        name = f"t {cut:.2f} - {defaults.grow_margin:.1f} core {core:.1f} >= {core_m2:g} m²"
+        out.append((name, params))
+    return out
+
+
+def cached_proba(cache: Path | None, key: str, compute: Any) -> np.ndarray:
+    """``compute()`` stored as ``cache/key.npy`` (recomputed when there is no cache folder)."""
+    if cache is None:
+        return np.asarray(compute(), np.float32)
+    path = cache / (key.replace("/", "__") + ".npy")
+    if path.exists():
+        return np.load(path)
+    out = np.asarray(compute(), np.float32)
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.npy")
+    np.save(tmp, out)
+    tmp.replace(path)
+    return out
+
+
+def refine_main(
+    model: ChangeModel,
+    tag: str,
+    pairs: dict[str, list[Pair]],
+    scales: Sequence[float],
+    tta: bool,
+    cache: Path | None,
+    json_path: Path | None,
+) -> None:
+    """Score every refinement x polygon setting on validation and held-out pairs; print tables.
+
+    Probabilities (scale 1 and each of ``scales``) are predicted once per pair and cached in
+    ``cache``; superpixel labels once per pair and size. The network time of each scale is
+    printed (seconds per Mpx, this machine, this load).
+    """
+    gsd = model.gsd_m
+    base: dict[str, list[np.ndarray]] = {}
+    at_scale: dict[float, dict[str, list[np.ndarray]]] = {s: {} for s in scales}
+    timing: dict[float, float] = {}
+    for part, prs in pairs.items():
+        base[part] = []
+        for p in prs:
+            key = f"{tag}_tta{int(tta)}_s1_{p.name}"
+            t0 = time.perf_counter()
+            base[part].append(
+                cached_proba(
+                    cache, key, lambda p=p: predict_proba(model, p.before, p.after, tta=tta)
+                )
+            )
+            timing.setdefault(1.0, 0.0)
+            timing[1.0] += time.perf_counter() - t0
+            for s in scales:
+                key = f"{tag}_tta{int(tta)}_s{s:g}_{p.name}"
+                t0 = time.perf_counter()
+                at_scale[s].setdefault(part, []).append(
+                    cached_proba(
+                        cache,
+                        key,
+                        lambda p=p, s=s: proba_at_scale(model, p.before, p.after, s, tta=tta),
+                    )
+                )
+                timing[s] = timing.get(s, 0.0) + time.perf_counter() - t0
+    mpx = sum(p.pixels for prs in pairs.values() for p in prs) / 1e6
+    print(
+        "network seconds per Mpx of the pairs (0 when read from the cache): "
+        + ", ".join(f"scale {s:g}: {t / mpx:.1f}" for s, t in sorted(timing.items()))
+    )
+    labels: dict[tuple[float, float], dict[str, list[np.ndarray]]] = {}
+    grid = refine_grid(model.threshold)
+    rows: list[dict[str, Any]] = []
+    refine_seconds: dict[str, float] = {}
+    label_seconds: dict[tuple[float, float], float] = {}
+    for rname, scale, rparams in refinements(scales):
+        refined: dict[str, list[np.ndarray]] = {}
+        t0 = time.perf_counter()
+        spent = 0.0  # superpixel labels computed in this round (counted below)
+        for part, prs in pairs.items():
+            out = []
+            for i, p in enumerate(prs):
+                proba = base[part][i]
+                if scale is not None:
+                    proba = (proba + at_scale[scale][part][i]) / 2
+                if isinstance(rparams, SuperpixelParams):
+                    k = (rparams.superpixel_m2, rparams.compactness)
+                    lab = labels.setdefault(k, {}).setdefault(part, [])
+                    if len(lab) <= i:
+                        t1 = time.perf_counter()
+                        lab.append(superpixel_labels(p.before, p.after, gsd, *k))
+                        dt = time.perf_counter() - t1
+                        label_seconds[k] = label_seconds.get(k, 0.0) + dt
+                        spent += dt
+                    mean = superpixel_mean(proba, lab[i])
+                    proba = (1 - rparams.weight) * proba + rparams.weight * mean
+                elif isinstance(rparams, GuidedParams):
+                    proba = guided_filter(proba, p.before, p.after, rparams)
+                out.append(np.asarray(proba, np.float32))
+            refined[part] = out
+        seconds = time.perf_counter() - t0 - spent
+        if isinstance(rparams, SuperpixelParams):  # labels computed once, counted every time
+            seconds += label_seconds[(rparams.superpixel_m2, rparams.compactness)]
+        refine_seconds[rname] = seconds / mpx
+        for pname, params in grid:
+            result: dict[str, Any] = {"refinement": rname, "polygons": pname}
+            for part, prs in pairs.items():
+                result[part] = score(refined[part], prs, gsd, params, params.threshold)
+            rows.append(result)
+    ranked = choose(rows)
+    defaults = DetectionSettings().vectorize_params(model.threshold)
+    default_name = next(
+        n
+        for n, q in grid
+        if q.threshold == defaults.threshold and q.core_threshold == defaults.core_threshold
+    )
+    print(
+        f"\nvalidation {len(pairs['validation'])} pairs "
+        f"({rows[0]['validation']['buildings']} buildings), held-out "
+        f"{len(pairs['held-out'])} pairs ({rows[0]['held-out']['buildings']} buildings), "
+        f"{len(rows)} settings\n"
+    )
+    print(
+        "| refinement | polygons | s/Mpx | val pixel F1 | val object F1 | val object recall "
+        "| val FP/km² | held-out pixel F1 | held-out object recall | held-out object precision "
+        "| held-out FP/km² |"
+    )
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    # s/Mpx: the refinement's own time (superpixel labels included), without the network
+    best_of: dict[str, dict[str, Any]] = {}
+    for r in ranked:
+        best_of.setdefault(r["refinement"], r)
+    shown = [
+        r
+        for r in rows
+        if r["refinement"] == rows[0]["refinement"] and r["polygons"] == default_name
+    ]
+    shown += [r for r in best_of.values() if r not in shown]
+    for r in shown:
+        v, h = r["validation"], r["held-out"]
+        mark = " (chosen on validation)" if r is ranked[0] else ""
+        if r is shown[0]:
+            mark += " (the product's default)"
+        print(
+            f"| {r['refinement']}{mark} | {r['polygons']} | {refine_seconds[r['refinement']]:.1f} "
+            f"| {v['f1']:.3f} | {v['object_f1']:.3f} | {v['object_recall']:.3f} "
+            f"| {v['fp_per_km2']:.0f} | {h['f1']:.3f} | {h['object_recall']:.3f} "
+            f"| {h['object_precision']:.3f} | {h['fp_per_km2']:.0f} |",
+            flush=True,
+        )
+    print(
+        "\nchosen on validation (best object F1; ties: validation pixel F1, then grid order): "
+        f"{ranked[0]['refinement']}, {ranked[0]['polygons']}"
+    )
+    if json_path:
+        json_path.parent.mkdir(parents=True, exist_ok=True)
+        json_path.write_text(json.dumps({"chosen": ranked[0], "rows": rows}, indent=1))
+
+
 def main() -> None:
     """Predict once, score every setting on validation and held-out pairs, print tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -345,7 +547,16 @@ def main() -> None:
     parser.add_argument("--objects", action="store_true", help="object post-processing grid")
     parser.add_argument("--validation", nargs="*", help="validation pairs (glob patterns)")
     parser.add_argument("--threshold", type=float, help="centre of the threshold grid")
-    parser.add_argument("--json", type=Path, help="write every row here (--objects)")
+    parser.add_argument("--json", type=Path, help="write every row here (--objects, --refine)")
+    parser.add_argument(
+        "--refine", action="store_true", help="image-guided refinement and multi-scale grid"
+    )
+    parser.add_argument(
+        "--scales", type=float, nargs="*", default=[1.5, 2.0], help="with --refine: scales tried"
+    )
+    parser.add_argument(
+        "--cache", type=Path, help="with --refine: keep the predicted probabilities here"
+    )
     args = parser.parse_args()
     torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "2")))
     models = [load_model(w, device="cpu") for w in args.weights]
@@ -357,6 +568,18 @@ def main() -> None:
     if {p.name for p in val} & {p.name for p in held}:
         parser.error("validation and held-out pairs overlap")
     gsd = model.gsd_m
+    if args.refine:
+        tag = "+".join(Path(w).stem for w in args.weights)
+        refine_main(
+            model,
+            tag,
+            {"validation": val, "held-out": held},
+            args.scales,
+            args.tta,
+            args.cache,
+            args.json,
+        )
+        return
     probas = {
         part: [predict_proba(model, p.before, p.after, tta=args.tta) for p in pairs]
         for part, pairs in (("validation", val), ("held-out", held))
