@@ -344,6 +344,81 @@ def open_office(
     return office, transforms
 
 
+def teaching_signal(parent_path: Path, district: list[Any]) -> None:
+    """Print what the office's reviews of the parent's polygons would teach, cores off and on.
+
+    The parent's polygons on the district as ``weijian detect`` draws them
+    (``settings.detection``: environment and TOML included), once with ``core_threshold`` 0
+    (no seeded cores, as before decision 0024) and once as set. Per row: detections; how many
+    the reviewer's rule confirms (at least half of the polygon on labelled change); the share
+    of the confirmed polygons' pixels off the label (taught as change, wrongly); the median IoU
+    of a confirmed polygon with the labelled building(s) it touches (8-connected parts); the
+    share of the false-positive polygons' pixels on labelled change (taught as no change,
+    wrongly) and the share of the labelled pixels under some detection. No database, no
+    fine-tuning: a check of the teaching signal before any decision is used.
+    """
+    from rasterio.features import rasterize
+
+    from change_detection.vectorize import excess_green_change, polygons_from_proba
+    from weijian_testdata.rasters import ground_transform
+
+    parent = load_model(parent_path, "cpu")
+    detection = Settings(database_url=None).detection
+    probas = [predict_proba(parent, pair.before, pair.after) for pair in district]
+    print(
+        "| cores | detections | confirmable | confirmed px off the label | median IoU of a "
+        "confirmed polygon | false-positive px on labelled change | label px under a detection |"
+    )
+    print("| --- " * 7 + "|")
+    for name, det in (
+        ("off", detection.model_copy(update={"core_threshold": 0.0})),
+        (f"{detection.core_threshold:g}", detection),
+    ):
+        params = det.vectorize_params(parent.threshold)
+        n = confirmable = conf_px = conf_off = fp_px = fp_on = labelled = covered = 0
+        ious: list[float] = []
+        for k, (pair, proba) in enumerate(zip(district, probas, strict=True)):
+            transform = ground_transform(parent.gsd_m, offset_m=(k * SPACING_M, 0.0))
+            cue = excess_green_change(
+                np.moveaxis(pair.before, -1, 0), np.moveaxis(pair.after, -1, 0)
+            )
+            label = pair.label > 0
+            parts, _ = ndimage.label(label, structure=np.ones((3, 3), bool))
+            under = np.zeros_like(label)
+            for record in polygons_from_proba(proba, transform, params, cue=cue):
+                mask = (
+                    rasterize(
+                        [(record["geometry"], 1)],
+                        out_shape=label.shape,
+                        transform=transform,
+                        dtype="uint8",
+                    )
+                    > 0
+                )
+                if not mask.any():
+                    continue
+                n += 1
+                under |= mask
+                on = int((mask & label).sum())
+                if on >= 0.5 * mask.sum():
+                    confirmable += 1
+                    conf_px += int(mask.sum())
+                    conf_off += int(mask.sum()) - on
+                    hit = np.isin(parts, np.unique(parts[mask & label]))
+                    ious.append(float((mask & hit).sum() / (mask | hit).sum()))
+                else:
+                    fp_px += int(mask.sum())
+                    fp_on += on
+            labelled += int(label.sum())
+            covered += int((under & label).sum())
+        print(
+            f"| {name} | {n} | {confirmable} | {conf_off / max(conf_px, 1):.1%} "
+            f"| {float(np.median(ious)) if ious else 0.0:.2f} | {fp_on / max(fp_px, 1):.1%} "
+            f"of {fp_px / 1e6:.2f} Mpx | {covered / max(labelled, 1):.1%} |",
+            flush=True,
+        )
+
+
 def missed_buildings(
     district: list[Any], transforms: list[Any], engine: Any, run_ids: list[int], gsd_m: float
 ) -> list[dict[str, Any]]:
@@ -719,6 +794,12 @@ def main() -> None:
         "--epochs", type=int, default=FINE_TUNE["epochs"], help="fine-tuning epochs (simulation)"
     )
     parser.add_argument(
+        "--teaching",
+        action="store_true",
+        help="with --parent simulation: only print what the reviews of the parent's polygons "
+        "would teach, seeded cores off and as set (no database, no fine-tuning)",
+    )
+    parser.add_argument(
         "--summarise",
         action="store_true",
         help="print the mean (min-max) over the seeds' curves in OUT (curve-seed*.json)",
@@ -746,6 +827,9 @@ def main() -> None:
         if any(f.scene in seen_scenes | held_scenes for f in district_files):
             parser.error("a district scene was trained on, validated on or is held out")
         district = [load_pair(f) for f in district_files]
+        if args.teaching:
+            teaching_signal(parent_path, district)
+            return
         held = [
             load_pair(f) for f in drop_contained_crops([f for f in files if f.scene in held_scenes])
         ]
