@@ -18,7 +18,9 @@ The steps, each a function that can be tuned or evaluated alone:
    ``score_max``, ``area_m2`` and ``change_kind`` (:func:`change_kind`).
 
 Seeded-core objects (``core_threshold`` > 0, decision 0024): the mask of step 1 is cut lower, at
-``threshold - grow_margin``, and each connected region of it (after step 2) is split into the
+``threshold - grow_margin`` (never under half the threshold: weights with a low threshold,
+such as 0.11, would otherwise grow objects down to about 0 and tile the scene), and each
+connected region of it (after step 2) is split into the
 objects grown from its *cores*, the 4-connected parts where the probability reaches
 ``core_threshold`` (at least ``core_min_area_m2``): a marker-controlled watershed on the
 probability (:func:`grow_objects`), so two houses joined by a weak halo become two objects
@@ -78,7 +80,8 @@ class VectorizeParams:
     cue_threshold: float = CUE_THRESHOLD
     core_threshold: float = 0.0  #: 0: off; else objects grow from cores reaching this probability
     core_min_area_m2: float = 4.0  #: smallest core that seeds an object, m²
-    grow_margin: float = 0.1  #: with cores, the mask is cut at ``threshold - grow_margin``
+    #: with cores, the mask is cut at ``threshold - grow_margin``, never under ``threshold / 2``
+    grow_margin: float = 0.1
     #: with cores, a region whose bounding box exceeds this many pixels is not split: it stays
     #: one object (kept if it reaches ``core_threshold``), so memory stays bounded (a watershed
     #: needs about 33 bytes per pixel of the box: 0.5 GB at the default, 13 GB for a 20,000 px
@@ -92,8 +95,15 @@ class VectorizeParams:
 
     @property
     def mask_threshold(self) -> float:
-        """The probability cut of the changed mask: lowered by ``grow_margin`` with cores."""
-        return max(self.threshold - self.grow_margin, 0.0) if self.cores else self.threshold
+        """The probability cut of the changed mask: with cores, lowered by ``grow_margin``.
+
+        Never under half the threshold: with weights whose threshold is low (0.11 after a
+        small validation set) an absolute margin would cut near 0, and the watershed would give
+        nearly every pixel of the scene to some core (decision 0026).
+        """
+        if not self.cores:
+            return self.threshold
+        return max(self.threshold - self.grow_margin, self.threshold / 2)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain values for ``detect.json`` and the run key."""

@@ -156,8 +156,9 @@ class DetectionSettings(_Section):
         0.1,
         ge=0,
         lt=1,
-        description="with seeded cores: polygons grow down to the threshold minus this "
-        "(the threshold is the weights' own unless detection.threshold is set)",
+        description="with seeded cores: polygons grow down to the threshold minus this, never "
+        "under half the threshold (the threshold is the weights' own unless "
+        "detection.threshold is set)",
     )
     core_max_box_mpx: float = Field(
         16.0,

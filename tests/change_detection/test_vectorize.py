@@ -195,6 +195,18 @@ def test_seeded_cores_separate_two_houses_joined_by_a_weak_bridge() -> None:
     assert sorted(r["n_px"] for r in houses) == [440, 440]  # each takes half of the bridge
 
 
+def test_objects_never_grow_under_half_a_low_threshold() -> None:
+    """Weights with threshold 0.11 and the default margin 0.1 must not tile the scene."""
+    proba = np.full((60, 60), 0.03, np.float32)  # faint background everywhere
+    proba[10:30, 10:30] = 0.9  # one confident house
+    params = VectorizeParams(
+        threshold=0.11, opening_px=0, regularize=False, core_threshold=0.6, core_min_area_m2=2.0
+    )
+    assert abs(params.mask_threshold - 0.055) < 1e-9  # not 0.01
+    assert [r["n_px"] for r in polygons_from_proba(proba, T, params)] == [400]
+    assert VectorizeParams(threshold=0.31, core_threshold=0.6).mask_threshold == 0.31 - 0.1
+
+
 def test_a_region_without_a_core_is_dropped_and_small_cores_seed_nothing() -> None:
     proba = np.zeros((60, 60), np.float32)
     proba[5:25, 5:25] = 0.9  # a confident house
