@@ -11,9 +11,13 @@ outlines off the roof's edges), each a pure function on arrays, measured by
   pair's mean brightness as the guide: box filters of ``radius`` px, regularisation ``eps``
   (in squared units of the guide, 0..1 brightness); local, so exact block by block with a halo
   of ``2 * radius`` px (:func:`guided_halo_px`).
-* :func:`multiscale_proba`: the mean of the network's probability at scale 1 and at
-  ``scale`` (the pair upsampled bilinearly, predicted, the probability resampled back);
-  ``scale ** 2`` more network time.
+* multi-scale inference: the mean of the network's probability at scale 1 and at ``scale``
+  (:func:`proba_at_scale`: the pair resampled bilinearly, predicted, the probability resampled
+  back); ``scale ** 2`` more network time.
+
+Measured on validation, none of them is better than the product's polygons (decision 0025,
+the model card's "Image-guided refinement and multi-scale inference"): ``weijian detect``
+does not use them.
 
 Images are ``(H, W, 3)`` uint8 or float arrays on the probability's grid; probabilities
 ``(H, W)`` float32 in 0..1 (non-finite values, nodata, are kept as they are).
@@ -126,11 +130,17 @@ def superpixel_refine(
     after: np.ndarray,
     gsd_m: float,
     params: SuperpixelParams,
+    labels: np.ndarray | None = None,
 ) -> np.ndarray:
-    """``(1 - weight) * proba + weight * superpixel mean`` (float32 ``(H, W)``; nodata kept)."""
+    """``(1 - weight) * proba + weight * superpixel mean`` (float32 ``(H, W)``; nodata kept).
+
+    ``gsd_m``: metres per pixel of the pair. ``labels``: the pair's :func:`superpixel_labels`
+    for ``params`` when already computed (they depend on the images only).
+    """
     proba = np.asarray(proba, np.float32)
     _check(proba, before, after)
-    labels = superpixel_labels(before, after, gsd_m, params.superpixel_m2, params.compactness)
+    if labels is None:
+        labels = superpixel_labels(before, after, gsd_m, params.superpixel_m2, params.compactness)
     out = (1 - params.weight) * proba + params.weight * superpixel_mean(proba, labels)
     return np.where(np.isfinite(proba), out, proba).astype(np.float32)
 
@@ -173,26 +183,6 @@ def guided_filter(
     out = _box(a, r) * guide + _box(b, r)
     out = np.clip(out, 0.0, 1.0).astype(np.float32)
     return np.where(finite, out, proba)
-
-
-def multiscale_proba(
-    model: ChangeModel,
-    before: np.ndarray,
-    after: np.ndarray,
-    scale: float,
-    *,
-    proba_1: np.ndarray | None = None,
-    tta: bool = False,
-) -> np.ndarray:
-    """The mean of the change probability at scale 1 and at ``scale`` (float32 ``(H, W)``).
-
-    At ``scale`` both images are resampled bilinearly to ``round(H * scale) x round(W * scale)``,
-    predicted (:func:`change_detection.inference.predict_proba`), and the probability is
-    resampled back to ``(H, W)`` (antialiased when shrinking). ``proba_1``: the scale-1
-    probability when already known (saves one prediction). ``scale ** 2`` more network time.
-    """
-    p1 = proba_1 if proba_1 is not None else predict_proba(model, before, after, tta=tta)
-    return ((p1 + proba_at_scale(model, before, after, scale, tta=tta)) / 2).astype(np.float32)
 
 
 def proba_at_scale(
