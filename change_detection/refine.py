@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
+from change_detection.errors import InputError
 from change_detection.inference import predict_proba, resample
 from change_detection.weights import ChangeModel
 
@@ -65,7 +66,7 @@ def _unit(image: np.ndarray) -> np.ndarray:
     """``(H, W, 3)`` image as float32 in 0..1 (uint8/uint16 by their range, floats as given)."""
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] < 3:
-        raise ValueError(f"an image must be (H, W, 3), got shape {image.shape}")
+        raise InputError(f"an image must be (H, W, 3), got shape {image.shape}")
     image = image[..., :3]
     if np.issubdtype(image.dtype, np.integer):
         return image.astype(np.float32) / float(np.iinfo(image.dtype).max)
@@ -75,7 +76,7 @@ def _unit(image: np.ndarray) -> np.ndarray:
 def _check(proba: np.ndarray, *images: np.ndarray) -> None:
     for image in images:
         if image.shape[:2] != proba.shape:
-            raise ValueError(
+            raise InputError(
                 f"image {image.shape[:2]} and probability {proba.shape} differ: give the pair on "
                 "the probability's grid"
             )
@@ -190,7 +191,7 @@ def proba_at_scale(
 ) -> np.ndarray:
     """The probability of the pair predicted at ``scale``, resampled back to the pair's grid."""
     if not scale > 0:
-        raise ValueError(f"scale must be positive, got {scale}")
+        raise InputError(f"scale must be positive, got {scale}")
     shape = before.shape[:2]
     size = (max(1, round(shape[0] * scale)), max(1, round(shape[1] * scale)))
     p = predict_proba(model, resample(before, size), resample(after, size), tta=tta)

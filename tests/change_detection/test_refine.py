@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from change_detection import ChangeModel, build_network, predict_proba
+from change_detection.errors import InputError
 from change_detection.refine import (
     GuidedParams,
     SuperpixelParams,
@@ -103,7 +104,7 @@ def test_superpixels_follow_the_roof_and_fill_it() -> None:
 
 def test_mismatched_shapes_are_refused() -> None:
     before, after = _two_roofs(32)
-    with pytest.raises(ValueError, match="differ"):
+    with pytest.raises(InputError, match="differ"):
         guided_filter(np.zeros((16, 16), np.float32), before, after, GuidedParams())
 
 
@@ -123,5 +124,5 @@ def test_proba_at_scale_is_another_view_on_the_same_grid(model: ChangeModel) -> 
     assert p15.shape == (40, 56) and p15.dtype == np.float32
     assert not np.allclose(p15, p1)  # another view of the pair
     np.testing.assert_array_equal(proba_at_scale(model, a, b, 1.0), p1)
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(InputError, match="positive"):
         proba_at_scale(model, a, b, 0.0)
