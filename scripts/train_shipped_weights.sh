@@ -28,6 +28,13 @@
 #   /tmp/model-runs/seed2/tinysiam/model.pt" SHIP=0 OUT=/tmp/model-runs/lovasz \
 #   nice -n 15 scripts/train_shipped_weights.sh
 # LR: peak learning rate of the tinysiam run (default 3e-3, the shipped recipe).
+# EXTRA_DATA: more folders of DATA (space-separated names, e.g. EXTRA_DATA=egy_256) added to the
+# tinysiam run's training data, each with its test_* pairs held out (--holdout 'NAME/test_*');
+# validation stays the 6 tiles. Passed through in the ENSEMBLE_SEEDS and FINETUNE_MEMBERS modes.
+# Default empty: the shipped recipe's command is unchanged. The trial with EGY-BCD (issue 12;
+# model card, "EGY-BCD pairs in the seed ensemble"; decision 0028):
+#   ENSEMBLE_SEEDS="0 1 2" EXTRA_DATA=egy_256 SHIP=0 OUT=/tmp/model-runs/egy \
+#   nice -n 15 scripts/train_shipped_weights.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${DATA:-../shared/data/change_pairs}
@@ -97,7 +104,12 @@ for net in ${NETWORKS:-tinysiam fc_siam_diff}; do
   if [ "$net" = tinysiam ] && [ "${VALIDATION:-}" != seeded ]; then VAL=("${VAL6[@]}");
   else VAL=(--val-fraction 0.15); fi
   EXTRA=(); if [ "$net" = tinysiam ]; then read -r -a EXTRA <<< "${TRAIN_ARGS:-}"; fi
+  MORE=()  # EXTRA_DATA folders (tinysiam only), each followed by its test_* hold-out
+  if [ "$net" = tinysiam ]; then
+    for extra in ${EXTRA_DATA:-}; do EXTRA+=(--holdout "$extra/test_*"); MORE+=("$DATA/$extra"); done
+  fi
   uv run --frozen weijian train "$DATA/levir_256" "$DATA/levir_1024" "$DATA/dsifn_256" \
+    ${MORE[@]+"${MORE[@]}"} \
     --out "$OUT/$net" --network "$net" --lr "$(lr_for "$net")" "${COMMON[@]}" "${HOLDOUT[@]}" \
     "${VAL[@]}" ${EXTRA[@]+"${EXTRA[@]}"} \
     > "$OUT/$net/train.log" 2>&1 &
