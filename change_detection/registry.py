@@ -10,9 +10,10 @@ Layout under the registry folder (``<data_dir>/models`` in weijian)::
 Versions are ``v1``, ``v2``, ... in the order they were added. The *current* model is the one
 :func:`change_detection.weights.load_model` uses by default when given the registry; with no
 current model the shipped weights are used. :meth:`Registry.promote` makes a candidate current
-only when it scores at least as well as the current model (pixel F1 at each model's own stored
-threshold) on a fixed evaluation set (an ensemble of the same network and band count is judged
-like any candidate); :meth:`Registry.rollback` returns to the model that was
+only when it scores at least as well as the current model on a fixed evaluation set: pixel F1
+at each model's own stored threshold, without many more false-positive objects or many fewer
+buildings found whole (:meth:`Promotion.refusal`; an ensemble of the same network and band count
+is judged like any candidate); :meth:`Registry.rollback` returns to the model that was
 current before the last promotion. Files are written to a temporary name and renamed, so an
 interrupted command leaves no half-written entry or index.
 """
@@ -40,6 +41,10 @@ SHIPPED = "shipped"  #: the name under which the package's own weights appear
 MAX_FP_RISE = 0.25
 #: ... plus this many (a few objects either way are noise on a small evaluation set)
 FP_SLACK = 2
+#: the gate also refuses a candidate that finds this share fewer changed buildings whole ...
+MAX_BUILDING_LOSS = 0.10
+#: ... minus this many (decision 0027: the recall of a few dozen buildings moves by whole ones)
+BUILDING_SLACK = 2
 
 
 class RegistryError(ChangeDetectionError, ValueError):
@@ -74,6 +79,8 @@ class Scores:
     threshold: float
     pairs: int
     fp_objects: int = 0  #: false-positive objects counted on the whole set
+    found: int = 0  #: labelled changed buildings matched whole (IoU >= 0.5) on the whole set
+    true_objects: int = 0  #: labelled changed buildings on the whole set
 
     @classmethod
     def of(cls, summary: dict[str, Any]) -> Scores:
@@ -88,6 +95,8 @@ class Scores:
             threshold=float(summary["threshold"]),
             pairs=len(summary["pairs"]),
             fp_objects=int(obj["false_positive_objects"]),
+            found=int(obj["found"]),
+            true_objects=int(obj["true_objects"]),
         )
 
     def line(self) -> str:
@@ -112,6 +121,40 @@ class Promotion:
     def margin(self) -> float:
         """Candidate pixel F1 minus current pixel F1."""
         return self.candidate.f1 - self.current.f1
+
+    def refusal(self) -> str | None:
+        """Why the gate refuses the candidate (one line), or ``None`` when it may be promoted.
+
+        Refused when its pixel F1 is lower than the current model's; or, with pixel F1 at least
+        as high, when it produces more than :data:`MAX_FP_RISE` + :data:`FP_SLACK` more
+        false-positive objects, or finds more than :data:`MAX_BUILDING_LOSS` +
+        :data:`BUILDING_SLACK` fewer labelled buildings whole (decision 0027).
+        """
+        cand, cur, version, current = self.candidate, self.current, self.version, self.previous
+        if cand.f1 < cur.f1:
+            return (
+                f"{version} was not promoted: pixel F1 {cand.f1:.4f} against {cur.f1:.4f} for "
+                f"the current model {current} on {cand.pairs} evaluation pairs "
+                f"({self.margin:+.4f}); object recall {cand.object_recall:.3f} against "
+                f"{cur.object_recall:.3f}, false-positive objects/km² "
+                f"{cand.fp_objects_per_km2:.0f} against {cur.fp_objects_per_km2:.0f}"
+            )
+        if cand.fp_objects > (1 + MAX_FP_RISE) * cur.fp_objects + FP_SLACK:
+            return (
+                f"{version} was not promoted: {cand.fp_objects} false-positive objects against "
+                f"{cur.fp_objects} for the current model {current} on {cand.pairs} evaluation "
+                f"pairs (more than {MAX_FP_RISE:.0%} + {FP_SLACK} more: each is a wasted site "
+                f"visit), although its pixel F1 is {cand.f1:.4f} against {cur.f1:.4f}"
+            )
+        if cand.found < (1 - MAX_BUILDING_LOSS) * cur.found - BUILDING_SLACK:
+            return (
+                f"{version} was not promoted: it finds {cand.found} of {cand.true_objects} "
+                f"changed buildings whole against {cur.found} for the current model {current} "
+                f"on {cand.pairs} evaluation pairs (more than {MAX_BUILDING_LOSS:.0%} + "
+                f"{BUILDING_SLACK} fewer: each is a new building nobody is sent to), although "
+                f"its pixel F1 is {cand.f1:.4f} against {cur.f1:.4f}"
+            )
+        return None
 
 
 class Registry:
@@ -273,10 +316,9 @@ class Registry:
 
         Both models are scored on ``pairs`` (the fixed evaluation set, at ``gsd_m`` m/px) at
         their own stored thresholds. Refused (:class:`PromotionRefused`, saying by how much)
-        when the candidate's pixel F1 is lower, when it produces more than
-        :data:`MAX_FP_RISE` (+ :data:`FP_SLACK` objects) more false-positive objects, or when
-        it is another network or band count than the current model. Nothing changes when
-        refused.
+        when :meth:`Promotion.refusal` gives a reason (lower pixel F1, many more false-positive
+        objects, many fewer buildings found whole), or when it is another network or band count
+        than the current model. Nothing changes when refused.
         """
         from change_detection.evaluation import evaluate_pairs
 
@@ -311,22 +353,9 @@ class Registry:
         self._record_evaluation(version, cand, set_name)
         self._record_evaluation(current, cur, set_name)
         result = Promotion(version, current, cand, cur)
-        allowed_fp = (1 + MAX_FP_RISE) * cur.fp_objects + FP_SLACK
-        if cand.f1 >= cur.f1 and cand.fp_objects > allowed_fp:
-            raise PromotionRefused(
-                f"{version} was not promoted: {cand.fp_objects} false-positive objects against "
-                f"{cur.fp_objects} for the current model {current} on {cand.pairs} evaluation "
-                f"pairs (more than {MAX_FP_RISE:.0%} + {FP_SLACK} more: each is a wasted site "
-                f"visit), although its pixel F1 is {cand.f1:.4f} against {cur.f1:.4f}"
-            )
-        if cand.f1 < cur.f1:
-            raise PromotionRefused(
-                f"{version} was not promoted: pixel F1 {cand.f1:.4f} against {cur.f1:.4f} for "
-                f"the current model {current} on {cand.pairs} evaluation pairs "
-                f"({result.margin:+.4f}); object recall {cand.object_recall:.3f} against "
-                f"{cur.object_recall:.3f}, false-positive objects/km² "
-                f"{cand.fp_objects_per_km2:.0f} against {cur.fp_objects_per_km2:.0f}"
-            )
+        refusal = result.refusal()
+        if refusal:
+            raise PromotionRefused(refusal)
         index = self._index()
         index["current"] = version
         index.setdefault("history", []).append(

@@ -10,7 +10,16 @@ import torch
 from change_detection import build_network, load_model
 from change_detection.data import find_pairs, load_pair, matches
 from change_detection.errors import WeightsError
-from change_detection.registry import PromotionRefused, Registry, RegistryError
+from change_detection.evaluation import evaluate_pairs
+from change_detection.registry import (
+    BUILDING_SLACK,
+    MAX_BUILDING_LOSS,
+    Promotion,
+    PromotionRefused,
+    Registry,
+    RegistryError,
+    Scores,
+)
 from change_detection.weights import default_shipped, save_weights, shipped_weights
 
 
@@ -56,6 +65,13 @@ def test_gate_promotes_equal_refuses_worse_and_rolls_back(tmp_path: Path, eval_p
     figures = registry.entry(eager)["evaluations"][-1]
     assert (
         registry.current == "v1" and figures["f1"] >= registry.entry("v1")["evaluations"][-1]["f1"]
+    )
+    # the stored figures are the counts the gate judged on
+    objects = evaluate_pairs(registry.load(eager, "cpu"), eval_pairs, min_area_m2=10.0)["objects"]
+    assert (figures["found"], figures["true_objects"], figures["fp_objects"]) == (
+        objects["found"],
+        objects["true_objects"],
+        objects["false_positive_objects"],
     )
 
     other = registry.add(shipped_weights("fc_siam_diff"))
@@ -126,3 +142,57 @@ def test_an_ensemble_candidate_is_judged_by_the_same_gate(tmp_path: Path, eval_p
     with pytest.raises(PromotionRefused, match="is a fc_siam_diff model but the current model"):
         registry.promote(other, eval_pairs)
     assert registry.current == copy
+
+
+def _scores(f1: float, found: int, fp_objects: int, true_objects: int = 55) -> Scores:
+    """Figures of one model on a 55-building evaluation set (6 pairs, 0.345 km²)."""
+    return Scores(
+        f1=f1,
+        precision=f1,
+        recall=f1,
+        object_recall=found / true_objects,
+        fp_objects_per_km2=fp_objects / 0.345,
+        threshold=0.45,
+        pairs=6,
+        fp_objects=fp_objects,
+        found=found,
+        true_objects=true_objects,
+    )
+
+
+@pytest.mark.parametrize(
+    ("current", "candidate", "reason"),
+    [
+        # decision 0026's larger district: the parent found 16 of 55 buildings whole; a candidate
+        # fine-tuned on objects grown to 0.01 gained pixel F1 and lost false alarms, but found 11
+        (_scores(0.646, 16, 149), _scores(0.668, 11, 101), "finds 11 of 55 changed buildings"),
+        (_scores(0.646, 16, 149), _scores(0.706, 8, 88), "finds 8 of 55 changed buildings"),
+        # the same district, a candidate that kept its buildings: promoted
+        (_scores(0.646, 16, 149), _scores(0.654, 15, 110), None),
+        # the four-scene district: sound candidates move by a building or two, all promoted
+        (_scores(0.734, 26, 82), _scores(0.748, 24, 83), None),
+        (_scores(0.734, 26, 82), _scores(0.762, 27, 77), None),
+        # the other rules, unchanged
+        (_scores(0.734, 26, 82), _scores(0.729, 28, 84), "pixel F1 0.7290 against 0.7340"),
+        (_scores(0.734, 26, 82), _scores(0.740, 26, 106), "106 false-positive objects"),
+    ],
+)
+def test_the_gate_refuses_a_candidate_that_loses_whole_buildings(
+    current: Scores, candidate: Scores, reason: str | None
+) -> None:
+    refusal = Promotion("v2", "v1", candidate, current).refusal()
+    if reason is None:
+        assert refusal is None
+    else:
+        assert (
+            refusal is not None and refusal.startswith("v2 was not promoted") and reason in refusal
+        )
+
+
+def test_the_building_allowance_is_a_tenth_plus_two() -> None:
+    current = _scores(0.70, 40, 50)
+    limit = (1 - MAX_BUILDING_LOSS) * 40 - BUILDING_SLACK  # 34 buildings
+    assert limit == pytest.approx(34.0)
+    assert Promotion("v2", "v1", _scores(0.70, 34, 50), current).refusal() is None
+    refusal = Promotion("v2", "v1", _scores(0.71, 33, 50), current).refusal()
+    assert refusal is not None and "33 of 55 changed buildings whole against 40" in refusal
