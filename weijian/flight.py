@@ -137,9 +137,9 @@ class FlightConfig:
     min_score_max: float = 0.0
     max_hole_m2: float = 100.0
     regularize: bool = True
-    core_threshold: float = 0.6  # the settings' defaults (decision 0024)
+    core_threshold: float = 0.6  # the settings' defaults (decisions 0024, 0029)
     core_min_area_m2: float = 4.0
-    grow_margin: float = 0.1
+    grow_margin: float = 0.2
     overlap_threshold: float = 0.3
     tolerance_m: float = 2.0
     workers: int = 1
