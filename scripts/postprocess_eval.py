@@ -40,6 +40,14 @@ Probabilities are predicted once and kept in ``--cache`` (reused on the next run
     TORCH_THREADS=1 uv run --frozen python scripts/postprocess_eval.py tinysiam_ensemble
         --refine --scales 0.75 1.25 1.5 2 --cache out/proba_cache [--json out/refine.json]
 
+``--misses`` sorts the labelled buildings that ``weijian detect``'s default polygons do not
+find whole (IoU >= 0.5) into why, per part and dataset: a speck under the 10 m² minimum area,
+missed (under 10 % of it under any polygon), merged (one polygon covers at least half of it but
+is too large: it spans neighbours or surrounding change), split (at least half covered, only
+by several polygons) or partly covered (10-50 %). A diagnosis of the default, reported only.
+
+    TORCH_THREADS=1 uv run --frozen python scripts/postprocess_eval.py tinysiam_ensemble --misses
+
 Several WEIGHTS files make an ensemble (probabilities averaged); give its threshold chosen on
 validation with ``--threshold`` (e.g. from ``scripts/threshold_on_validation.py``).
 """
@@ -642,6 +650,61 @@ def refine_main(
         json_path.write_text(json.dumps({"chosen": ranked[0], "rows": rows}, indent=1))
 
 
+#: ``--misses``: why a labelled building is not found whole, in the order they are tested
+MISS_KINDS = ("found", "speck", "missed", "merged", "split", "partly covered")
+
+
+def miss_kind(building: np.ndarray, polygons: np.ndarray, gsd: float) -> str:
+    """Why the labelled building (bool mask) is or is not found by ``polygons`` (int labels)."""
+    area = int(building.sum())
+    ids, inter = np.unique(polygons[building], return_counts=True)
+    inter, ids = inter[ids > 0], ids[ids > 0]
+    if ids.size:
+        sizes = np.bincount(polygons.ravel())[ids]
+        if (inter / (area + sizes - inter)).max() >= 0.5:
+            return "found"
+    if area * gsd**2 < MIN_AREA_M2:
+        return "speck"
+    covered = inter.sum() / area
+    if covered < 0.1:
+        return "missed"
+    if inter.max() >= 0.5 * area:
+        return "merged"
+    return "split" if covered >= 0.5 else "partly covered"
+
+
+def misses_main(
+    model: ChangeModel, probas: dict[str, list[np.ndarray]], parts: dict[str, list[Pair]]
+) -> None:
+    """Print why the default polygons miss the buildings they miss, per part and dataset."""
+    from scipy import ndimage
+
+    params = DetectionSettings().vectorize_params(model.threshold)
+    print(
+        f"`weijian detect`'s default polygons (threshold {params.threshold:.2f}, grown to "
+        f"{params.mask_threshold:.3f}, cores {params.core_threshold:g} from "
+        f"{params.core_min_area_m2:g} m²); labelled buildings: 8-connected parts of the label\n"
+    )
+    print("| part | dataset | buildings | " + " | ".join(MISS_KINDS) + " |")
+    print("| --- " * (len(MISS_KINDS) + 3) + "|")
+    for part, pairs in parts.items():
+        table: dict[str, dict[str, int]] = {}
+        for proba, pair in zip(probas[part], pairs, strict=True):
+            polygons = post_mask(proba, model.gsd_m, params, params.threshold)
+            parts_of_label, n = ndimage.label(pair.label, structure=np.ones((3, 3), bool))
+            row = table.setdefault(
+                pair.name.split("/")[0].split("_")[0], dict.fromkeys(MISS_KINDS, 0)
+            )
+            for k in range(1, n + 1):
+                row[miss_kind(parts_of_label == k, polygons, model.gsd_m)] += 1
+        for dataset, row in sorted(table.items()):
+            print(
+                f"| {part} | {dataset} | {sum(row.values())} | "
+                + " | ".join(str(row[k]) for k in MISS_KINDS)
+                + " |"
+            )
+
+
 def main() -> None:
     """Predict once, score every setting on validation and held-out pairs, print tables."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -656,6 +719,9 @@ def main() -> None:
     parser.add_argument("--json", type=Path, help="write every row here (--objects, --refine)")
     parser.add_argument(
         "--refine", action="store_true", help="image-guided refinement and multi-scale grid"
+    )
+    parser.add_argument(
+        "--misses", action="store_true", help="why the default polygons miss buildings"
     )
     parser.add_argument(
         "--scales", type=float, nargs="*", default=[1.5, 2.0], help="with --refine: scales tried"
@@ -692,6 +758,9 @@ def main() -> None:
     }
     if args.objects:
         objects_main(model, probas, {"validation": val, "held-out": held}, args.json)
+        return
+    if args.misses:
+        misses_main(model, probas, {"validation": val, "held-out": held})
         return
     rows = []
     for name, params, cut in settings(model.threshold):
