@@ -2,28 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import re
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
 from change_detection.data import find_pairs, load_pair, matches
 from change_detection.weights import shipped_weights
+from tests.scripts.conftest import load_script
 from weijian_testdata.rasters import CHANGE_PAIRS
-
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "review_loop.py"
-
-
-def _script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("review_loop", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.mark.slow
@@ -37,7 +23,7 @@ def test_teaching_signal_prints_one_row_with_cores_off_and_one_as_set(
         load_pair(f) for f in files if matches(f.name, ["dsifn_256/2_4", "levir_256/train_412_*"])
     ]
     assert len(district) == 2
-    _script().teaching_signal(shipped_weights("tinysiam"), district)
+    load_script("review_loop").teaching_signal(shipped_weights("tinysiam"), district)
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[0].startswith("| cores | detections | confirmable")
     rows = [line.strip("|").split("|") for line in lines[2:]]
