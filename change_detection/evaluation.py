@@ -28,7 +28,6 @@ from change_detection.inference import predict_proba
 from change_detection.metrics import ChangeScorer
 from change_detection.networks import ProbabilityEnsemble, count_gmacs, count_parameters
 from change_detection.weights import ChangeModel, load_model, save_weights
-from ingest.scene import sha256_file
 
 #: metadata of a member's own training run, not true of an ensemble of it
 _MEMBER_ONLY = (
@@ -201,6 +200,8 @@ def build_ensemble(
                 "threshold would be chosen on training data; give other validation patterns"
             )
     cut, summary = threshold_on_validation(model, pairs, min_area_m2)
+    from ingest.scene import sha256_file  # here: ingest loads GDAL, which evaluation does not need
+
     for record, path in zip(model.metadata["members"], weights, strict=True):
         record["source"] = str(path)
         record["sha256"] = sha256_file(Path(path))

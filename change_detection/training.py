@@ -58,7 +58,6 @@ from change_detection.weights import (
     resolve_device,
     save_weights,
 )
-from ingest.scene import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -262,6 +261,8 @@ def load_teachers(
     teacher = ensemble_model(models).net.eval()
     for param in teacher.parameters():
         param.requires_grad_(False)
+    from ingest.scene import sha256_file  # here: ingest loads GDAL, which training does not need
+
     record = [
         {
             "path": str(path),

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -281,3 +283,17 @@ def test_an_ensemble_is_not_fine_tuned_as_one_network(tmp_path: Path, tiny_folde
     with pytest.raises(WeightsError, match="is an ensemble of 3 tinysiam networks: fine-tune each"):
         train([tiny_folder], tmp_path / "tuned", cfg)
     assert not (tmp_path / "tuned" / "model.pt").exists()
+
+
+def test_training_imports_no_gdal() -> None:
+    """Training and evaluation load without rasterio or the vector stack (a bare GPU machine)."""
+    code = (
+        "import sys, change_detection, change_detection.training, change_detection.evaluation\n"
+        "heavy = [m for m in ('rasterio', 'shapely', 'geopandas', 'pyproj', 'ingest') "
+        "if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+        "from change_detection import detect_pair\n"
+        "assert 'rasterio' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -1,0 +1,304 @@
+"""Training recipes compared over many seeds, as the ensembles they would ship (decision 0030).
+
+One training run of a recipe is mostly its luck (model card, "Seed variance"): a recipe is
+judged here by several ensembles of it, each of ``k`` seeds (what would ship), scored with
+``weijian detect``'s default polygons on the 6 validation tiles (threshold chosen there per
+ensemble, as ``weijian model ensemble`` does); the held-out figures are reported only.
+
+``train`` runs every (recipe, seed) of the grid with the shipped recipe's split and options
+(``scripts/train_shipped_weights.sh``) changed only where the recipe says, several runs side
+by side, seeds interleaved across recipes so that a run cut short by ``--budget-s`` leaves the
+recipes equally served; a finished run (``model.pt``) is never trained again. It needs only
+torch, torchvision, Pillow, NumPy and SciPy (a lent GPU machine has them):
+
+    PYTHONPATH=. python scripts/seed_sweep.py train --out out/sweep --seeds 0-11 \
+        --device cuda --parallel 5 --budget-s 480
+
+``evaluate`` builds the ensembles of the finished runs (seeds in order, ``k`` at a time, the
+last incomplete group dropped) and prints, per recipe, every ensemble's figures and their
+mean and standard deviation, then applies decision 0030's rule:
+
+    TORCH_THREADS=1 uv run --frozen python scripts/seed_sweep.py evaluate out/sweep \
+        [--json out/sweep.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing as mp
+import os
+import statistics
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = ROOT.parent / "shared" / "data" / "change_pairs"
+FOLDERS = ("levir_256", "levir_1024", "dsifn_256")
+#: the shipped recipe's held-out and validation patterns (scripts/train_shipped_weights.sh)
+HOLDOUT = [
+    "levir_1024/test_102",
+    "levir_256/test_121_*",
+    "levir_256/test_55_*",
+    "dsifn_256/0_2",
+    "dsifn_256/8_3",
+    "dsifn_256/9_3",
+]
+VALIDATION = [
+    "dsifn_256/5_3",
+    "dsifn_256/7_4",
+    "levir_256/val_27_*",
+    "levir_256/test_2_*",
+    "levir_256/train_36_*",
+]
+#: the shipped recipe: ``weijian train`` options of scripts/train_shipped_weights.sh
+SHIPPED: dict[str, Any] = {
+    "network": "tinysiam",
+    "epochs": 32,
+    "samples_per_epoch": 256,
+    "crop": 128,
+    "batch_size": 16,
+    "patience": 12,
+    "synthetic_fraction": 0.0,
+    "gsd_m": 0.5,
+    "lr": 3e-3,
+    "threads": 1,
+}
+#: decision 0030's rule: a recipe must beat the shipped one by this much validation object F1
+#: (and by twice the standard error of the difference) ...
+MIN_GAIN = 0.01
+#: ... and lose at most this much validation pixel F1 (decision 0025's noise)
+PIXEL_F1_NOISE = 0.005
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A change to the shipped recipe and the size of the ensemble it ships as."""
+
+    name: str
+    what: str
+    overrides: dict[str, Any] = field(default_factory=dict)
+    members: int = 3  #: ensemble size: members x GFLOP per pair stays within 6 GFLOP
+    extra_data: tuple[str, ...] = ()  #: more folders of DATA, their test_* pairs held out
+
+
+RECIPES = {
+    r.name: r
+    for r in (
+        Recipe("base", "the shipped recipe (3 members, 4.35 GFLOP per 256x256 pair)"),
+        Recipe(
+            "wide",
+            "widths 24,32,64,128, decoder 64 (2 members, 4.42 GFLOP: the same cost)",
+            {"network_kwargs": {"widths": [24, 32, 64, 128], "decoder": 64}},
+            members=2,
+        ),
+        Recipe(
+            "long",
+            "64 epochs, patience 24 (2x the training time)",
+            {"epochs": 64, "patience": 24},
+        ),
+        Recipe(
+            "egy",
+            "egy_256 train/val pairs added to training (decision 0028's data)",
+            extra_data=("egy_256",),
+        ),
+        Recipe("base4", "the shipped recipe, 4 members (5.8 GFLOP)", members=4),
+    )
+}
+#: recipes whose runs are another recipe's (same training, another ensemble size)
+RUNS_OF = {"base4": "base"}
+
+
+def parse_seeds(text: str) -> list[int]:
+    """``0-11`` or ``0,3,5`` -> the seeds."""
+    if "-" in text:
+        first, last = text.split("-")
+        return list(range(int(first), int(last) + 1))
+    return [int(s) for s in text.split(",")]
+
+
+def _train_one(job: tuple[str, int, str, str, str]) -> tuple[str, int, float, str]:
+    """One training run in a worker process; returns (recipe, seed, seconds, error or '')."""
+    name, seed, data, out, device = job
+    sys.path.insert(0, str(ROOT))
+    from change_detection.training import TrainConfig, train
+
+    recipe = RECIPES[name]
+    folders = [Path(data) / f for f in (*FOLDERS, *recipe.extra_data)]
+    config = TrainConfig(
+        **{**SHIPPED, **recipe.overrides},
+        seed=seed,
+        device=device,
+        holdout=[*HOLDOUT, *(f"{e}/test_*" for e in recipe.extra_data)],
+        validation=list(VALIDATION),
+    )
+    start = time.monotonic()
+    try:
+        train(folders, Path(out) / name / f"seed{seed}", config)
+    except Exception as exc:  # report and go on: one failed run must not end the sweep
+        return name, seed, time.monotonic() - start, f"{type(exc).__name__}: {exc}"
+    return name, seed, time.monotonic() - start, ""
+
+
+def train_main(args: argparse.Namespace) -> None:
+    """Train every missing (recipe, seed), ``--parallel`` at a time, within ``--budget-s``."""
+    names = [RUNS_OF.get(n, n) for n in args.recipes]
+    names = list(dict.fromkeys(names))
+    jobs = [
+        (name, seed, str(args.data), str(args.out), args.device)
+        for seed in parse_seeds(args.seeds)
+        for name in names
+        if not (args.out / name / f"seed{seed}" / "model.pt").is_file()
+    ]
+    print(f"{len(jobs)} runs to train, {args.parallel} at a time", flush=True)
+    start = time.monotonic()
+    ctx = mp.get_context("spawn")
+    done = 0
+    with ctx.Pool(args.parallel, maxtasksperchild=1) as pool:
+        pending = []
+        queue = list(jobs)
+        while queue or pending:
+            while queue and len(pending) < args.parallel:
+                if time.monotonic() - start > args.budget_s:
+                    print(f"budget of {args.budget_s} s spent: {len(queue)} runs not started")
+                    queue.clear()
+                    break
+                pending.append(pool.apply_async(_train_one, (queue.pop(0),)))
+            time.sleep(1)
+            for res in [p for p in pending if p.ready()]:
+                pending.remove(res)
+                name, seed, seconds, error = res.get()
+                done += 1
+                state = f"FAILED {error}" if error else "ok"
+                print(
+                    f"[{time.monotonic() - start:6.0f} s] {name} seed {seed}: {seconds:.0f} s "
+                    f"{state} ({done} done)",
+                    flush=True,
+                )
+
+
+def _summary(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
+    values = [r[key] for r in rows]
+    return statistics.mean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def evaluate_main(args: argparse.Namespace) -> None:
+    """Ensembles of the finished runs, scored with the default polygons; decision 0030's rule."""
+    import torch
+
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from postprocess_eval import load, score
+
+    from change_detection.data import HELDOUT
+    from change_detection.evaluation import ensemble_model, threshold_on_validation
+    from change_detection.inference import predict_proba
+    from change_detection.weights import load_model
+    from weijian.settings import DetectionSettings
+
+    torch.set_num_threads(int(os.environ.get("TORCH_THREADS", "1")))
+    val = load(VALIDATION, args.data)
+    held = load(list(HELDOUT), args.data)
+    results: dict[str, list[dict[str, Any]]] = {}
+    for name in args.recipes:
+        recipe = RECIPES[name]
+        runs = sorted(
+            (args.out / RUNS_OF.get(name, name)).glob("seed*/model.pt"),
+            key=lambda p: int(p.parent.name.removeprefix("seed")),
+        )
+        groups = [
+            runs[i : i + recipe.members]
+            for i in range(0, len(runs) - recipe.members + 1, recipe.members)
+        ]
+        results[name] = []
+        for group in groups:
+            model = ensemble_model([load_model(p, device="cpu") for p in group])
+            cut, _ = threshold_on_validation(model, val)
+            params = DetectionSettings().vectorize_params(cut)  # what `weijian detect` runs
+            row: dict[str, Any] = {
+                "seeds": [int(p.parent.name.removeprefix("seed")) for p in group],
+                "threshold": cut,
+            }
+            for part, pairs in (("val", val), ("held", held)):
+                probas = [predict_proba(model, p.before, p.after) for p in pairs]
+                figures = score(probas, pairs, model.gsd_m, params, cut)
+                for key in ("f1", "object_f1", "object_recall", "fp_per_km2"):
+                    row[f"{part}_{key}"] = figures[key]
+            results[name].append(row)
+            print(
+                f"{name} seeds {row['seeds']}: threshold {cut:.2f} | val pixel F1 "
+                f"{row['val_f1']:.3f} object F1 {row['val_object_f1']:.3f} recall "
+                f"{row['val_object_recall']:.3f} FP {row['val_fp_per_km2']:.0f}/km² | held-out "
+                f"{row['held_f1']:.3f} / {row['held_object_recall']:.3f} / "
+                f"{row['held_fp_per_km2']:.0f}",
+                flush=True,
+            )
+    keys = (
+        ("val_f1", "val pixel F1"),
+        ("val_object_f1", "val object F1"),
+        ("val_object_recall", "val object recall"),
+        ("val_fp_per_km2", "val FP/km²"),
+        ("held_f1", "held-out pixel F1"),
+        ("held_object_recall", "held-out object recall"),
+        ("held_fp_per_km2", "held-out FP/km²"),
+    )
+    print("\n| recipe | ensembles | " + " | ".join(label for _, label in keys) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in keys) + " |")
+    for name, rows in results.items():
+        if not rows:
+            continue
+        cells = []
+        for key, _ in keys:
+            mean, sd = _summary(rows, key)
+            digits = 0 if "fp" in key else 3
+            cells.append(f"{mean:.{digits}f} ± {sd:.{digits}f}")
+        print(f"| {name}: {RECIPES[name].what} | {len(rows)} | " + " | ".join(cells) + " |")
+    print()
+    base = results.get("base") or []
+    for name, rows in results.items():
+        if name == "base" or len(rows) < 2 or len(base) < 2:
+            continue
+        gain = _summary(rows, "val_object_f1")[0] - _summary(base, "val_object_f1")[0]
+        se = (
+            statistics.variance([r["val_object_f1"] for r in rows]) / len(rows)
+            + statistics.variance([r["val_object_f1"] for r in base]) / len(base)
+        ) ** 0.5
+        pixel = _summary(rows, "val_f1")[0] - _summary(base, "val_f1")[0]
+        adopted = gain > max(MIN_GAIN, 2 * se) and pixel >= -PIXEL_F1_NOISE
+        print(
+            f"{name} against base: validation object F1 {gain:+.3f} (2 SE {2 * se:.3f}), "
+            f"pixel F1 {pixel:+.3f}: {'ADOPTED' if adopted else 'not adopted'} by decision 0030"
+        )
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(results, indent=1))
+
+
+def main() -> None:
+    """Parse the command line and run ``train`` or ``evaluate``."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    tr = sub.add_parser("train", help="train the grid's missing runs")
+    tr.add_argument("--out", type=Path, required=True)
+    tr.add_argument("--data", type=Path, default=DATA)
+    tr.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES))
+    tr.add_argument("--seeds", default="0-8", help="e.g. 0-8 or 0,1,2")
+    tr.add_argument("--device", default="cpu")
+    tr.add_argument("--parallel", type=int, default=2)
+    tr.add_argument("--budget-s", type=float, default=float("inf"), help="start no run after")
+    ev = sub.add_parser("evaluate", help="score the ensembles of the finished runs")
+    ev.add_argument("out", type=Path)
+    ev.add_argument("--data", type=Path, default=DATA)
+    ev.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES))
+    ev.add_argument("--json", type=Path)
+    args = parser.parse_args()
+    if args.command == "train":
+        train_main(args)
+    else:
+        evaluate_main(args)
+
+
+if __name__ == "__main__":
+    main()
