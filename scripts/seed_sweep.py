@@ -26,9 +26,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import statistics
+import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
@@ -120,64 +120,65 @@ def parse_seeds(text: str) -> list[int]:
     return [int(s) for s in text.split(",")]
 
 
-def _train_one(job: tuple[str, int, str, str, str]) -> tuple[str, int, float, str]:
-    """One training run in a worker process; returns (recipe, seed, seconds, error or '')."""
-    name, seed, data, out, device = job
-    sys.path.insert(0, str(ROOT))
-    from change_detection.training import TrainConfig, train
-
-    recipe = RECIPES[name]
-    folders = [Path(data) / f for f in (*FOLDERS, *recipe.extra_data)]
-    config = TrainConfig(
-        **{**SHIPPED, **recipe.overrides},
-        seed=seed,
-        device=device,
-        holdout=[*HOLDOUT, *(f"{e}/test_*" for e in recipe.extra_data)],
-        validation=list(VALIDATION),
-    )
-    start = time.monotonic()
-    try:
-        train(folders, Path(out) / name / f"seed{seed}", config)
-    except Exception as exc:  # report and go on: one failed run must not end the sweep
-        return name, seed, time.monotonic() - start, f"{type(exc).__name__}: {exc}"
-    return name, seed, time.monotonic() - start, ""
-
-
 def train_main(args: argparse.Namespace) -> None:
-    """Train every missing (recipe, seed), ``--parallel`` at a time, within ``--budget-s``."""
-    names = [RUNS_OF.get(n, n) for n in args.recipes]
-    names = list(dict.fromkeys(names))
-    jobs = [
-        (name, seed, str(args.data), str(args.out), args.device)
+    """Train every missing (recipe, seed), ``--parallel`` at a time, within ``--budget-s``.
+
+    Each run is its own process (``one``), so its data-loading workers are its own children.
+    """
+    names = list(dict.fromkeys(RUNS_OF.get(n, n) for n in args.recipes))
+    queue = [
+        (name, seed)
         for seed in parse_seeds(args.seeds)
         for name in names
         if not (args.out / name / f"seed{seed}" / "model.pt").is_file()
     ]
-    print(f"{len(jobs)} runs to train, {args.parallel} at a time", flush=True)
+    print(f"{len(queue)} runs to train, {args.parallel} at a time", flush=True)
     start = time.monotonic()
-    ctx = mp.get_context("spawn")
+    running: dict[subprocess.Popen[bytes], tuple[str, int, float]] = {}
     done = 0
-    with ctx.Pool(args.parallel, maxtasksperchild=1) as pool:
-        pending = []
-        queue = list(jobs)
-        while queue or pending:
-            while queue and len(pending) < args.parallel:
-                if time.monotonic() - start > args.budget_s:
-                    print(f"budget of {args.budget_s} s spent: {len(queue)} runs not started")
-                    queue.clear()
-                    break
-                pending.append(pool.apply_async(_train_one, (queue.pop(0),)))
-            time.sleep(1)
-            for res in [p for p in pending if p.ready()]:
-                pending.remove(res)
-                name, seed, seconds, error = res.get()
-                done += 1
-                state = f"FAILED {error}" if error else "ok"
-                print(
-                    f"[{time.monotonic() - start:6.0f} s] {name} seed {seed}: {seconds:.0f} s "
-                    f"{state} ({done} done)",
-                    flush=True,
-                )
+    while queue or running:
+        while queue and len(running) < args.parallel:
+            if time.monotonic() - start > args.budget_s:
+                print(f"budget of {args.budget_s:.0f} s spent: {len(queue)} runs not started")
+                queue.clear()
+                break
+            name, seed = queue.pop(0)
+            log = args.out / name / f"seed{seed}.log"
+            log.parent.mkdir(parents=True, exist_ok=True)
+            command = [sys.executable, __file__, "one", name, str(seed), "--out", str(args.out)]
+            command += ["--data", str(args.data), "--device", args.device]
+            command += ["--smoke"] if args.smoke else []
+            with open(log, "wb") as fh:
+                proc = subprocess.Popen(command, stdout=fh, stderr=subprocess.STDOUT)
+            running[proc] = (name, seed, time.monotonic())
+        time.sleep(1)
+        for proc in [p for p in running if p.poll() is not None]:
+            name, seed, began = running.pop(proc)
+            done += 1
+            state = "ok" if proc.returncode == 0 else f"FAILED (see {name}/seed{seed}.log)"
+            print(
+                f"[{time.monotonic() - start:5.0f} s] {name} seed {seed}: "
+                f"{time.monotonic() - began:.0f} s {state} ({done} done)",
+                flush=True,
+            )
+
+
+def one_main(args: argparse.Namespace) -> None:
+    """One training run of the grid (what ``train`` starts in its own process)."""
+    sys.path.insert(0, str(ROOT))
+    from change_detection.training import TrainConfig, train
+
+    recipe = RECIPES[args.recipe]
+    smoke = {"epochs": 2, "samples_per_epoch": 32} if args.smoke else {}
+    config = TrainConfig(
+        **{**SHIPPED, **recipe.overrides, **smoke},
+        seed=args.seed,
+        device=args.device,
+        holdout=[*HOLDOUT, *(f"{e}/test_*" for e in recipe.extra_data)],
+        validation=list(VALIDATION),
+    )
+    folders = [args.data / f for f in (*FOLDERS, *recipe.extra_data)]
+    train(folders, args.out / recipe.name / f"seed{args.seed}", config)
 
 
 def _summary(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
@@ -288,16 +289,21 @@ def main() -> None:
     tr.add_argument("--device", default="cpu")
     tr.add_argument("--parallel", type=int, default=2)
     tr.add_argument("--budget-s", type=float, default=float("inf"), help="start no run after")
+    tr.add_argument("--smoke", action="store_true", help="2 short epochs per run: a check")
+    one = sub.add_parser("one", help="one run of the grid (started by train)")
+    one.add_argument("recipe", choices=[n for n in RECIPES if n not in RUNS_OF])
+    one.add_argument("seed", type=int)
+    one.add_argument("--out", type=Path, required=True)
+    one.add_argument("--data", type=Path, default=DATA)
+    one.add_argument("--device", default="cpu")
+    one.add_argument("--smoke", action="store_true")
     ev = sub.add_parser("evaluate", help="score the ensembles of the finished runs")
     ev.add_argument("out", type=Path)
     ev.add_argument("--data", type=Path, default=DATA)
     ev.add_argument("--recipes", nargs="*", default=list(RECIPES), choices=list(RECIPES))
     ev.add_argument("--json", type=Path)
     args = parser.parse_args()
-    if args.command == "train":
-        train_main(args)
-    else:
-        evaluate_main(args)
+    {"train": train_main, "one": one_main, "evaluate": evaluate_main}[args.command](args)
 
 
 if __name__ == "__main__":
