@@ -9,7 +9,9 @@ themselves: the command line and the pipeline read them here and pass plain valu
 
 from __future__ import annotations
 
+import difflib
 import os
+import tomllib
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
@@ -356,20 +358,95 @@ class Settings(BaseSettings):
         sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
         config = config_file()
         if config is not None:
-            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+            try:
+                sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigurationError(
+                    f"{config} is not valid TOML ({exc}): fix that line (strings in double "
+                    'quotes, sections as [matching]; see the README\'s "Configuration")'
+                ) from None
         return tuple(sources)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if not value:
+            return value
+        from sqlalchemy.engine import make_url
+        from sqlalchemy.exc import ArgumentError
+
+        try:
+            url = make_url(value)
+        except ArgumentError:
+            url = None
+        if url is None or not url.drivername.startswith("postgres"):
+            raise ValueError(
+                "not a PostgreSQL URL: write it as postgresql://user:password@host:5432/db, or "
+                "unset it to use the embedded cluster"
+            )
+        return value
 
 
 def config_file() -> Path | None:
-    """The TOML settings file in force: ``$WEIJIAN_CONFIG`` or ``./weijian.toml`` if present."""
+    """The TOML settings file in force: ``$WEIJIAN_CONFIG`` or ``./weijian.toml`` if present.
+
+    Raises:
+        ConfigurationError: ``WEIJIAN_CONFIG`` names a file that does not exist.
+    """
     named = os.environ.get("WEIJIAN_CONFIG")
     if named:
         path = Path(named)
         if not path.is_file():
-            raise FileNotFoundError(f"WEIJIAN_CONFIG names {path}, which does not exist")
+            raise ConfigurationError(
+                f"WEIJIAN_CONFIG names {path}, which does not exist: give the path of your "
+                "weijian.toml, or unset WEIJIAN_CONFIG"
+            )
         return path
     local = Path("weijian.toml")
     return local if local.is_file() else None
+
+
+#: ``WEIJIAN_...`` environment variables that are not settings: the settings file's name, and
+#: variables of the test suite and the benchmarks (``WEIJIAN_TEST_...``, ``WEIJIAN_BENCH_...``).
+NOT_SETTINGS = ("WEIJIAN_CONFIG",)
+NOT_SETTINGS_PREFIXES = ("WEIJIAN_TEST_", "WEIJIAN_BENCH_")
+
+
+def setting_names() -> list[str]:
+    """Every environment variable that sets something: ``WEIJIAN_X`` and ``WEIJIAN_X__Y``."""
+    names = []
+    for name, field in Settings.model_fields.items():
+        names.append(f"WEIJIAN_{name.upper()}")
+        section = field.annotation
+        if isinstance(section, type) and issubclass(section, BaseModel):
+            names += [f"WEIJIAN_{name.upper()}__{sub.upper()}" for sub in section.model_fields]
+    return names
+
+
+def unknown_environment(environ: dict[str, str] | None = None) -> list[str]:
+    """``WEIJIAN_...`` variables in the environment that name no setting (typos), sorted.
+
+    Unknown keys inside a section (``WEIJIAN_DETECTION__THRESHHOLD``) are refused by the model
+    itself; this finds the ones it never sees, e.g. ``WEIJIAN_DATABSE_URL``, which would
+    otherwise leave the setting at its default without a word.
+    """
+    environ = dict(os.environ) if environ is None else environ
+    sections = {f"WEIJIAN_{name.upper()}" for name in Settings.model_fields}
+    unknown = []
+    for key in environ:
+        upper = key.upper()
+        if not upper.startswith("WEIJIAN_") or upper in NOT_SETTINGS:
+            continue
+        if upper.startswith(NOT_SETTINGS_PREFIXES):
+            continue
+        if upper.split("__", 1)[0] not in sections:
+            unknown.append(key)
+    return sorted(unknown)
+
+
+def _did_you_mean(name: str) -> str:
+    close = difflib.get_close_matches(name.upper(), setting_names(), n=1, cutoff=0.75)
+    return f" (did you mean {close[0]}?)" if close else ""
 
 
 @lru_cache(maxsize=1)
@@ -378,11 +455,21 @@ def get_settings() -> Settings:
 
     Invalid values raise ConfigurationError naming the environment variable to fix.
     """
+    unknown = unknown_environment()
+    if unknown:
+        raise ConfigurationError(
+            "invalid settings: "
+            + "; ".join(f"{key} is not a setting{_did_you_mean(key)}" for key in unknown)
+            + ': correct or unset it (the README\'s "Configuration" lists the settings)'
+        )
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"WEIJIAN_{'__'.join(str(p) for p in e['loc']).upper()}: {e['msg']}"
-            for e in exc.errors()
-        )
-        raise ConfigurationError(f"invalid settings: {problems}") from None
+        problems = []
+        for e in exc.errors():
+            key = f"WEIJIAN_{'__'.join(str(p) for p in e['loc']).upper()}"
+            if e["type"] == "extra_forbidden":
+                problems.append(f"{key}: not a setting{_did_you_mean(key)}")
+            else:
+                problems.append(f"{key}: {e['msg']}")
+        raise ConfigurationError(f"invalid settings: {'; '.join(problems)}") from None

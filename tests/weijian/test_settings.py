@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -92,3 +95,106 @@ def test_bad_seeded_core_settings_give_one_clear_error(
     finally:
         get_settings.cache_clear()
     assert "\n" not in str(caught.value) and "WEIJIAN_DETECTION" in str(caught.value)
+
+
+def _settings_error(monkeypatch: pytest.MonkeyPatch, **env: str) -> str:
+    """The one line ``get_settings`` refuses the environment ``env`` with."""
+    from weijian.errors import ConfigurationError
+    from weijian.settings import get_settings
+
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    get_settings.cache_clear()
+    try:
+        with pytest.raises(ConfigurationError) as caught:
+            get_settings()
+    finally:
+        get_settings.cache_clear()
+    assert "\n" not in str(caught.value)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("typo", "meant"),
+    [
+        ("WEIJIAN_DATABSE_URL", "WEIJIAN_DATABASE_URL"),
+        ("WEIJIAN_DETECTON__THRESHOLD", "WEIJIAN_DETECTION__THRESHOLD"),
+        ("weijian_data_dri", "WEIJIAN_DATA_DIR"),
+    ],
+)
+def test_a_misspelt_environment_variable_is_refused_naming_the_setting(
+    typo: str, meant: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # before: the setting silently kept its default (e.g. the embedded cluster, not the server)
+    message = _settings_error(monkeypatch, **{typo: "postgresql://u:p@h:5432/db"})
+    assert f"{typo} is not a setting (did you mean {meant}?)" in message
+
+
+def test_variables_of_the_tests_and_benchmarks_are_not_settings_typos(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from weijian.settings import unknown_environment
+
+    env = {
+        "WEIJIAN_CONFIG": "x.toml",
+        "WEIJIAN_TEST_DATABASE_URL": "postgresql://h/db",
+        "WEIJIAN_BENCH_SERVER_URL": "http://h",
+        "WEIJIAN_WEB__PORT": "8001",
+        "WEIJIAN_DETECTION": '{"threshold": 0.4}',
+        "WEIJIAN_USER": "科员甲",
+        "WEIJIANX": "not ours",
+    }
+    assert unknown_environment(env) == []
+    assert unknown_environment({**env, "WEIJIAN_WEBB__PORT": "1"}) == ["WEIJIAN_WEBB__PORT"]
+
+
+def test_a_misspelt_key_in_the_toml_file_names_the_setting_meant(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "weijian.toml"
+    config.write_text("[matchng]\nreinspection_days = 45\n", encoding="utf-8")
+    message = _settings_error(monkeypatch, WEIJIAN_CONFIG=str(config))
+    assert "WEIJIAN_MATCHNG: not a setting (did you mean WEIJIAN_MATCHING?)" in message
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (None, "WEIJIAN_CONFIG names"),
+        ('working_crs = "EPSG:4549\n', "is not valid TOML (Illegal character"),
+    ],
+)
+def test_a_missing_or_broken_settings_file_is_one_clear_error(
+    content: str | None, expected: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "weijian.toml"
+    if content is not None:
+        config.write_text(content, encoding="utf-8")
+    message = _settings_error(monkeypatch, WEIJIAN_CONFIG=str(config))
+    assert expected in message and str(config) in message
+
+
+@pytest.mark.parametrize("url", ["nonsense", "mysql://u@h/db", "postgresql//u@h/db"])
+def test_a_database_url_that_is_not_postgresql_is_refused(
+    url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    message = _settings_error(monkeypatch, WEIJIAN_DATABASE_URL=url)
+    assert "WEIJIAN_DATABASE_URL" in message and "postgresql://user:password@host" in message
+
+
+def test_the_command_line_prints_a_settings_error_as_one_line_with_its_brackets(
+    tmp_path: Path,
+) -> None:
+    """No traceback, and the ``[matching]`` of the message is text, not console markup."""
+    config = tmp_path / "weijian.toml"
+    config.write_text('working_crs = "EPSG:4549\n', encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.upper().startswith("WEIJIAN_")}
+    env.update(WEIJIAN_CONFIG=str(config), WEIJIAN_DATA_DIR=str(tmp_path), COLUMNS="300")
+    weijian = Path(sys.executable).with_name("weijian")
+    done = subprocess.run(
+        [str(weijian), "db", "status"], capture_output=True, text=True, env=env, timeout=120
+    )
+    assert done.returncode == 1, done.stderr
+    assert "Traceback" not in done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "sections as [matching]" in lines[0], done.stderr

@@ -11,6 +11,7 @@ import sys
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from weijian.cli import (
     cases,
@@ -75,7 +76,10 @@ def _is_domain_error(exc: BaseException) -> bool:
 
 
 def main() -> None:
-    """Entry point: run the app and turn domain errors into one line on stderr and exit code 1."""
+    """Entry point: run the app and turn domain errors into one line on stderr and exit code 1.
+
+    The message is printed as it is: a ``[section]`` it names is text, not console markup.
+    """
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
@@ -85,6 +89,8 @@ def main() -> None:
         app()
     except Exception as exc:
         if _is_domain_error(exc):
-            err.print(f"[bold red]错误 error:[/] {exc}", highlight=False, soft_wrap=True)
+            err.print(
+                f"[bold red]错误 error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
+            )
             raise SystemExit(1) from None
         raise

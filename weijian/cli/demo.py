@@ -15,6 +15,7 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from weijian.cli.options import database
@@ -120,7 +121,7 @@ def _demo_flight(engine: Any, settings: Any, *, serve: bool) -> None:
         return
     code, summary = execute_flight(flight.after, before="auto")
     if code != 0:
-        out.print(f"[bold red]示范航飞失败 demo flight failed:[/] {summary['error']}")
+        out.print(f"[bold red]示范航飞失败 demo flight failed:[/] {escape(summary['error'])}")
         raise typer.Exit(code)
     print_summary(summary)
     missing = [
@@ -138,7 +139,6 @@ def _review_app(engine: Any, settings: Any, summary: dict[str, Any], *, serve: b
 
     users = ensure_demo_users(engine, street_town=DEMO_STREET_TOWN)
     url = f"http://{settings.web.host}:{settings.web.port}/"
-    out.print(f"静态地图 static map: {summary['map']}")
     out.print(f"核查系统 review application: {url} (比对批次 run {summary['run_id']})")
     for user in users:
         town = f" · {user.street_town}" if user.street_town else ""

@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -227,7 +228,9 @@ def run(
         print_summary(summary)
     if code != 0:
         label = "拒绝 refused" if code == 2 else "失败 failed"
-        err.print(f"[bold red]{label}:[/] {summary['error']}", highlight=False, soft_wrap=True)
+        err.print(
+            f"[bold red]{label}:[/] {escape(summary['error'])}", highlight=False, soft_wrap=True
+        )
         raise typer.Exit(code)
 
 
@@ -265,13 +268,15 @@ def watch(
     def show(o: Outcome) -> None:
         colour = {"done": "green", "failed": "red", "duplicate": "yellow"}[o.status]
         err.print(
-            f"[{colour}]{o.name}: {o.status}[/] → {o.moved_to} · {o.message}", highlight=False
+            f"[{colour}]{escape(o.name)}: {o.status}[/] → {escape(str(o.moved_to))} · "
+            f"{escape(o.message)}",
+            highlight=False,
         )
 
     try:
         watcher = Watcher(inbox, process, settle_s=cfg.watch_settle_s if settle is None else settle)
     except FileNotFoundError as exc:
-        err.print(f"[bold red]错误 error:[/] {exc}")
+        err.print(f"[bold red]错误 error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     if once:
         outcomes = watcher.run_once()

@@ -41,6 +41,7 @@ def prepare(
 ) -> None:
     """Align BEFORE and AFTER on one grid, write COGs and a JSON report (配准影像对)."""
     from rich.console import Console
+    from rich.markup import escape
     from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 
     from ingest import prepare_pair, write_pair_cogs, write_report
@@ -84,7 +85,7 @@ def prepare(
         path = write_report(pair, out, written)
     for w in caught:
         if issubclass(w.category, UserWarning) and w.category.__module__.startswith("ingest"):
-            console.print(f"[yellow]warning:[/] {w.message}", soft_wrap=True)
+            console.print(f"[yellow]warning:[/] {escape(str(w.message))}", soft_wrap=True)
     summary = json.loads(path.read_text(encoding="utf-8"))
     shift = summary["shift"]
     coreg = summary.get("coregistration") or {}

@@ -51,6 +51,7 @@ def add(
     ] = False,
 ) -> None:
     """Validate and describe images; write a STAC Item beside each (登记影像)."""
+    from rich.markup import escape
     from rich.progress import Progress
 
     from ingest import AcquisitionDateWarning, describe_scene, write_stac_item
@@ -65,7 +66,7 @@ def add(
                 scene = describe_scene(path, acquired=acquired, platform=platform, sensor=sensor)  # type: ignore[arg-type]
             summary = scene.summary()
             for w in caught:
-                progress.console.print(f"[yellow]warning:[/] {w.message}")
+                progress.console.print(f"[yellow]warning:[/] {escape(str(w.message))}")
             if stac and scene.acquired is not None:
                 summary["stac_item"] = str(write_stac_item(scene))
             elif stac:
