@@ -424,6 +424,25 @@ def latest_run(engine: Any) -> int | None:
     return int(found) if found is not None else None
 
 
+def is_demo_run(engine: Any, run_id: int) -> bool:
+    """Whether ``run_id`` compares the demo flight's images (its later image is the demo's).
+
+    Notebooks act on a run (e.g. review a few suspects so that every chart has something in
+    it) only when it is the demo's: never on an office's real run.
+    """
+    from sqlalchemy import text
+
+    with engine.connect() as conn:
+        path = conn.execute(
+            text(
+                "SELECT a.path FROM detection_run r JOIN scene a ON a.id = r.after_scene_id "
+                "WHERE r.id = :r"
+            ),
+            {"r": run_id},
+        ).scalar()
+    return path is not None and Path(path).name == AFTER_NAME
+
+
 def ensure_demo_run(
     engine: Any, folder: Path, *, crop_px: int | None = 512, n_cases: int = 300
 ) -> int:
