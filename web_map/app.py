@@ -20,11 +20,18 @@ from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.exception_handlers import (
+    http_exception_handler,
+    request_validation_exception_handler,
+)
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel, Field
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -41,6 +48,7 @@ from web_map.errors import (
     ForbiddenError,
     WebMapError,
     http_status,
+    status_heading,
 )
 from web_map.security import LoginLimiter, check_csrf, csrf_token
 
@@ -224,6 +232,16 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
         except ValueError as exc:
             raise InvalidInputError(str(exc)) from None
 
+    def town_name(user: User | None) -> str | None:
+        """The name of a 街镇 user's 街镇 (shown instead of its code), None for office users."""
+        if user is None or not user.street_town:
+            return None
+        with engine.connect() as conn:
+            found = conn.execute(
+                text("SELECT name FROM street_town WHERE code = :c"), {"c": user.street_town}
+            ).scalar()
+        return str(found) if found else None
+
     def render(
         request: Request, name: str, user: User | None, status: int = 200, **ctx: Any
     ) -> Response:
@@ -237,6 +255,7 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             name,
             {
                 "user": user,
+                "town_name": town_name(user),
                 "lang": lang,
                 "t": t,
                 "csrf": csrf_token(request),
@@ -267,14 +286,70 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
         return render(
             request,
             "error.html",
-            current_user(request),
+            current_user(request) if status < 500 else None,  # the database may be the cause
             status=status,
             message=str(exc),
             status_code=status,
+            heading=status_heading(status),
         )
 
     app.add_exception_handler(WebMapError, domain_error)
     app.add_exception_handler(GisDbError, domain_error)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        """An unknown address or a malformed one (``/cases/abc``): the error page for staff.
+
+        The API keeps FastAPI's JSON answers; a page never shows them raw.
+        """
+        if isinstance(exc, RequestValidationError):
+            status, detail = (
+                422,
+                "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc'][1:])}: {e['msg']}" for e in exc.errors()
+                ),
+            )
+        else:
+            assert isinstance(exc, StarletteHTTPException)
+            status, detail = exc.status_code, str(exc.detail)
+        if _is_api(request) or request.url.path.startswith("/static/"):
+            if isinstance(exc, RequestValidationError):
+                return await request_validation_exception_handler(request, exc)
+            assert isinstance(exc, StarletteHTTPException)
+            return await http_exception_handler(request, exc)
+        return render(
+            request,
+            "error.html",
+            current_user(request),
+            status=status,
+            message=detail,
+            status_code=status,
+            heading=status_heading(status),
+        )
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, http_error)
+
+    async def unexpected_error(request: Request, exc: Exception) -> Response:
+        """A bug or an outage: the error page (no traceback, nothing read from the database).
+
+        The database out of reach mid-request is 503 ("try again later"), anything else 500;
+        the traceback goes to the server's log only.
+        """
+        status = 503 if isinstance(exc, OperationalError) else 500
+        if _is_api(request):
+            detail = "the database is unavailable" if status == 503 else "internal error"
+            return _json({"error": "InternalError", "detail": f"{detail}: see the log"}, status)
+        return render(
+            request,
+            "error.html",
+            None,
+            status=status,
+            message="",
+            status_code=status,
+            heading=status_heading(status),
+        )
+
+    app.add_exception_handler(Exception, unexpected_error)
 
     # ---- log-in -----------------------------------------------------------------------------
 
@@ -336,6 +411,7 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
         )
         nav = templates.get_template("_nav.html").render(
             user=user,
+            town_name=town_name(user),
             lang=lang,
             t=(lambda zh, en: zh if lang == "zh" else en),
             csrf=csrf_token(request),

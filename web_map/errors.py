@@ -86,3 +86,33 @@ def http_status(exc: Exception) -> int:
         if isinstance(exc, cls):
             return status
     return 500
+
+
+#: HTTP status -> what the error page says first, (Chinese, English); the error's own message
+#: (the technical detail, often English) follows in smaller print.
+STATUS_HEADINGS: dict[int, tuple[str, str]] = {
+    400: ("请求有误", "Bad request"),
+    401: ("请先登录", "Please log in"),
+    403: ("无权进行此操作", "Not allowed"),
+    404: ("找不到该页面或记录", "Not found"),
+    405: ("不支持此操作", "Not supported"),
+    409: (
+        "记录已被他人修改, 或当前状态不允许此操作: 请刷新后重试",
+        "Changed meanwhile, or not allowed in this state: reload and try again",
+    ),
+    413: ("文件太大", "File too large"),
+    415: ("文件类型不支持 (请上传 JPEG、PNG 或 WebP 照片)", "Unsupported file type"),
+    422: ("网址或参数有误", "Malformed address or parameters"),
+    429: ("登录失败次数过多, 请稍后再试", "Too many failed log-ins: try again later"),
+    503: (
+        "数据库暂时不可用, 请稍后再试或联系管理员",
+        "The database is unavailable: try again later or call the administrator",
+    ),
+}
+
+
+def status_heading(status: int) -> tuple[str, str]:
+    """The error page's heading for ``status`` as (Chinese, English)."""
+    return STATUS_HEADINGS.get(
+        status, ("系统出错, 请联系管理员", "Something went wrong: call the administrator")
+    )

@@ -13,6 +13,7 @@ from gis_db.domain import (
     LabelledEnum,
     MatchClass,
     Role,
+    RunStatus,
 )
 from gis_db.workflow import CaseAction, DetectionAction
 
@@ -69,7 +70,11 @@ def all_labels(lang: str) -> dict[str, dict[str, str]]:
         "case_state": enum_labels(CaseState, lang),
         "disposal": enum_labels(Disposal, lang),
         "change_kind": enum_labels(ChangeKind, lang),
-        "role": enum_labels(Role, lang),
+        "role": {
+            **enum_labels(Role, lang),
+            "staff": "工作人员" if lang == "zh" else "staff",  # rows imported from files
+        },
+        "run_status": enum_labels(RunStatus, lang),
         "case_action": {
             **enum_labels(CaseAction, lang),
             "create": "建档" if lang == "zh" else "created",

@@ -119,15 +119,16 @@ def detection(conn: Connection, detection_id: int, street_town: str | None) -> d
         conn.execute(
             text(
                 "SELECT d.id, d.run_id, d.seq, d.score, d.area_m2, d.match_class, d.state, "
-                "d.version, d.change_kind, d.street_town_code, d.village_code, "
-                "d.matched_case_id, c.case_number AS matched_case_number, "
+                "d.version, d.change_kind, d.street_town_code, s.name AS street_town_name, "
+                "d.village_code, d.matched_case_id, c.case_number AS matched_case_number, "
                 "r.before_scene_id, r.after_scene_id, "
                 "ST_XMin(b) AS w, ST_YMin(b) AS s, ST_XMax(b) AS e, ST_YMax(b) AS n, "
                 "ST_AsGeoJSON(ST_Transform(d.geom, 4326), 6)::json AS geometry, "
                 "(SELECT l.case_id FROM case_detection l WHERE l.detection_id = d.id "
                 " ORDER BY l.linked_at LIMIT 1) AS case_id "
                 "FROM detection d JOIN detection_run r ON r.id = d.run_id "
-                "LEFT JOIN inventory_case c ON c.id = d.matched_case_id, "
+                "LEFT JOIN inventory_case c ON c.id = d.matched_case_id "
+                "LEFT JOIN street_town s ON s.code = d.street_town_code, "
                 "LATERAL (SELECT ST_Transform(ST_Envelope(d.geom), 4326) AS b) x "
                 f"WHERE d.id = :i AND {_scope_detection(street_town)}"
             ),

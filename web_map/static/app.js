@@ -54,8 +54,8 @@
         box.appendChild(popupTable([
           [zh ? "比对结果" : "Match", L_.match_class[d.match_class] || d.match_class],
           [zh ? "核查状态" : "Review", L_.detection_state[d.state] || d.state],
-          [zh ? "置信度" : "Score", d.score], [zh ? "面积(m²)" : "Area (m²)", Number(d.area_m2).toFixed(1)],
-          [zh ? "街镇" : "街镇", d.street_town_code],
+          [zh ? "置信度" : "Score", d.score === null ? null : Number(d.score).toFixed(2)], [zh ? "面积(m²)" : "Area (m²)", Number(d.area_m2).toFixed(1)],
+          [zh ? "街镇" : "街镇", d.street_town_name || d.street_town_code],
           [zh ? "关联案件" : "Case", d.matched_case_number, d.matched_case_id ? "/cases/" + d.matched_case_id : null],
         ]));
         box.appendChild(el("a", { href: "/runs/" + cfg.runId + "/review#" + f.id }, zh ? "在核查队列中打开" : "Open in the review queue"));

@@ -47,8 +47,8 @@
       var t = $("detail-attrs"); t.textContent = "";
       [[zh() ? "比对结果" : "Match", cfg.labels.match_class[current.match_class] || current.match_class],
        [zh() ? "核查状态" : "Review state", cfg.labels.detection_state[current.state] || current.state],
-       [zh() ? "置信度" : "Score", current.score], [zh() ? "面积(m²)" : "Area (m²)", Number(current.area_m2).toFixed(1)],
-       [zh() ? "变化类型" : "Change", cfg.labels.change_kind[current.change_kind] || current.change_kind], [zh() ? "街镇" : "街镇", current.street_town_code],
+       [zh() ? "置信度" : "Score", current.score === null ? null : Number(current.score).toFixed(2)], [zh() ? "面积(m²)" : "Area (m²)", Number(current.area_m2).toFixed(1)],
+       [zh() ? "变化类型" : "Change", cfg.labels.change_kind[current.change_kind] || current.change_kind], [zh() ? "街镇" : "街镇", current.street_town_name || current.street_town_code],
        [zh() ? "关联案件" : "Matched case", current.matched_case_number], [zh() ? "版本" : "Version", current.version]].forEach(function (r) {
         var tr = el("tr"); tr.appendChild(el("th", r[0])); tr.appendChild(el("td", r[1] === null || r[1] === undefined ? "" : r[1])); t.appendChild(tr);
       });
