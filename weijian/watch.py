@@ -6,8 +6,9 @@ item is taken once it is complete: its size and modification time (for a folder:
 in it) have not changed for ``settle_s`` seconds. It then runs as a flight (``before="auto"``)
 and is moved to ``done/`` or to ``failed/`` with ``NAME.reason.txt`` (the one-line reason and the
 exit code). The ledger ``.weijian-watch.json`` in the inbox records each item's SHA-256 before it
-runs, so an item is never processed twice, also when the same file is dropped again under
-another name, and a watcher restarted after a crash resumes the flight it was running (the flight
+runs, so an item is never processed twice once done, also when the same file is dropped again
+under another name (an item that failed runs again when dropped again, after its cause is
+fixed), and a watcher restarted after a crash resumes the flight it was running (the flight
 itself is resumable).
 """
 
@@ -161,12 +162,18 @@ class Watcher:
         return target
 
     def handle(self, item: Path) -> Outcome:
-        """Process one complete item and move it to done/ or failed/."""
+        """Process one complete item and move it to done/ or failed/.
+
+        Content processed successfully before (same SHA-256, any name) is moved to done/ with
+        a reason file and not run again; content that failed before is run again.
+        """
         checksum = _item_checksum(item)
         entries = self.ledger["items"]
         previous = entries.get(checksum)
-        if previous and previous.get("status") in (DONE, FAILED):
-            moved = self._move(item, DONE if previous["status"] == DONE else FAILED)
+        # done once is done; an item that failed runs again when dropped again (its cause may
+        # have been outside the file: no earlier scene yet, the database down; decision 0031)
+        if previous and previous.get("status") == DONE:
+            moved = self._move(item, DONE)
             message = (
                 f"already processed on {previous.get('finished_at')} as {previous.get('name')} "
                 f"({previous['status']}): not processed again"

@@ -87,6 +87,30 @@ def test_failed_gets_a_reason_and_nothing_runs_twice(tmp_path: Path) -> None:
     assert sorted(calls) == ["bad_20260310.tif", "drone_tiles", "good_20260310.tif"]
 
 
+def test_a_failed_item_dropped_again_after_the_fix_runs_again(tmp_path: Path) -> None:
+    """README: "fix the cause and drop the file again": the cause may lie outside the file.
+
+    Before, the ledger refused the same bytes as "already processed (failed)" for ever.
+    """
+    codes = {"flight_20260310.tif": EXIT_BAD_INPUT}  # e.g. no earlier scene catalogued yet
+    calls, process = _recorder(codes)
+    watcher = Watcher(tmp_path, process, settle_s=0)  # type: ignore[arg-type]
+    (tmp_path / "flight_20260310.tif").write_bytes(b"flight")
+    (first,) = watcher.poll()
+    assert first.status == "failed" and first.exit_code == EXIT_BAD_INPUT
+    codes.clear()  # the office catalogues the earlier imagery, then drops the file again
+    shutil.copy(tmp_path / "failed" / "flight_20260310.tif", tmp_path / "flight_20260310.tif")
+    (second,) = Watcher(tmp_path, process, settle_s=0).poll()  # type: ignore[arg-type]
+    assert second.status == "done" and calls == ["flight_20260310.tif"] * 2
+    assert (tmp_path / "done" / "flight_20260310.tif").is_file()
+    entry = json.loads((tmp_path / LEDGER).read_text("utf-8"))["items"]
+    assert [e["status"] for e in entry.values()] == ["done"]
+    # once done, the same content is not run a third time
+    (tmp_path / "again.tif").write_bytes(b"flight")
+    (third,) = Watcher(tmp_path, process, settle_s=0).poll()  # type: ignore[arg-type]
+    assert third.status == "duplicate" and len(calls) == 2
+
+
 def test_restart_resumes_an_interrupted_item_and_keeps_the_ledger(tmp_path: Path) -> None:
     calls, process = _recorder({})
     image = tmp_path / "a_20260310.tif"
