@@ -221,14 +221,17 @@ def export_map(
     and the page says so when it was. Leaflet is inlined: the file opens with no server and no
     internet. Written to a temporary file and renamed, so a failed export leaves nothing behind.
     """
+    from gis_db.errors import InvalidInputError
     from web_map import tiles as tiles_mod
 
     if max_features < 1:
-        from gis_db.errors import InvalidInputError
-
         raise InvalidInputError("max_features must be at least 1")
     zh = lang == "zh"
     out = Path(out)
+    if out.is_dir():
+        raise InvalidInputError(
+            f"{out} is a folder: give the HTML file to write, e.g. {out / f'run{run_id}.html'}"
+        )
     with transaction(bind) as conn:
         run = queries.run(conn, run_id)
         code = None
@@ -367,8 +370,11 @@ def export_map(
     page = insert(page, head=f"<title>{html.escape(title)}</title>" + inline_assets() + style)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".part")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    try:
+        tmp.write_text(page, encoding="utf-8")
+        tmp.replace(out)
+    finally:
+        tmp.unlink(missing_ok=True)
     return out
 
 

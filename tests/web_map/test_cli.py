@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
 import sys
@@ -106,3 +107,35 @@ def test_map_export_is_self_contained_and_capped(
     assert result.returncode == 1, result.stderr
     assert "does not exist" in result.stderr and "Traceback" not in result.stderr
     assert not missing.exists() and not missing.with_name("none.html.part").exists()
+
+
+def test_an_output_path_of_the_wrong_kind_is_one_line_and_leaves_nothing(
+    cli_env: None, district: District, tmp_path: Path
+) -> None:
+    """A folder given for the map's file, a file given for the dispatch folder: one line each.
+
+    Both were tracebacks, and the map export left a 15 MB ``NAME.part`` beside the folder.
+    """
+    weijian = str(Path(sys.executable).with_name("weijian"))
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("not a folder", encoding="utf-8")
+    run = str(district.run_id)
+    for args, expected in (
+        (["map", "export", "--run", run, "--out", str(folder)], "is a folder: give the HTML"),
+        (["dispatch", "--run", run, "--out", str(a_file)], "Not a directory; check the path"),
+    ):
+        done = subprocess.run(
+            [weijian, *args],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+            env={**os.environ, "COLUMNS": "300"},
+        )
+        assert done.returncode == 1, done.stderr
+        assert "Traceback" not in done.stderr and expected in done.stderr, done.stderr
+        assert len([line for line in done.stderr.splitlines() if line.strip()]) == 1, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name != "data") == ["maps", "notes.txt"]
+    assert list(folder.iterdir()) == [] and a_file.read_text(encoding="utf-8") == "not a folder"

@@ -78,7 +78,9 @@ def _is_domain_error(exc: BaseException) -> bool:
 def main() -> None:
     """Entry point: run the app and turn domain errors into one line on stderr and exit code 1.
 
-    The message is printed as it is: a ``[section]`` it names is text, not console markup.
+    The message is printed as it is: a ``[section]`` it names is text, not console markup. A
+    file that cannot be read or written (a folder given for a file, no permission, disk full)
+    is one line too.
     """
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
@@ -93,4 +95,20 @@ def main() -> None:
                 f"[bold red]错误 error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True
             )
             raise SystemExit(1) from None
+        if isinstance(exc, OSError) and exc.filename is not None:
+            err.print(
+                f"[bold red]错误 error:[/] {escape(_os_error_line(exc))}",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise SystemExit(1) from None
         raise
+
+
+def _os_error_line(exc: OSError) -> str:
+    """A file the command could not read or write, in one line that says what to check."""
+    where = f"{exc.filename}" + (f" -> {exc.filename2}" if exc.filename2 else "")
+    return (
+        f"cannot use {where}: {exc.strerror or exc}; check the path (a file where a folder is "
+        "expected, or the reverse), its permissions and the free space"
+    )
