@@ -138,7 +138,15 @@ def check_georeference(ds: DatasetReader, name: Any = None) -> CRS:
 
 
 def check_readable(ds: DatasetReader, name: Any = None) -> None:
-    """Read the first and the last block of the first band: catches truncated files cheaply."""
+    """Read the first and the last block of the first band: catches truncated files cheaply.
+
+    For a folder of tiles (``name`` is the folder) every tile is checked so, and a bad one is
+    named: a tile half-copied in the middle of a flight is not at either end of the mosaic.
+    """
+    if name is not None and Path(str(name)).is_dir():
+        for tile in mosaic_tiles(Path(str(name))):
+            with rasterio.Env(**GDAL_ENV), rasterio.open(tile) as tile_ds:
+                check_readable(tile_ds, f"tile {tile.name} of {name}")
     windows = [w for _, w in ds.block_windows(1)] if ds.width * ds.height < 4096**2 else None
     if windows is None:
         bh, bw = ds.block_shapes[0]
@@ -162,6 +170,13 @@ def check_readable(ds: DatasetReader, name: Any = None) -> None:
         ) from exc
 
 
+def mosaic_tiles(folder: Path, mosaic_name: str = MOSAIC_NAME) -> list[Path]:
+    """The raster tiles of a drone flight's folder, by name (the mosaic VRT itself left out)."""
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in TILE_SUFFIXES and p.name != mosaic_name
+    )
+
+
 def build_mosaic_vrt(folder: str | Path, out: str | Path | None = None) -> Path:
     """Assemble a folder of georeferenced tiles (one drone flight) into one VRT mosaic.
 
@@ -172,9 +187,7 @@ def build_mosaic_vrt(folder: str | Path, out: str | Path | None = None) -> Path:
     """
     folder = Path(folder)
     out = Path(out) if out else folder / MOSAIC_NAME
-    tiles = sorted(
-        p for p in folder.iterdir() if p.suffix.lower() in TILE_SUFFIXES and p.name != out.name
-    )
+    tiles = mosaic_tiles(folder, out.name)
     if not tiles:
         raise MosaicError(f"{folder} holds no raster tiles ({', '.join(TILE_SUFFIXES)})")
     infos = []

@@ -139,6 +139,16 @@ def test_folder_of_tiles_is_one_mosaic_with_gap_masked(tmp_path: Path) -> None:
         )
 
 
+def test_a_tile_half_copied_in_the_middle_of_a_flight_is_named(tmp_path: Path) -> None:
+    """Before, only the mosaic's first and last blocks were read: the middle tile passed."""
+    _tiles(tmp_path / "flight_20240315", gap=False)
+    middle = tmp_path / "flight_20240315" / "tile_1.tif"
+    data = middle.read_bytes()
+    middle.write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(ingest.CorruptRasterError, match=r"tile tile_1\.tif of .*truncated"):
+        ingest.describe_scene(tmp_path / "flight_20240315")
+
+
 def test_mosaic_refuses_mixed_crs(tmp_path: Path) -> None:
     _tiles(tmp_path / "mixed", gap=False)
     data_gen.write_raster(
