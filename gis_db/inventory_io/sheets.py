@@ -327,7 +327,25 @@ def read_xlsx(
                         formulas[(g, k)] = v
         finally:
             wbf.close()
-    return shape_table(grid, sheet_rows, is_header, merged_cells=merged, formula_cells=formulas)
+
+    def other_sheets() -> InvalidInputError:
+        return InvalidInputError(
+            f"{source}: its first sheet {ws.title!r} holds no data rows, and the workbook holds "
+            f"{len(names)} sheets: {', '.join(names)}; name the sheet of the cases with --layer, "
+            f"e.g. --layer {names[1]}"
+        )
+
+    try:
+        shaped = shape_table(
+            grid, sheet_rows, is_header, merged_cells=merged, formula_cells=formulas
+        )
+    except InvalidInputError:
+        if sheet is None and len(names) > 1:
+            raise other_sheets() from None
+        raise
+    if shaped.frame.empty and sheet is None and len(names) > 1:
+        raise other_sheets()
+    return shaped
 
 
 # --------------------------------------------------------------------------------------------

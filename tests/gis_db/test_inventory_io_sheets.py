@@ -152,3 +152,24 @@ def test_old_excel_workbooks_are_refused_with_what_to_do(tmp_path: Path, name: s
     path.write_bytes(XLS_MAGIC + bytes(504))
     with pytest.raises(InvalidInputError, match=r"old Excel 97-2003.*save it as \.xlsx"):
         read_table(path)
+
+
+@pytest.mark.parametrize("first_sheet", [["填表说明: 第二页为台账"], []])
+def test_a_workbook_whose_cases_are_not_on_the_first_sheet_names_its_sheets(
+    first_sheet: list[str], tmp_path: Path
+) -> None:
+    """Before: "the file has a header but no data rows", with nothing about the other sheet."""
+    import openpyxl
+
+    wb = openpyxl.Workbook()
+    wb.active.title = "说明"
+    if first_sheet:
+        wb.active.append(first_sheet)
+    cases = wb.create_sheet("台账")
+    cases.append(["案件编号", "地址", "WKT"])
+    cases.append(["BS-1", "某路 1 号", "POLYGON ((0 0, 10 0, 10 10, 0 10, 0 0))"])
+    path = tmp_path / "台账.xlsx"
+    wb.save(path)
+    with pytest.raises(InvalidInputError, match=r"sheets: 说明, 台账; .* --layer 台账"):
+        read_table(path)
+    assert read_table(path, layer="台账").frame["案件编号"].tolist() == ["BS-1"]
