@@ -84,3 +84,44 @@ def test_domain_error_is_one_clear_line(cli_env: str, engine: Engine) -> None:
     )
     assert result.returncode == 1
     assert "not allowed from there" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_times_on_the_command_line_are_the_office_clock(
+    cli_env: str, engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As on the review pages: a scene of 00:00 in Shanghai is that day, not the day before."""
+    from gis_db.domain import SHANGHAI
+
+    monkeypatch.setenv("COLUMNS", "200")  # the whole table
+
+    add_street_town(engine, "ST1", "月浦镇", rect(-100, -100, 300, 300))
+    run_id = make_run(engine, [rect(0, 0)])
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE scene SET acquired_at = CASE WHEN scene.id = r.before_scene_id "
+                "THEN timestamptz '2026-03-01 00:00+08' ELSE timestamptz '2026-06-01 00:00+08' "
+                "END FROM detection_run r WHERE r.id = :r "
+                "AND scene.id IN (r.before_scene_id, r.after_scene_id)"
+            ),
+            {"r": run_id},
+        )
+    invoke("runs", "match", str(run_id))
+    listed = invoke("runs", "list")
+    assert "2026-03-01" in listed and "2026-06-01" in listed and "2026-02-28" not in listed
+    assert "已比对 matched" in listed
+    add_case(engine, "C-7", rect(0, 0), state="open", street_town="ST1")
+    invoke("cases", "act", "C-7", "dispatch", "--user", "alice")
+    with engine.connect() as conn:
+        at = conn.execute(
+            text(
+                "SELECT max(at) FROM case_history h JOIN inventory_case c ON c.id = h.case_id "
+                "WHERE c.case_number = 'C-7'"
+            )
+        ).scalar_one()
+    shown = invoke("cases", "show", "C-7")
+    assert f"{at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}  alice" in shown, shown
+
+
+def test_an_empty_run_list_says_how_to_make_one(cli_env: str) -> None:
+    assert "no runs yet: `weijian flight run IMAGE`" in invoke("runs", "list")

@@ -26,6 +26,7 @@ from weijian.cli.options import (
     VersionOption,
     action_code,
     database,
+    office_time,
     parse_date,
 )
 
@@ -63,7 +64,7 @@ def due(
                 row.village or "",
                 row.address or "",
                 f"{row.area_m2:,.0f}",
-                f"{row.written_off_at:%Y-%m-%d}",
+                office_time(row.written_off_at, "%Y-%m-%d"),
                 f"{row.reinspection_due_on}",
                 str(row.days_overdue),
             )
@@ -109,7 +110,7 @@ def show(case: str = typer.Argument(..., help="case number or id")) -> None:
         for h in history(engine, case_id=case_id):
             evidence = "; ".join(str(e.get("ref", e)) for e in h["evidence"])
             out.print(
-                f"{h['at']:%Y-%m-%d %H:%M}  {h['actor']} ({h['role']})  {h['action']}: "
+                f"{office_time(h['at'])}  {h['actor']} ({h['role']})  {h['action']}: "
                 f"{h['from_state'] or '-'} → {h['to_state'] or '-'}"
                 + (f"  {h['comment']}" if h["comment"] else "")
                 + (f"  证据: {evidence}" if evidence else ""),

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import date
+from datetime import date, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -49,6 +49,21 @@ def parse_date(value: str | None) -> date | None:
         return date.fromisoformat(value)
     except ValueError:
         raise typer.BadParameter(f"{value!r} is not a date: write it as YYYY-MM-DD") from None
+
+
+def office_time(value: datetime | None, fmt: str = "%Y-%m-%d %H:%M") -> str:
+    """A stored moment on the office's (Shanghai) wall clock, as the review pages show it.
+
+    Scenes dated at midnight in Shanghai are stored as 16:00 UTC the day before; printed as
+    stored, ``weijian runs list`` showed them a day early. ``-`` for None.
+    """
+    if value is None or value != value:  # None or NaT
+        return "-"
+    from gis_db.domain import SHANGHAI
+
+    if value.tzinfo is not None:
+        value = value.astimezone(SHANGHAI)
+    return value.strftime(fmt)
 
 
 def action_code(value: str) -> str:

@@ -27,6 +27,7 @@ from weijian.cli.options import (
     VersionOption,
     action_code,
     database,
+    office_time,
     parse_date,
 )
 
@@ -37,6 +38,7 @@ out = Console()
 @app.command("list")
 def list_runs() -> None:
     """列出全部比对批次 (新的在前) 与图斑核查进度。"""
+    from gis_db.domain import RunStatus
     from gis_db.runs import list_runs as runs_frame
 
     with database() as engine:
@@ -47,16 +49,18 @@ def list_runs() -> None:
     for r in frame.itertuples():
         table.add_row(
             str(r.id),
-            r.status,
+            f"{RunStatus(r.status).zh} {r.status}",
             r.network,
             str(r.n_detections or 0),
-            f"{r.before_acquired_at:%Y-%m-%d}",
-            f"{r.after_acquired_at:%Y-%m-%d}",
+            office_time(r.before_acquired_at, "%Y-%m-%d"),
+            office_time(r.after_acquired_at, "%Y-%m-%d"),
             str(r.pending),
             str(r.confirmed),
             str(r.false_positive),
         )
     out.print(table)
+    if frame.empty:
+        out.print("还没有比对批次 no runs yet: `weijian flight run IMAGE` (or `weijian demo`)")
 
 
 @app.command()
