@@ -1267,16 +1267,39 @@ def write_run_report(
         for before_png in sorted((p.folder / "chips").glob("*_before.png")):
             after_png = before_png.with_name(before_png.name.replace("_before", "_after"))
             if after_png.is_file():
-                chips.append((p.street_town, before_png, after_png))
+                chips.append(
+                    (p.street_town, int(before_png.name.split("_")[0]), before_png, after_png)
+                )
+    # the worst first: rebounds (反弹回潮), then new suspects, each by score (file names sorted
+    # "100" before "4" and showed arbitrary detections)
+    from sqlalchemy import text
+
+    with ctx.engine.connect() as conn:
+        found = conn.execute(
+            text("SELECT id, match_class, score FROM detection WHERE run_id = :r"),
+            {"r": run_id},
+        ).all()
+    detected = {int(i): (str(c), float(sc or 0.0)) for i, c, sc in found}
+    rank = {MatchClass.REBOUND.value: 0, MatchClass.NEW_SUSPECT.value: 1}
+    chips.sort(
+        key=lambda c: (
+            rank.get(detected.get(c[1], ("", 0.0))[0], 2),
+            -detected.get(c[1], ("", 0.0))[1],
+            c[1],
+        )
+    )
     chips_html = []
-    for town, b, a in chips[:REPORT_CHIPS]:
-        det = b.name.split("_")[0]
+    for town, det, b, a in chips[:REPORT_CHIPS]:
         imgs = "".join(
             f'<figure><img src="data:image/png;base64,{base64.b64encode(x.read_bytes()).decode()}"'
             f' alt="{label}"><figcaption>{label}</figcaption></figure>'
             for x, label in ((b, "前时相 before"), (a, "后时相 after"))
         )
-        chips_html.append(f'<div class="chip"><h4>图斑 {esc(det)} · {esc(town)}</h4>{imgs}</div>')
+        cls, score = detected.get(det, ("", 0.0))
+        what = f" · {MatchClass(cls).zh} · {score:.2f}" if cls else ""
+        chips_html.append(
+            f'<div class="chip"><h4>图斑 {det}{esc(what)} · {esc(town)}</h4>{imgs}</div>'
+        )
     timing_rows = (
         "".join(
             f"<tr><th>{esc(STEP_LABELS[s])} ({s})</th>"

@@ -187,6 +187,10 @@ def test_killed_flight_resumes_to_the_same_rows_and_files(
     reference = _run(cmd, _env(db_url, tmp_path / "ref"))
     assert reference["status"] == "done"
     assert reference["counts"]["rebound"] >= 1, json.dumps(reference["counts"])  # type: ignore[index]
+    # the report's chips show the worst first: a rebound (反弹回潮)
+    report = (tmp_path / "ref" / "f" / "report.html").read_text(encoding="utf-8")
+    first_chip = report.split('<div class="chip"><h4>', 1)[1].split("</h4>", 1)[0]
+    assert " · 反弹回潮 · " in first_chip, first_chip
 
     env = _env(second_db_url, tmp_path / "killed")
     folder = tmp_path / "killed" / "f"
