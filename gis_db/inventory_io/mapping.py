@@ -138,9 +138,18 @@ def map_headers(
     ignored = {_norm_header(a) for a in mapping.ignore}
     found: dict[str, str] = {}
     unknown: list[str] = []
+    headers = [str(h) for h in headers]
     for h in headers:
         key = _norm_header(h)
         f: str | None = lookup.get(key) or _truncated_match(key, lookup)
+        # a header that appears twice is read as "经度" and "经度.1": which one holds the data?
+        twice = re.fullmatch(r"(.+)\.\d+", h)
+        if f is None and twice and twice.group(1) in headers:
+            if lookup.get(_norm_header(twice.group(1))):
+                raise InvalidInputError(
+                    f"{source}, header row, field {twice.group(1)}: the header "
+                    f"{twice.group(1)!r} appears in two columns; delete or rename one of them"
+                )
         if f is None:
             if key not in ignored:
                 unknown.append(str(h))

@@ -186,3 +186,23 @@ def test_dates_in_office_spellings(tmp_path: Path) -> None:
     result = read_cases(tmp_path / "d.csv", working_crs=WORKING_CRS, crs=WORKING_CRS)
     assert result.frame["discovered_on"].tolist()[:3] == [date(2024, 3, 5)] * 3
     assert result.frame["discovered_on"].iloc[3] is None
+
+
+def test_a_header_in_two_columns_is_refused_when_it_names_a_field(tmp_path: Path) -> None:
+    """Two 经度 columns: before, the second was read as "经度.1" and dropped with a warning."""
+    from gis_db.errors import InvalidInputError
+
+    twice = tmp_path / "twice.csv"
+    twice.write_text(
+        "案件编号,地址,经度,纬度,经度,面积\nX4,某路,121.40,31.35,121.50,20\n", encoding="utf-8"
+    )
+    with pytest.raises(InvalidInputError, match="'经度' appears in two columns; delete or rename"):
+        read_cases(twice, working_crs=WORKING_CRS, crs="EPSG:4490")
+    # a repeated column that names nothing is still only left out, with a warning
+    other = tmp_path / "other.csv"
+    other.write_text(
+        "案件编号,地址,经度,纬度,面积,说明X,说明X\nX4,某路,121.40,31.35,20,a,b\n", encoding="utf-8"
+    )
+    result = read_cases(other, working_crs=WORKING_CRS, crs="EPSG:4490")
+    assert len(result.frame) == 1
+    assert any("说明X, 说明X.1" in w for w in result.warnings)
