@@ -162,6 +162,34 @@ def _street_town_code(conn: Connection, street_town: str | None, role: WebRole) 
     return str(code)
 
 
+def _name_and_role(username: str, role: WebRole | str) -> tuple[str, WebRole]:
+    username = (username or "").strip()
+    if not 2 <= len(username) <= 64 or any(ch.isspace() for ch in username):
+        raise AccountError("the user name must have 2-64 characters and no spaces")
+    try:
+        return username, WebRole(WebRole.parse(str(role)))
+    except ValueError as exc:
+        raise AccountError(str(exc)) from None
+
+
+def check_new_user(
+    bind: Engine | Connection, username: str, role: WebRole | str, *, street_town: str | None
+) -> None:
+    """Raise :class:`AccountError` for what :func:`add_user` would refuse, the password aside.
+
+    The command line calls it before asking for the password (twice), so that a mistyped role
+    or 街镇, or a taken user name, is said before anyone types a password for nothing.
+    """
+    username, web_role = _name_and_role(username, role)
+    with transaction(bind) as conn:
+        _street_town_code(conn, street_town, web_role)
+        taken = conn.execute(
+            text("SELECT 1 FROM app_user WHERE username = :u"), {"u": username}
+        ).scalar()
+    if taken:
+        raise AccountError(f"user {username!r} exists already: use 'weijian users passwd'")
+
+
 def add_user(
     bind: Engine | Connection,
     username: str,
@@ -172,13 +200,7 @@ def add_user(
     display_name: str | None = None,
 ) -> User:
     """Create an account; ``street_town`` (code or name) is required for a 街镇 user."""
-    username = (username or "").strip()
-    if not 2 <= len(username) <= 64 or any(ch.isspace() for ch in username):
-        raise AccountError("the user name must have 2-64 characters and no spaces")
-    try:
-        web_role = WebRole(WebRole.parse(str(role)))
-    except ValueError as exc:
-        raise AccountError(str(exc)) from None
+    username, web_role = _name_and_role(username, role)
     hashed = hash_password(password)
     try:
         with transaction(bind) as conn:

@@ -60,6 +60,15 @@ def test_users_commands(cli_env: None, district: District) -> None:
         input="pw-qian-1234\n",
     )
     assert isinstance(bad.exception, AccountError) and "--street-town" in str(bad.exception)
+    # a wrong role, an unknown 街镇 or a taken name is said before the password is asked for
+    for args in (
+        ["li", "--role", "boss"],
+        ["li", "--role", "street_town", "--street-town", "不存在镇"],
+        ["zhao", "--role", "approver"],
+    ):
+        early = runner.invoke(app, ["users", "add", *args])
+        assert isinstance(early.exception, AccountError), early.output
+        assert "password" not in early.output, early.output
     invoke("users", "disable", "zhao")
     assert accounts.authenticate(district.engine, "zhao", "pw-zhao-123") is None
     invoke("users", "enable", "zhao")

@@ -104,8 +104,9 @@ def users_add(
     """新增用户 (密码只以加盐 argon2 哈希保存)。Add a user."""
     from web_map import accounts
 
-    password = _password(True, password_stdin)
     with database() as engine:
+        accounts.check_new_user(engine, username, role, street_town=street_town)
+        password = _password(True, password_stdin)
         user = accounts.add_user(
             engine, username, password, role, street_town=street_town, display_name=name
         )
