@@ -8,12 +8,16 @@ because silently mixing coordinate systems would corrupt every area and overlap.
 from __future__ import annotations
 
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from importlib.resources import files
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from alembic.util.exc import CommandError
 from pyproj import CRS
 from sqlalchemy import Connection, Engine, text
 
@@ -128,10 +132,28 @@ def upgrade(engine: Engine, working_crs: str, revision: str = "head") -> None:
         cfg = _alembic_config(conn)
         cfg.attributes["working_crs"] = working_crs
         cfg.attributes["srid"] = stored[1] if stored else resolve_srid(conn, working_crs)
-        command.upgrade(cfg, revision)
+        with _revision_named(cfg, revision):
+            command.upgrade(cfg, revision)
 
 
 def downgrade(engine: Engine, revision: str = "base") -> None:
     """Migrate down to ``revision`` (default: drop everything weijian created)."""
     with engine.begin() as conn:
-        command.downgrade(_alembic_config(conn), revision)
+        cfg = _alembic_config(conn)
+        with _revision_named(cfg, revision):
+            command.downgrade(cfg, revision)
+
+
+@contextmanager
+def _revision_named(cfg: Config, revision: str) -> Iterator[None]:
+    """An unknown revision as :class:`InvalidInputError` naming the ones there are."""
+    try:
+        yield
+    except CommandError as exc:
+        if "Can't locate revision" not in str(exc) and "No such revision" not in str(exc):
+            raise
+        known = sorted(s.revision for s in ScriptDirectory.from_config(cfg).walk_revisions())
+        raise InvalidInputError(
+            f"no schema revision {revision!r}: give one of {', '.join(known)}, 'head' (the "
+            "newest) or 'base' (before the first: every table removed)"
+        ) from None

@@ -89,3 +89,17 @@ def test_invalid_category_refused_by_database(engine) -> None:  # type: ignore[n
                 "('T-2', 1, 'nonsense', ST_Multi(ST_MakeEnvelope(0, 0, 1, 1, 4549)))"
             )
         )
+
+
+def test_an_unknown_revision_names_the_revisions_there_are(engine) -> None:  # type: ignore[no-untyped-def]
+    """``weijian db downgrade nosuchrev`` was alembic's traceback."""
+    from gis_db.errors import InvalidInputError
+
+    before = schema.current_revision(engine)
+    for move in (
+        lambda: schema.downgrade(engine, "nosuchrev"),
+        lambda: schema.upgrade(engine, "EPSG:4549", "9999"),
+    ):
+        with pytest.raises(InvalidInputError, match=rf"give one of 0001, .*{before}, 'head'"):
+            move()
+    assert schema.current_revision(engine) == before  # nothing moved

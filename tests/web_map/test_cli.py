@@ -148,3 +148,17 @@ def test_an_output_path_of_the_wrong_kind_is_one_line_and_leaves_nothing(
         assert len([line for line in done.stderr.splitlines() if line.strip()]) == 1, done.stderr
     assert sorted(p.name for p in tmp_path.iterdir() if p.name != "data") == ["maps", "notes.txt"]
     assert list(folder.iterdir()) == [] and a_file.read_text(encoding="utf-8") == "not a folder"
+
+
+def test_serve_on_a_port_in_use_says_so_before_starting(cli_env: None) -> None:
+    """Was uvicorn's English "address already in use" after start-up, with exit code 3."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    assert f"端口 {port} 无法使用" in result.output and f"--port {port + 1}" in result.output
+    assert "Uvicorn running" not in result.output

@@ -32,6 +32,7 @@ users_app = typer.Typer(
 )
 map_app = typer.Typer(help="地图: 导出离线可用的单文件地图。", no_args_is_help=True)
 out = Console()
+err = Console(stderr=True)
 
 
 def _secret_key(settings: Settings) -> str:
@@ -77,10 +78,34 @@ def serve(
     settings = get_settings()
     host = host or settings.web.host
     port = port or settings.web.port
+    _check_port_free(host, port)
     with database() as engine:
         app = create_app(engine, web_config(settings))
         out.print(f"核查系统 review application: http://{host}:{port}/  (Ctrl+C 停止 to stop)")
         uvicorn.run(app, host=host, port=port, log_level="info")
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """One clear line (exit 1) when ``host:port`` cannot be listened on, before anything starts.
+
+    uvicorn only says so in English after the application has started, with exit code 3.
+    """
+    import socket
+
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            err.print(
+                f"[bold red]错误 error:[/] 端口 {port} 无法使用 cannot listen on {host}:{port} "
+                f"({exc.strerror}): is the review application already running there "
+                f"(http://{host}:{port}/)? Otherwise give another port: --port {port + 1} "
+                "(or WEIJIAN_WEB__PORT)",
+                highlight=False,
+                soft_wrap=True,
+            )
+            raise typer.Exit(1) from None
 
 
 def _password(prompt: bool, from_stdin: bool) -> str:
