@@ -1,0 +1,87 @@
+"""scripts/seed_sweep.py: its base recipe is the shipped command, and the sweep runs end to end."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.scripts.conftest import SCRIPTS, load_script
+
+sweep = load_script("seed_sweep")
+SHELL = (SCRIPTS / "train_shipped_weights.sh").read_text()
+
+
+def _block(name: str) -> str:
+    """The text of the bash array ``name=( ... )`` in train_shipped_weights.sh."""
+    found = re.search(rf"^{name}=\((.*?)\)\n", SHELL, re.S | re.M)
+    assert found, name
+    return found.group(1)
+
+
+def test_base_recipe_is_the_shipped_command() -> None:
+    """Split, validation tiles and options equal those of scripts/train_shipped_weights.sh."""
+    assert re.findall(r"--holdout '([^']+)'", _block("HOLDOUT")) == sweep.HOLDOUT
+    assert re.findall(r"--validation '([^']+)'", _block("VAL6")) == sweep.VALIDATION
+    common = dict(re.findall(r"--([a-z-]+) \"\$\{[A-Z]+:-([^}]+)\}\"", _block("COMMON")))
+    common |= dict(re.findall(r"--([a-z-]+) (\d+(?:\.\d+)?)\b", _block("COMMON")))
+    shipped = sweep.SHIPPED
+    assert int(common["epochs"]) == shipped["epochs"]
+    assert int(common["samples-per-epoch"]) == shipped["samples_per_epoch"]
+    assert int(common["crop"]) == shipped["crop"]
+    assert int(common["batch-size"]) == shipped["batch_size"]
+    assert int(common["patience"]) == shipped["patience"]
+    assert float(common["synthetic"]) == shipped["synthetic_fraction"]
+    assert float(common["gsd"]) == shipped["gsd_m"]
+    assert int(common["threads"]) == shipped["threads"]
+    assert re.search(r'echo "\$\{LR:-([0-9.e-]+)\}"', SHELL).group(1) == "3e-3"  # type: ignore[union-attr]
+    assert shipped["lr"] == 3e-3
+    assert sweep.RECIPES["base"].overrides == {}
+    assert sweep.parse_seeds("0-3") == [0, 1, 2, 3]
+    assert sweep.parse_seeds("2,5") == [2, 5]
+
+
+@pytest.mark.slow
+def test_sweep_trains_and_evaluates(tmp_path: Path) -> None:
+    """Two short runs of a 2-member recipe train side by side and are scored as one ensemble."""
+    out = tmp_path / "sweep"
+    script = str(SCRIPTS / "seed_sweep.py")
+    common = ["--out", str(out), "--recipes", "wide"]
+    trained = subprocess.run(
+        [sys.executable, script, "train", *common, "--seeds", "0-1", "--smoke", "--parallel", "2"],
+        capture_output=True,
+        text=True,
+    )
+    assert trained.returncode == 0, trained.stderr
+    assert trained.stdout.count(" ok (") == 2, trained.stdout
+    again = subprocess.run(
+        [sys.executable, script, "train", *common, "--seeds", "0-1", "--smoke"],
+        capture_output=True,
+        text=True,
+    )
+    assert "0 runs to train" in again.stdout  # finished runs are never trained again
+    scored = subprocess.run(
+        [
+            sys.executable,
+            script,
+            "evaluate",
+            str(out),
+            "--recipes",
+            "wide",
+            "--json",
+            str(tmp_path / "sweep.json"),
+        ],
+        capture_output=True,
+        text=True,
+        env={"TORCH_THREADS": "1", **os.environ},
+    )
+    assert scored.returncode == 0, scored.stderr
+    rows = json.loads((tmp_path / "sweep.json").read_text())["wide"]
+    assert [r["seeds"] for r in rows] == [[0, 1]]
+    assert 0.0 <= rows[0]["val_f1"] <= 1.0 and rows[0]["val_fp_per_km2"] >= 0.0
+    assert "| wide:" in scored.stdout
