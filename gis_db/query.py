@@ -6,14 +6,16 @@ e.g. ``to_crs="EPSG:4490"`` for CGCS2000 lon/lat.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Sequence
 from typing import Literal
 
 import geopandas as gpd
 import pandas as pd
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 from gis_db.domain import CaseState, PriorityType
+from gis_db.errors import InvalidInputError
 from gis_db.schema import working_srid
 
 UnitLevel = Literal["street_town", "village"]
@@ -23,6 +25,28 @@ def _listify(value: str | Sequence[str] | None) -> list[str] | None:
     if value is None:
         return None
     return [value] if isinstance(value, str) else list(value)
+
+
+def _check_units_exist(conn: Connection, level: UnitLevel, given: list[str] | None) -> None:
+    """Refuse a 街镇/居村 that is neither a code nor a name in the database (a typo).
+
+    Without this, ``load_cases(engine, street_town="月浦")`` returned no case, as if 月浦镇 had
+    none: an analyst could not tell a typo from a clean 街镇.
+    """
+    if not given:
+        return
+    rows = conn.execute(text(f"SELECT code, name FROM {level}")).all()  # level: a Literal
+    known = {str(v) for row in rows for v in row}
+    unknown = [g for g in given if g not in known]
+    if unknown:
+        names = [str(r[1]) for r in rows]
+        close = difflib.get_close_matches(unknown[0], names, n=3, cutoff=0.3)
+        label = "街镇" if level == "street_town" else "居村"
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise InvalidInputError(
+            f"no {label} with code or name {', '.join(map(repr, unknown))}{hint} "
+            f"({len(rows)} {label} loaded)"
+        )
 
 
 def load_cases(
@@ -37,8 +61,9 @@ def load_cases(
 ) -> gpd.GeoDataFrame:
     """Inventory cases matching every filter given, one row per case.
 
-    ``street_town`` / ``village`` take codes or Chinese names; ``state`` and ``priority_type``
-    take codes or Chinese labels (see gis_db.domain); ``bbox`` is (minx, miny, maxx, maxy) in
+    ``street_town`` / ``village`` take codes or Chinese names (one that is neither, a typo,
+    raises :class:`InvalidInputError`); ``state`` and ``priority_type`` take codes or Chinese
+    labels (see gis_db.domain); ``bbox`` is (minx, miny, maxx, maxy) in
     the working CRS, metres. Columns: every inventory_case column plus ``street_town_name`` and
     ``village_name``.
     """
@@ -57,6 +82,8 @@ def load_cases(
         where.append("c.priority_type = ANY(:types)")
         params["types"] = [PriorityType.parse(t).value for t in types]
     with engine.connect() as conn:
+        _check_units_exist(conn, "street_town", towns)
+        _check_units_exist(conn, "village", villages)
         srid = working_srid(conn)
         if bbox is not None:
             where.append("c.geom && ST_MakeEnvelope(:x0, :y0, :x1, :y1, :srid)")

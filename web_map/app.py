@@ -499,7 +499,11 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
 
     @app.get("/cases/{case_id}", response_class=HTMLResponse)
     def case_page(
-        request: Request, case_id: int, user: UserDep, msg: str | None = None
+        request: Request,
+        case_id: int,
+        user: UserDep,
+        msg: str | None = None,
+        err: str | None = None,
     ) -> Response:
         with transaction(engine) as conn:
             case = queries.case(conn, case_id, user.street_town)
@@ -520,6 +524,7 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             actions=allowed,
             disposals=list(Disposal),
             msg=msg,
+            err=err,
             CaseState=CaseState,
             CaseAction=CaseAction,
         )
@@ -542,10 +547,20 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
                 data = await photo.read(config.max_upload_bytes + 1)
                 uploads.append((data, photo.filename, photo.content_type))
         refs = [evidence_ref.strip()] if evidence_ref and evidence_ref.strip() else []
-        result = act_on_case(
-            user, case_id, action, version, comment or None, disposal or None, [], refs, uploads
-        )
         lang = lang_of(request)
+        try:
+            result = act_on_case(
+                user, case_id, action, version, comment or None, disposal or None, [], refs, uploads
+            )
+        except (GisDbError, WebMapError) as exc:
+            # what the person can put right on the case's page (evidence missing, changed
+            # meanwhile: the page reloads with the new version) goes back there, said in red
+            status = http_status(exc)
+            if status not in (400, 409, 413, 415):
+                raise
+            heading = status_heading(status)
+            note = f"{heading[0] if lang == 'zh' else heading[1]}: {exc}"
+            return RedirectResponse(f"/cases/{case_id}?err={quote(note)}", status_code=303)
         state = labels.label(CaseState(result.to_state), lang)
         done = ("已办理, 现为: " if lang == "zh" else "done, now: ") + state
         return RedirectResponse(f"/cases/{case_id}?msg={quote(done)}", status_code=303)

@@ -78,6 +78,13 @@ def test_admin_import_inventory_import_reimport_export(
     )
     assert exported.exit_code == 0, exported.output
     assert out.stat().st_size > 0 and "exported" in exported.output
+    # a misspelt 街镇 is refused (it exported an empty file, "0 cases", as if the 街镇 had none)
+    from gis_db.errors import InvalidInputError
+
+    typo = tmp_path / "typo.xlsx"
+    with pytest.raises(InvalidInputError, match="no 街镇 with code or name '测试06'"):
+        invoke(["inventory", "export", str(typo), "--street-town", "测试06"], env)
+    assert not typo.exists()
 
 
 def test_bad_file_is_one_line_on_stderr_and_skip_invalid_writes_report(

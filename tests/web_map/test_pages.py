@@ -90,3 +90,32 @@ def test_the_database_out_of_reach_is_a_page_that_says_so(
         assert "数据库暂时不可用" in answer.text and "Traceback" not in answer.text
         assert "OperationalError" not in answer.text and "127.0.0.1:1" not in answer.text
     engine.dispose()
+
+
+def test_a_case_action_that_cannot_be_done_goes_back_to_the_case_saying_why(
+    app_client: TestClient, district: District
+) -> None:
+    """Was the error page, whose only link led to the start: the case and its form were lost."""
+    token = login(app_client, "reviewer")
+    case_id = district.case_ids["west-open"]
+    for form, heading in (
+        ({"action": "dispatch", "version": "999"}, "记录已被他人修改"),  # changed meanwhile
+        ({"action": "frobnicate", "version": "1"}, "请求有误"),
+    ):
+        answer = app_client.post(
+            f"/cases/{case_id}/act",
+            data={**form, "csrf_token": token},
+            follow_redirects=False,
+        )
+        assert answer.status_code == 303, answer.text
+        assert answer.headers["location"].startswith(f"/cases/{case_id}?err=")
+        page = app_client.get(answer.headers["location"])
+        assert page.status_code == 200
+        assert "未办理 · " + heading in page.text and 'data-action="dispatch"' in page.text
+    # a case outside the user's reach is still the error page
+    east = district.case_ids["east-open"]
+    token = login(app_client, "west")
+    answer = app_client.post(
+        f"/cases/{east}/act", data={"action": "verify", "version": "1", "csrf_token": token}
+    )
+    assert answer.status_code == 404 and "找不到该页面或记录" in answer.text
