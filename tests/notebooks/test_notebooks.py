@@ -12,18 +12,21 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parents[2] / "notebooks").glob("*.i
 
 
 @pytest.mark.slow
+def run_notebook(path: Path, folder: Path) -> nbformat.NotebookNode:
+    """Execute the notebook at ``path`` in a real Jupyter kernel, working in ``folder``."""
+    notebook = nbformat.read(path, as_version=4)
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(folder)}}
+    ).execute()
+    return notebook
+
+
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs(
     path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     monkeypatch.setenv("WEIJIAN_DATABASE_URL", db_url)
-    notebook = nbformat.read(path, as_version=4)
-    NotebookClient(
-        notebook,
-        timeout=600,
-        kernel_name="python3",
-        resources={"metadata": {"path": str(tmp_path)}},
-    ).execute()
+    notebook = run_notebook(path, tmp_path)
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any(o.output_type == "execute_result" for o in outputs)
@@ -56,14 +59,7 @@ def test_trends_notebook_changes_nothing_on_an_office_run(
         run_id = make_run(engine, random_rects(12, seed=3))
         match_run(engine, run_id)
         monkeypatch.setenv("WEIJIAN_DATABASE_URL", db_url)
-        path = next(p for p in NOTEBOOKS if p.stem == "trends_by_street_town")
-        notebook = nbformat.read(path, as_version=4)
-        NotebookClient(
-            notebook,
-            timeout=600,
-            kernel_name="python3",
-            resources={"metadata": {"path": str(tmp_path)}},
-        ).execute()
+        run_notebook(next(p for p in NOTEBOOKS if p.stem == "trends_by_street_town"), tmp_path)
         with engine.connect() as conn:
             states = conn.execute(
                 text("SELECT state, count(*) FROM detection GROUP BY state")
