@@ -11,11 +11,14 @@ weijian stats [--from 2026-06-01] [--to 2026-06-30] [--period month] [--by villa
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from weijian.cli.options import (
     CommentOption,
@@ -156,8 +159,6 @@ def stats(
 
     新增疑似、确认、误报率、销项、拆除面积、反弹、逾期复查、颜色预警。
     """
-    import pandas as pd
-
     from gis_db.stats import (
         WarningThresholds,
         office_today,
@@ -170,27 +171,79 @@ def stats(
     first = parse_date(start) or last.replace(day=1)
     thresholds = WarningThresholds(**get_settings().warnings.model_dump())
     with database() as engine:
-        frame = zh_columns(
-            unit_stats(
-                engine,
-                first,
-                last,
-                by=by.value,
-                period=period.value,
-                thresholds=thresholds,
-            )
+        figures = unit_stats(
+            engine,
+            first,
+            last,
+            by=by.value,
+            period=period.value,
+            thresholds=thresholds,
         )
-    colours = {"绿色": "green", "黄色": "yellow", "红色": "red"}
-    table = Table(title=f"{get_settings().district_name} {first} — {last}")
-    for header in frame.columns:
-        table.add_column(str(header))
-    for row in frame.itertuples(index=False):
-        cells = ["" if pd.isna(v) else f"{v:,.1f}" if isinstance(v, float) else str(v) for v in row]
-        table.add_row(*cells, style=colours.get(row[-1]))
-    out.print(table)
+    frame = zh_columns(figures)
+    district = get_settings().district_name
+    for title, measures in _STATS_TABLES:
+        heading = f"{district} {title} {first} — {last}"
+        out.print(_stats_table(frame, heading, measures, period.value))
     if save is not None:
         if save.suffix.lower() == ".xlsx":
             frame.to_excel(save, index=False)
         else:
             frame.to_csv(save, index=False, encoding="utf-8-sig")
         out.print(f"written {save}")
+
+
+#: The two tables ``weijian stats`` prints, each narrow enough for an 80-column terminal:
+#: (title, [(column of ``zh_columns``, short header)]). Files written with ``--out`` keep every
+#: column with its full header.
+_STATS_TABLES: tuple[tuple[str, tuple[tuple[str, str], ...]], ...] = (
+    (
+        "图斑核查",
+        (
+            ("新增疑似", "新增"),
+            ("确认入库", "确认"),
+            ("误报", "误报"),
+            ("误报率", "误报率"),
+            ("待核查疑似", "待核查"),
+        ),
+    ),
+    (
+        "销项与预警 (面积: 平方米)",
+        (
+            ("销项", "销项"),
+            ("拆除面积(平方米)", "拆除面积"),
+            ("反弹回潮", "反弹"),
+            ("逾期未复查", "逾期"),
+            ("颜色预警", "预警"),
+        ),
+    ),
+)
+
+
+def _stats_table(
+    frame: pd.DataFrame, title: str, measures: tuple[tuple[str, str], ...], period: str
+) -> Table:
+    """One of the ``weijian stats`` tables: the unit, its period (unless one), some measures.
+
+    ``frame`` is ``zh_columns(unit_stats(...))``. Figures never wrap or shrink (a column of
+    names wraps instead), so a number is always shown in full; floats have one decimal.
+    """
+    import pandas as pd
+
+    colours = {"绿色": "green", "黄色": "yellow", "红色": "red"}
+    table = Table(title=title)
+    table.add_column("单位", overflow="fold")
+    if period != "all":
+        table.add_column("周期", no_wrap=True)
+    for _, header in measures:
+        table.add_column(header, justify="right", no_wrap=True)
+    for row in frame.itertuples(index=False):
+        values = dict(zip(frame.columns, row, strict=True))
+        name = values["单位名称"]
+        cells = [str(values["单位代码"] if pd.isna(name) else name)]
+        if period != "all":
+            cells.append(str(values["统计周期"]))
+        for column, _ in measures:
+            v = values[column]
+            cells.append("" if pd.isna(v) else f"{v:,.1f}" if isinstance(v, float) else str(v))
+        table.add_row(*cells, style=colours.get(str(values["颜色预警"])))
+    return table
