@@ -312,6 +312,14 @@ class Settings(BaseSettings):
     )
     district_name: str = "宝山区"
     user: str = Field(default_factory=lambda: os.environ.get("USER", "staff"))
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "WARNING",
+        description=(
+            "how much of the stages' log the command line prints on stderr: WARNING shows only "
+            "problems (progress and summaries are printed anyway); INFO adds step timings and "
+            "row counts (also `weijian --verbose ...`)"
+        ),
+    )
 
     ingest: IngestSettings = Field(default_factory=IngestSettings)
     detection: DetectionSettings = Field(default_factory=DetectionSettings)

@@ -58,6 +58,41 @@ app.add_typer(web.map_app, name="map")
 
 err = Console(stderr=True)
 
+#: The loggers of our packages, whose level ``--verbose`` and the ``log_level`` setting set.
+OUR_LOGGERS = ("weijian", "ingest", "change_detection", "gis_db", "web_map")
+
+
+@app.callback()
+def _options(
+    verbose: bool = typer.Option(
+        False,
+        "--verbose",
+        "-v",
+        help="也显示运行日志 (INFO: 各步耗时、写入行数); 默认只显示进度与结果 (setting log_level)",
+    ),
+) -> None:
+    """违建监测: 影像入库、变化检测、违建库比对与核查销项。"""
+    set_log_level("INFO" if verbose else None)
+
+
+def set_log_level(level: str | None = None) -> None:
+    """Set our packages' loggers to ``level``, or to the ``log_level`` setting when None.
+
+    Settings that cannot be read leave the level as it is (WARNING): the command itself then
+    reports them, in one line, when it needs them.
+    """
+    if level is None:
+        from weijian.errors import ConfigurationError
+        from weijian.settings import get_settings
+
+        try:
+            level = get_settings().log_level
+        except ConfigurationError:
+            return
+    for ours in OUR_LOGGERS:
+        logging.getLogger(ours).setLevel(level)
+
+
 #: (module, class) of each package's root error; a raised subclass is shown as one clear line.
 ROOT_ERRORS = (
     ("ingest.errors", "IngestError"),
@@ -85,8 +120,6 @@ def main() -> None:
     logging.basicConfig(
         level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s"
     )
-    for ours in ("weijian", "ingest", "change_detection", "gis_db", "web_map"):
-        logging.getLogger(ours).setLevel(logging.INFO)
     try:
         app()
     except Exception as exc:
