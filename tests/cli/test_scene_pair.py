@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ingest import describe_scene
 from weijian.cli import app
 from weijian_testdata import rasters as data_gen
 
@@ -142,3 +144,25 @@ def test_pair_prepare_not_confident_warns_in_one_line(tmp_path: Path) -> None:
     report = json.loads((tmp_path / "o" / "report.json").read_text())
     assert report["coregistration"]["model_applied"] == "none"
     assert report["shift"]["dx_m"] == 0.0 and report["shift"]["dy_m"] == 0.0
+
+
+def test_scene_info_rounds_the_gsd_and_says_how_to_get_the_checksum(tmp_path: Path) -> None:
+    """A GSD of about 0.4999 m reads 0.50 m; no blank checksum row; --json keeps full values."""
+    path = data_gen.make_ground(tmp_path / "baoshan_20240601.tif", size=64, gsd_m=0.4999)
+    table = runner.invoke(app, ["scene", "info", str(path)], env={"COLUMNS": "120"})
+    assert table.exit_code == 0, table.output
+    gsd = describe_scene(path).gsd_m
+    assert round(gsd, 4) != round(gsd, 2)  # the raw figure has more digits than staff need
+    assert "0.50 m" in table.output and f"{gsd:.4f}" not in table.output
+    assert "sha256" in table.output and "--checksum" in table.output
+    rows = [line for line in table.output.splitlines() if "sha256" in line]
+    assert all("│" not in line for line in rows), rows  # a hint below the table, not a row
+    plain = json.loads(runner.invoke(app, ["scene", "info", str(path), "--json"]).output)
+    assert plain["gsd_m"] == gsd and plain["sha256"] is None  # full precision
+
+    summed = runner.invoke(app, ["scene", "info", str(path), "--checksum"], env={"COLUMNS": "120"})
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert summed.exit_code == 0, summed.output
+    assert digest in summed.output and "--checksum" not in summed.output
+    as_json = runner.invoke(app, ["scene", "info", str(path), "--checksum", "--json"])
+    assert json.loads(as_json.output)["sha256"] == digest
