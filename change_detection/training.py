@@ -323,8 +323,7 @@ def train(
     and, after an epoch, its validation ``val_f1``.
     """
     start = time.monotonic()
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    out = Path(out)  # created only once the inputs are checked: a refusal leaves nothing
     if config.loss not in LOSSES:
         raise ValueError(f"unknown loss {config.loss!r}: choose one of {', '.join(LOSSES)}")
     if config.crop % 16:
@@ -433,6 +432,7 @@ def train(
     norm_std = torch.tensor(std, device=device).view(1, 3, 1, 1)
     first_epoch, best_f1, best_epoch, stale = 0, -1.0, -1, 0
     elapsed_before = 0.0
+    out.mkdir(parents=True, exist_ok=True)
     last = out / "last.pt"
     if resume and last.is_file():
         ckpt = torch.load(last, map_location=device, weights_only=False)

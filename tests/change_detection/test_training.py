@@ -297,3 +297,18 @@ def test_training_imports_no_gdal() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_refused_inputs_leave_no_output_folder(tmp_path: Path, tiny_folder: Path) -> None:
+    """A missing data folder or unusable start weights: the error, and no empty ``out`` left."""
+    from change_detection.errors import DatasetNotFoundError
+    from change_detection.weights import shipped_weights
+
+    cfg = TrainConfig(epochs=1, samples_per_epoch=8, crop=32, batch_size=4, device="cpu")
+    with pytest.raises(DatasetNotFoundError, match="nosuchdir does not exist"):
+        train([tmp_path / "nosuchdir"], tmp_path / "out" / "run", cfg)
+    assert not (tmp_path / "out").exists()
+    cfg.init_weights = str(shipped_weights("tinysiam_ensemble"))
+    with pytest.raises(WeightsError, match="is an ensemble"):
+        train([tiny_folder], tmp_path / "tuned", cfg)
+    assert not (tmp_path / "tuned").exists()

@@ -11,7 +11,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from change_detection import load_model
-from change_detection.errors import DatasetError
+from change_detection.errors import DatasetError, DatasetNotFoundError
 from weijian.cli import app
 
 runner = CliRunner()
@@ -134,6 +134,15 @@ def test_bad_folder_is_one_clear_line(tmp_path: Path) -> None:
     result = runner.invoke(app, ["evaluate", str(tmp_path / "only_a"), "--weights", "tinysiam"])
     assert isinstance(result.exception, DatasetError)  # main() prints it as one line, exit 1
     assert "lacks B/, label/" in str(result.exception)
+
+
+def test_train_on_a_missing_folder_leaves_no_output_folder(tmp_path: Path) -> None:
+    """``weijian train nosuchdir --out X``: the error names the folder, and X is not created."""
+    out = tmp_path / "X"
+    result = runner.invoke(app, ["train", str(tmp_path / "nosuchdir"), "--out", str(out)])
+    assert isinstance(result.exception, DatasetNotFoundError)  # main(): one line, exit 1
+    assert "nosuchdir does not exist" in str(result.exception)
+    assert not out.exists()
 
 
 def test_evaluate_at_another_gsd_with_tta(tmp_path: Path) -> None:
