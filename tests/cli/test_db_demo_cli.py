@@ -79,6 +79,8 @@ def test_demo_loads_district_and_is_idempotent(db_url: str) -> None:
         assert "月浦镇" in first.stdout and "合计" in first.stdout
         assert f"案件 新增 {seeded}" in first.stdout
         assert "核查系统 review application" in first.stdout and "reviewer /" in first.stdout
+        # progress and the summary only: no log lines (`weijian --verbose demo` shows them)
+        assert " INFO " not in first.stdout + first.stderr, first.stderr
         after_first = _counts(db_url)
         with create_engine(db_url).connect() as conn:
             classes = dict(
