@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 
@@ -15,19 +14,9 @@ from typer.testing import CliRunner
 
 from gis_db.stats import office_today
 from weijian.cli import app
-from weijian.settings import get_settings
 from weijian_testdata.runs import add_case, add_street_town, make_run, rect
 
 runner = CliRunner()
-
-
-@pytest.fixture()
-def cli_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("WEIJIAN_DATABASE_URL", db_url)
-    monkeypatch.setenv("WEIJIAN_USER", "tester")
-    get_settings.cache_clear()
-    yield db_url
-    get_settings.cache_clear()
 
 
 def invoke(*args: str) -> str:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pandas as pd
 import pytest
 from rich.cells import cell_len
@@ -13,17 +11,7 @@ from typer.testing import CliRunner
 from gis_db import matching, workflow
 from gis_db.stats import office_today, unit_stats
 from weijian.cli import app
-from weijian.settings import get_settings
 from weijian_testdata.runs import add_case, add_street_town, detection_ids, make_run, rect
-
-
-@pytest.fixture()
-def cli_env(db_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    monkeypatch.setenv("WEIJIAN_DATABASE_URL", db_url)
-    monkeypatch.setenv("WEIJIAN_USER", "tester")
-    get_settings.cache_clear()
-    yield db_url
-    get_settings.cache_clear()
 
 
 def _district(engine: Engine) -> None:
