@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from change_detection.training import TrainConfig
 from tests.conftest import SHARED_DATA, skip_or_fail
 
 REAL_PAIRS = SHARED_DATA / "change_pairs"
@@ -43,3 +45,20 @@ def write_folder(root: Path, names: list[str], size: int = 64, seed: int = 0) ->
 def tiny_folder(tmp_path: Path) -> Path:
     """Six 64-px random pairs in LEVIR layout at ``tmp_path/tiny``."""
     return write_folder(tmp_path / "tiny", [f"p{i}" for i in range(6)])
+
+
+def tiny_config(**changes: Any) -> TrainConfig:
+    """A training run small enough for a test: one epoch of eight 32-px crops, batches of four.
+
+    A ``tinysiam`` on the CPU with one thread; ``changes`` set these or any other field.
+    """
+    small: dict[str, Any] = {
+        "network": "tinysiam",
+        "epochs": 1,
+        "samples_per_epoch": 8,
+        "crop": 32,
+        "batch_size": 4,
+        "device": "cpu",
+        "threads": 1,
+    }
+    return TrainConfig(**(small | changes))

@@ -13,7 +13,6 @@ from typer.testing import CliRunner
 from change_detection.data import IGNORE
 from change_detection.errors import WeightsError
 from change_detection.training import (
-    TrainConfig,
     distillation_loss,
     train,
 )
@@ -24,23 +23,12 @@ from change_detection.weights import (
     save_weights,
 )
 from ingest.scene import sha256_file
-from tests.change_detection.conftest import write_folder
+from tests.change_detection.conftest import tiny_config, write_folder
 from weijian.cli import app
 
 #: a fixed split (validation and held-out named), so every seed normalises alike, as the shipped
 #: recipe's seeds do
-CONFIG = TrainConfig(
-    network="tinysiam",
-    epochs=2,
-    samples_per_epoch=8,
-    crop=32,
-    batch_size=4,
-    holdout=["tiny/p5"],
-    validation=["tiny/p4"],
-    device="cpu",
-    threads=1,
-    patience=5,
-)
+CONFIG = tiny_config(epochs=2, holdout=["tiny/p5"], validation=["tiny/p4"], patience=5)
 
 
 @pytest.fixture(scope="module")

@@ -10,6 +10,7 @@ import torch
 
 from change_detection.losses import lovasz_hinge, object_weights, weighted_bce_dice_loss
 from change_detection.training import TrainConfig, bce_dice_loss, train
+from tests.change_detection.conftest import tiny_config
 
 
 def test_weights_favour_small_objects_and_gaps() -> None:
@@ -42,17 +43,7 @@ def test_weighted_loss_equals_plain_loss_on_uniform_weights() -> None:
 
 
 def test_training_with_object_loss(tmp_path: Path, tiny_folder: Path) -> None:
-    cfg = TrainConfig(
-        network="tinysiam",
-        epochs=1,
-        samples_per_epoch=8,
-        crop=32,
-        batch_size=4,
-        holdout=["tiny/p5"],
-        device="cpu",
-        threads=1,
-        loss="objects",
-    )
+    cfg = tiny_config(holdout=["tiny/p5"], loss="objects")
     result = train([tiny_folder], tmp_path / "objects", cfg)
     assert result.weights.is_file()
     with pytest.raises(ValueError, match="unknown loss"):

@@ -24,6 +24,7 @@ from change_detection.training import (
     train,
 )
 from change_detection.weights import load_model
+from tests.change_detection.conftest import tiny_config
 
 
 def test_loss_falls_on_real_pairs(real_pairs: Path) -> None:
@@ -149,17 +150,12 @@ def _stop_after_first_epoch(event: dict[str, object]) -> None:
 
 @pytest.mark.slow
 def test_train_resume_and_outputs(tmp_path: Path, tiny_folder: Path) -> None:
-    cfg = TrainConfig(
+    cfg = tiny_config(
         network="fc_siam_diff",
         epochs=2,
-        samples_per_epoch=8,
-        crop=32,
-        batch_size=4,
         val_fraction=0.2,
         holdout=["tiny/p5"],
         synthetic_fraction=0.5,
-        device="cpu",
-        threads=1,
         patience=5,
     )
     straight = tmp_path / "straight"
@@ -186,32 +182,14 @@ def test_train_resume_and_outputs(tmp_path: Path, tiny_folder: Path) -> None:
 
 def test_wider_tinysiam_is_stored_and_fine_tuned(tmp_path: Path, tiny_folder: Path) -> None:
     """A tinysiam with other widths keeps them in its file: it loads and fine-tunes as it is."""
-    cfg = TrainConfig(
-        network="tinysiam",
-        network_kwargs={"widths": [24, 32, 64, 128], "decoder": 64},
-        epochs=1,
-        samples_per_epoch=8,
-        crop=32,
-        batch_size=4,
-        holdout=["tiny/p5"],
-        device="cpu",
-        threads=1,
+    cfg = tiny_config(
+        network_kwargs={"widths": [24, 32, 64, 128], "decoder": 64}, holdout=["tiny/p5"]
     )
     first = train([tiny_folder], tmp_path / "wide", cfg)
     model = load_model(first.weights, device="cpu")
     assert model.metadata["parameters"] > 500_000  # the shipped tinysiam has 295,809
     assert sum(p.numel() for p in model.net.parameters()) == model.metadata["parameters"]
-    tuned_cfg = TrainConfig(
-        network="tinysiam",
-        epochs=1,
-        samples_per_epoch=8,
-        crop=32,
-        batch_size=4,
-        device="cpu",
-        threads=1,
-        init_weights=str(first.weights),
-        fixed_threshold=0.42,
-    )
+    tuned_cfg = tiny_config(init_weights=str(first.weights), fixed_threshold=0.42)
     tuned = load_model(train([tiny_folder], tmp_path / "tuned", tuned_cfg).weights, "cpu")
     assert tuned.metadata["parameters"] == model.metadata["parameters"]
     assert tuned.threshold == 0.42
@@ -219,18 +197,7 @@ def test_wider_tinysiam_is_stored_and_fine_tuned(tmp_path: Path, tiny_folder: Pa
 
 def test_average_top_epochs(tmp_path: Path, tiny_folder: Path) -> None:
     """--average-top K: the final weights are the mean of the K best epochs' weights files."""
-    cfg = TrainConfig(
-        network="tinysiam",
-        epochs=3,
-        samples_per_epoch=8,
-        crop=32,
-        batch_size=4,
-        val_fraction=0.2,
-        holdout=["tiny/p5"],
-        device="cpu",
-        threads=1,
-        average_top=2,
-    )
+    cfg = tiny_config(epochs=3, val_fraction=0.2, holdout=["tiny/p5"], average_top=2)
     out = tmp_path / "avg"
     result = train([tiny_folder], out, cfg)
     assert sorted(p.name for p in (out / "epochs").iterdir()) == [
@@ -270,16 +237,7 @@ def test_an_ensemble_is_not_fine_tuned_as_one_network(tmp_path: Path, tiny_folde
     """``--init-weights`` of an ensemble file: one clear error naming what to do instead."""
     from change_detection.weights import shipped_weights
 
-    cfg = TrainConfig(
-        network="tinysiam",
-        epochs=1,
-        samples_per_epoch=8,
-        crop=32,
-        batch_size=4,
-        device="cpu",
-        threads=1,
-        init_weights=str(shipped_weights("tinysiam_ensemble")),
-    )
+    cfg = tiny_config(init_weights=str(shipped_weights("tinysiam_ensemble")))
     with pytest.raises(WeightsError, match="is an ensemble of 3 tinysiam networks: fine-tune each"):
         train([tiny_folder], tmp_path / "tuned", cfg)
     assert not (tmp_path / "tuned" / "model.pt").exists()
