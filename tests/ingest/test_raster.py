@@ -30,36 +30,48 @@ def test_png_without_georeference(tmp_path: Path) -> None:
         ingest.describe_scene(path)
 
 
-def test_geotiff_without_crs(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("name", "crs", "transform", "error", "match"),
+    [
+        pytest.param(
+            "nocrs.tif",
+            None,
+            Affine(0.5, 0, 1000, 0, -0.5, 2000),
+            ingest.NotGeoreferencedError,
+            "gdal_edit",
+            id="geotiff_without_crs",
+        ),
+        pytest.param(
+            "rot.tif",
+            "EPSG:4549",
+            Affine(0.5, 0.1, 638000, 0.1, -0.5, 3470000),
+            ingest.RotatedGridError,
+            "gdalwarp",
+            id="rotated_geotransform",
+        ),
+        pytest.param(
+            "local.tif",
+            'LOCAL_CS["site grid",UNIT["metre",1]]',
+            Affine(0.5, 0, 0, 0, -0.5, 100),
+            ingest.UnknownCRSError,
+            "engineering",
+            id="engineering_crs_is_unknown",
+        ),
+    ],
+)
+def test_unusable_georeference(
+    tmp_path: Path,
+    name: str,
+    crs: str | None,
+    transform: Affine,
+    error: type[Exception],
+    match: str,
+) -> None:
+    """No CRS, a rotated grid or a local engineering CRS: each its own error and fix."""
     path = data_gen.write_raster(
-        tmp_path / "nocrs.tif",
-        data_gen.texture(64, 64),
-        crs=None,
-        transform=Affine(0.5, 0, 1000, 0, -0.5, 2000),
+        tmp_path / name, data_gen.texture(64, 64), crs=crs, transform=transform
     )
-    with pytest.raises(ingest.NotGeoreferencedError, match="gdal_edit"):
-        ingest.describe_scene(path)
-
-
-def test_rotated_geotransform(tmp_path: Path) -> None:
-    path = data_gen.write_raster(
-        tmp_path / "rot.tif",
-        data_gen.texture(64, 64),
-        crs="EPSG:4549",
-        transform=Affine(0.5, 0.1, 638000, 0.1, -0.5, 3470000),
-    )
-    with pytest.raises(ingest.RotatedGridError, match="gdalwarp"):
-        ingest.describe_scene(path)
-
-
-def test_engineering_crs_is_unknown(tmp_path: Path) -> None:
-    path = data_gen.write_raster(
-        tmp_path / "local.tif",
-        data_gen.texture(64, 64),
-        crs='LOCAL_CS["site grid",UNIT["metre",1]]',
-        transform=Affine(0.5, 0, 0, 0, -0.5, 100),
-    )
-    with pytest.raises(ingest.UnknownCRSError, match="engineering"):
+    with pytest.raises(error, match=match):
         ingest.describe_scene(path)
 
 
