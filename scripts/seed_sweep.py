@@ -20,12 +20,17 @@ mean and standard deviation, then applies decision 0030's rule:
 
     TORCH_THREADS=1 uv run --frozen python scripts/seed_sweep.py evaluate out/sweep \
         [--json out/sweep.json]
+
+The learning curve (decision 0032): ``--recipes frac12 frac25 frac50`` train on 1/8, 1/4 and
+1/2 of each training pair's area; ``evaluate --recipes base1 frac12 frac25 frac50`` scores
+each run alone and prints the figures against the training Mpx with their slope per doubling.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import statistics
 import subprocess
@@ -83,6 +88,9 @@ class Recipe:
     overrides: dict[str, Any] = field(default_factory=dict)
     members: int = 3  #: ensemble size: members x GFLOP per pair stays within 6 GFLOP
     extra_data: tuple[str, ...] = ()  #: more folders of DATA, their test_* pairs held out
+    #: < 1: each training pair is cut to a seeded window of this share of its area (the
+    #: learning curve of decision 0032); validation and held-out pairs stay whole
+    area_fraction: float = 1.0
 
 
 RECIPES = {
@@ -106,10 +114,18 @@ RECIPES = {
             extra_data=("egy_256",),
         ),
         Recipe("base4", "the shipped recipe, 4 members (5.8 GFLOP)", members=4),
+        # the learning curve (decision 0032): single runs on less of the same training data
+        Recipe("base1", "the shipped recipe, each run alone (all training data)", members=1),
+        Recipe("frac50", "half of each training pair's area", members=1, area_fraction=0.5),
+        Recipe("frac25", "a quarter of each training pair's area", members=1, area_fraction=0.25),
+        Recipe("frac12", "an eighth of each training pair's area", members=1, area_fraction=0.125),
     )
 }
 #: recipes whose runs are another recipe's (same training, another ensemble size)
-RUNS_OF = {"base4": "base"}
+RUNS_OF = {"base4": "base", "base1": "base"}
+#: decision 0032: the figures are data-limited if validation object F1 rises per doubling of
+#: the training data by more than this and by more than twice the slope's standard error
+MIN_SLOPE = 0.01
 
 
 def parse_seeds(text: str) -> list[int]:
@@ -178,7 +194,53 @@ def one_main(args: argparse.Namespace) -> None:
         validation=list(VALIDATION),
     )
     folders = [args.data / f for f in (*FOLDERS, *recipe.extra_data)]
-    train(folders, args.out / recipe.name / f"seed{args.seed}", config)
+    run = args.out / recipe.name / f"seed{args.seed}"
+    if recipe.area_fraction < 1:
+        folders = fraction_data(folders, recipe.area_fraction, args.seed, run / "data", config)
+    train(folders, run, config)
+
+
+def fraction_data(
+    folders: list[Path], fraction: float, seed: int, out: Path, config: Any
+) -> list[Path]:
+    """Copies of ``folders`` under ``out`` whose training pairs keep a window of ``fraction``.
+
+    The window of each training pair is a rectangle with the pair's aspect and ``fraction`` of
+    its area, at a position drawn from ``(seed, pair name)``. Validation and held-out pairs are
+    copied whole; a LEVIR crop whose whole tile is also a training pair is left out, so every
+    training pixel is counted once. Returns the new folders (same names, LEVIR-CD layout).
+    """
+    import hashlib
+
+    import numpy as np
+    from PIL import Image
+
+    from change_detection.data import drop_contained_crops, find_pairs, split_pairs
+
+    files = find_pairs(folders)
+    train_f, _, _ = split_pairs(files, config.holdout, 0.0, config.seed, config.validation)
+    keep_train = {f.name for f in drop_contained_crops(train_f)}
+    train_names = {f.name for f in train_f}
+    side = fraction**0.5
+    for f in files:
+        folder = f.name.split("/")[0]
+        if f.name in train_names and f.name not in keep_train:
+            continue
+        box = None
+        if f.name in train_names:
+            with Image.open(f.label) as im:
+                w, h = im.size
+            cw, ch = max(1, round(w * side)), max(1, round(h * side))
+            digest = hashlib.sha256(f"{seed}:{f.name}".encode()).digest()
+            rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+            x, y = int(rng.integers(0, w - cw + 1)), int(rng.integers(0, h - ch + 1))
+            box = (x, y, x + cw, y + ch)
+        for sub, path in (("A", f.before), ("B", f.after), ("label", f.label)):
+            target = out / folder / sub / f"{path.stem}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            with Image.open(path) as im:
+                (im.crop(box) if box else im).save(target)
+    return [out / folder.name for folder in folders]
 
 
 def _summary(rows: list[dict[str, Any]], key: str) -> tuple[float, float]:
@@ -272,9 +334,80 @@ def evaluate_main(args: argparse.Namespace) -> None:
             f"{name} against base: validation object F1 {gain:+.3f} (2 SE {2 * se:.3f}), "
             f"pixel F1 {pixel:+.3f}: {'ADOPTED' if adopted else 'not adopted'} by decision 0030"
         )
+    curve = {name: rows for name, rows in results.items() if name in CURVE and rows}
+    if len(curve) >= 2:
+        learning_curve(curve, args.data)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))
+
+
+#: the recipes of decision 0032's learning curve
+CURVE = ("frac12", "frac25", "frac50", "base1")
+
+
+def training_mpx(data: Path, fraction: float) -> float:
+    """Training pixels (Mpx) of the shipped split, cut to ``fraction`` as :func:`one_main` does."""
+    from PIL import Image
+
+    from change_detection.data import drop_contained_crops, find_pairs, split_pairs
+
+    files = find_pairs([data / f for f in FOLDERS])
+    train_f, _, _ = split_pairs(files, HOLDOUT, 0.0, 0, VALIDATION)
+    if fraction < 1:  # the crops of a whole training tile are left out (fraction_data)
+        train_f = drop_contained_crops(train_f)
+    total = 0
+    for f in train_f:
+        with Image.open(f.label) as im:
+            total += im.size[0] * im.size[1]
+    return fraction * total / 1e6
+
+
+def slope(xs: list[float], ys: list[float]) -> tuple[float, float]:
+    """Least-squares slope of ``ys`` on ``xs`` and its standard error."""
+    n = len(xs)
+    mx, my = statistics.mean(xs), statistics.mean(ys)
+    sxx = sum((x - mx) ** 2 for x in xs)
+    b = sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True)) / sxx
+    rss = sum((y - my - b * (x - mx)) ** 2 for x, y in zip(xs, ys, strict=True))
+    return b, (rss / (n - 2) / sxx) ** 0.5 if n > 2 else float("nan")
+
+
+def learning_curve(results: dict[str, list[dict[str, Any]]], data: Path) -> None:
+    """Figures against training Mpx, their slope per doubling, and decision 0032's reading."""
+    keys = (
+        ("val_object_f1", "val object F1"),
+        ("val_object_recall", "val object recall"),
+        ("val_f1", "val pixel F1"),
+        ("held_object_recall", "held-out object recall"),
+        ("held_f1", "held-out pixel F1"),
+        ("held_fp_per_km2", "held-out FP/km²"),
+    )
+    xs: dict[str, list[float]] = {key: [] for key, _ in keys}
+    ys: dict[str, list[float]] = {key: [] for key, _ in keys}
+    print("\nLearning curve (decision 0032): single runs, mean ± sd over seeds")
+    print("| training Mpx | runs | " + " | ".join(label for _, label in keys) + " |")
+    print("| --- | --- | " + " | ".join("---" for _ in keys) + " |")
+    for name, rows in sorted(results.items(), key=lambda kv: RECIPES[kv[0]].area_fraction):
+        mpx = training_mpx(data, RECIPES[name].area_fraction)
+        cells = []
+        for key, _ in keys:
+            mean, sd = _summary(rows, key)
+            digits = 0 if "fp" in key else 3
+            cells.append(f"{mean:.{digits}f} ± {sd:.{digits}f}")
+            xs[key] += [math.log2(mpx)] * len(rows)
+            ys[key] += [r[key] for r in rows]
+        print(f"| {mpx:.2f} ({name}) | {len(rows)} | " + " | ".join(cells) + " |")
+    print()
+    for key, label in keys:
+        b, se = slope(xs[key], ys[key])
+        print(f"{label}: {b:+.4f} per doubling of the training data (SE {se:.4f})")
+    b, se = slope(xs["val_object_f1"], ys["val_object_f1"])
+    limited = b > max(MIN_SLOPE, 2 * se)
+    print(
+        f"decision 0032: validation object F1 {b:+.4f} per doubling (2 SE {2 * se:.4f}): "
+        + ("DATA-LIMITED" if limited else "not shown to be data-limited")
+    )
 
 
 def main() -> None:

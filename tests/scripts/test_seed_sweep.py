@@ -85,3 +85,51 @@ def test_sweep_trains_and_evaluates(tmp_path: Path) -> None:
     assert [r["seeds"] for r in rows] == [[0, 1]]
     assert 0.0 <= rows[0]["val_f1"] <= 1.0 and rows[0]["val_fp_per_km2"] >= 0.0
     assert "| wide:" in scored.stdout
+
+
+def test_fraction_data_cuts_only_training_pairs(tmp_path: Path) -> None:
+    """The learning curve's data: training pairs cut to the share, the rest whole, seeded."""
+    from PIL import Image
+
+    assert sweep.RECIPES["frac25"].area_fraction == 0.25
+    folders = [sweep.DATA / f for f in sweep.FOLDERS]
+
+    class Split:
+        holdout = sweep.HOLDOUT
+        seed = 0
+        validation = sweep.VALIDATION
+
+    def sizes(seed: int) -> dict[str, tuple[int, int, str]]:
+        out = tmp_path / f"seed{seed}"
+        new = sweep.fraction_data(folders, 0.25, seed, out, Split)
+        assert [p.name for p in new] == list(sweep.FOLDERS)
+        found = {}
+        for path in sorted(out.glob("*/label/*.png")):
+            with Image.open(path) as label, Image.open(path.parent.parent / "A" / path.name) as a:
+                assert label.size == a.size
+                found[f"{path.parent.parent.name}/{path.stem}"] = (
+                    *label.size,
+                    str(a.getpixel((0, 0))),
+                )
+        return found
+
+    first, again, other = sizes(0), sizes(0), sizes(1)
+    assert first == again  # a pure function of the seed
+    assert first != other  # another seed, other windows
+    assert first["levir_1024/test_7"][:2] == (512, 512)  # a quarter of a 1024 px training tile
+    assert first["levir_1024/test_102"][:2] == (1024, 1024)  # held out: whole
+    assert first["dsifn_256/5_3"][:2] == (256, 256)  # validation: whole
+    assert first["dsifn_256/1_1"][:2] == (128, 128)
+    assert "levir_256/test_7_0256_0512" not in first  # a crop of a training tile: once only
+    assert sweep.training_mpx(sweep.DATA, 0.25) == pytest.approx(
+        sum(w * h for w, h, *_ in first.values() if (w, h) in {(512, 512), (128, 128)}) / 1e6,
+        rel=0.02,
+    )
+
+
+def test_slope_of_a_line() -> None:
+    """The learning curve's fit: a slope and its standard error."""
+    b, se = sweep.slope([0.0, 1.0, 2.0, 3.0], [1.0, 3.0, 5.0, 7.0])
+    assert b == pytest.approx(2.0) and se == pytest.approx(0.0, abs=1e-12)
+    b, se = sweep.slope([0.0, 0.0, 1.0, 1.0], [0.0, 0.2, 0.4, 0.6])
+    assert b == pytest.approx(0.4) and se > 0
