@@ -134,7 +134,9 @@ def parse_label(enum: type[E], value: object, what: str) -> E:
     try:
         return enum.parse(str(value))  # type: ignore[return-value]
     except ValueError as exc:
-        raise InvalidInputError(f"{what}: {exc}") from None
+        raise InvalidInputError(
+            f"{what}: {exc}", code="unknown_label", what=what, value=str(value)
+        ) from None
 
 
 def check_rule(
@@ -144,19 +146,35 @@ def check_rule(
     role: Role,
     subject: str,
     allowed: list[Any],
+    facts: Mapping[str, Any] | None = None,
 ) -> Rule:
-    """The rule for ``action`` from ``state``; refused when the machine or the role forbids it."""
+    """The rule for ``action`` from ``state``; refused when the machine or the role forbids it.
+
+    ``facts``: what identifies the record (e.g. ``what``, ``record_id``, ``case_number``), added
+    to the refusal's ``params`` beside the state, the action and what is allowed (as codes).
+    """
     rule = rules.get((state, action))
+    known = dict(facts or {})
     if rule is None:
         options = ", ".join(f"{a.zh} ({a.value})" for a in allowed) or "none: the record is final"
         raise IllegalTransitionError(
             f"{subject} is {state.zh} ({state.value}): {action.zh} ({action.value}) is not "
-            f"allowed from there. Allowed now: {options}"
+            f"allowed from there. Allowed now: {options}",
+            code="illegal_transition",
+            state=state.value,
+            action=action.value,
+            allowed=[a.value for a in allowed],
+            **known,
         )
     if role not in rule.roles:
         raise PermissionDeniedError(
             f"role {role.zh} ({role.value}) may not {action.zh} ({action.value}) {subject}; "
-            "allowed roles: " + ", ".join(f"{r.zh} ({r.value})" for r in sorted(rule.roles))
+            "allowed roles: " + ", ".join(f"{r.zh} ({r.value})" for r in sorted(rule.roles)),
+            code="role_not_allowed",
+            role=role.value,
+            action=action.value,
+            roles=[r.value for r in sorted(rule.roles)],
+            **known,
         )
     return rule
 

@@ -104,20 +104,23 @@ _CASE_EFFECTS: dict[CaseAction, dict[str, str]] = {
 }
 
 
-def _conflict(subject: str) -> ConflictError:
+def _conflict(subject: str, facts: Mapping[str, Any]) -> ConflictError:
+    """The refusal of a change to a record someone else changed; ``facts`` identify it."""
     return ConflictError(
-        f"someone else changed {subject} at the same time; reload it and try again"
+        f"someone else changed {subject} at the same time; reload it and try again",
+        code="conflict",
+        **facts,
     )
 
 
 @contextmanager
-def _conflicts(subject: str) -> Iterator[None]:
+def _conflicts(subject: str, facts: Mapping[str, Any]) -> Iterator[None]:
     """Turn lock time-outs, serialisation failures and deadlocks into ConflictError."""
     try:
         yield
     except DBAPIError as exc:
         if getattr(exc.orig, "sqlstate", None) in ("55P03", "40001", "40P01"):
-            raise _conflict(subject) from exc
+            raise _conflict(subject, facts) from exc
         raise
 
 
@@ -135,6 +138,13 @@ class _Machine:
     state: Callable[[str], LabelledEnum]
     allowed: Callable[[Any], list[Any]]
     subject: Callable[[int, RowMapping], str]
+
+    def facts(self, row_id: int, row: RowMapping | None = None) -> dict[str, Any]:
+        """What identifies a record in a refusal's ``params``: machine, id, case number."""
+        out: dict[str, Any] = {"what": self.what, "record_id": row_id}
+        if row is not None and "case_number" in row:
+            out["case_number"] = row["case_number"]
+        return out
 
 
 _CASE = _Machine(
@@ -179,12 +189,19 @@ def _lock_and_check(
     _set_lock_timeout(conn)
     row = conn.execute(text(machine.select), {"id": row_id}).mappings().first()
     if row is None:
-        raise NotFoundError(f"{machine.what} {row_id} does not exist")
+        raise NotFoundError(
+            f"{machine.what} {row_id} does not exist",
+            code=f"{machine.what}_not_found",
+            **machine.facts(row_id),
+        )
     subject = machine.subject(row_id, row)
+    facts = machine.facts(row_id, row)
     if expected_version is not None and row["version"] != expected_version:
-        raise _conflict(subject)
+        raise _conflict(subject, facts)
     state = machine.state(row["state"])
-    rule = check_rule(machine.rules, state, action, role, subject, machine.allowed(state))
+    rule = check_rule(
+        machine.rules, state, action, role, subject, machine.allowed(state), facts=facts
+    )
     return row, subject, state, rule
 
 
@@ -281,32 +298,46 @@ def transition_case(
     role = parse_label(Role, role, "role")
     actor = check_actor(actor)
     subject = f"case {case_id}"
-    with transaction(bind) as conn, _conflicts(subject):
+    with transaction(bind) as conn, _conflicts(subject, _CASE.facts(case_id)):
         row, subject, state, rule = _lock_and_check(
             conn, _CASE, case_id, action, role, expected_version
         )
         if role == Role.STREET_TOWN and actor_unit and actor_unit != row["street_town_code"]:
             raise PermissionDeniedError(
                 f"{subject} belongs to 街镇 {row['street_town_code']}, not to {actor_unit}: "
-                "a 街镇 acts on its own cases only"
+                "a 街镇 acts on its own cases only",
+                code="other_street_town",
+                street_town=row["street_town_code"],
+                actor_unit=actor_unit,
+                **_CASE.facts(case_id, row),
             )
         if rule.second_person and row["write_off_requested_by"] == actor:
             raise PermissionDeniedError(
                 f"销项须由申请人以外的人员办理: {actor} requested the write-off of {subject}, so "
-                "another office member must write it off"
+                "another office member must write it off",
+                code="second_person_required",
+                actor=actor,
+                action=action.value,
+                **_CASE.facts(case_id, row),
             )
         changes: dict[str, Any] = {}
         if rule.needs_disposal:
             if disposal is None:
                 raise InvalidInputError(
                     "dispose needs a disposal: one of "
-                    + ", ".join(f"{d.zh} ({d.value})" for d in Disposal)
+                    + ", ".join(f"{d.zh} ({d.value})" for d in Disposal),
+                    code="disposal_required",
+                    action=action.value,
+                    **_CASE.facts(case_id, row),
                 )
             changes["disposal"] = parse_label(Disposal, disposal, "disposal").value
         if rule.needs_evidence and not evidence:
             raise InvalidInputError(
                 f"{action.zh} ({action.value}) needs evidence: give site photos, before/after "
-                "scene ids or the case-file number"
+                "scene ids or the case-file number",
+                code="evidence_required",
+                action=action.value,
+                **_CASE.facts(case_id, row),
             )
         if reinspection_days <= 0:
             raise InvalidInputError("reinspection_days must be positive")
@@ -327,7 +358,7 @@ def transition_case(
             },
         ).first()
         if new is None:
-            raise _conflict(subject)
+            raise _conflict(subject, _CASE.facts(case_id, row))
         if action == CaseAction.WRITE_OFF:
             changes["reinspection_due_on"] = new.reinspection_due_on.isoformat()
         _record(conn, _CASE, case_id, actor, role, action, state, rule, comment, evidence, changes)
@@ -363,7 +394,7 @@ def transition_cases(
     (to,) = {r.to for r in rules.values()}
     ids = list(evidence_by_case)
     sets = ", ".join(f"{col} = {expr}" for col, expr in _CASE_EFFECTS[action].items())
-    with transaction(bind) as conn, _conflicts(f"{len(ids)} cases"):
+    with transaction(bind) as conn, _conflicts(f"{len(ids)} cases", {"what": "case"}):
         _set_lock_timeout(conn)
         moved = (
             conn.execute(
@@ -425,7 +456,7 @@ def review_detection(
     role = parse_label(Role, role, "role")
     actor = check_actor(actor)
     subject = f"detection {detection_id}"
-    with transaction(bind) as conn, _conflicts(subject):
+    with transaction(bind) as conn, _conflicts(subject, _DETECTION.facts(detection_id)):
         row, subject, state, rule = _lock_and_check(
             conn, _DETECTION, detection_id, action, role, expected_version
         )
@@ -437,7 +468,12 @@ def review_detection(
                     if row["match_class"] is None
                     else "an unrelated change (a structure vanished where no case "
                     "is open): there is nothing to bring into the inventory"
-                )
+                ),
+                code="detection_not_matched"
+                if row["match_class"] is None
+                else "detection_unrelated",
+                action=action.value,
+                **_DETECTION.facts(detection_id, row),
             )
         new = conn.execute(
             text(
@@ -447,7 +483,7 @@ def review_detection(
             {"to": rule.to, "id": detection_id, "v": row["version"]},
         ).first()
         if new is None:
-            raise _conflict(subject)
+            raise _conflict(subject, _DETECTION.facts(detection_id, row))
         case_id, created = None, False
         changes: dict[str, Any] = {}
         if action == DetectionAction.CONFIRM:

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import json
 import logging
+import re
+from collections.abc import Callable
 from datetime import date, datetime
 from importlib.resources import files
 from pathlib import Path
@@ -40,12 +42,15 @@ from gis_db.domain import CaseState, DetectionState, Disposal, MatchClass
 from gis_db.errors import GisDbError, InvalidInputError
 from gis_db.schema import working_srid
 from gis_db.workflow import CaseAction, DetectionAction, transaction
-from web_map import accounts, evidence, geo, labels, maps, queries, tiles
+from web_map import accounts, evidence, geo, labels, maps, messages, queries, tiles
 from web_map.accounts import User
 from web_map.config import WebConfig
 from web_map.errors import (
     AuthenticationRequiredError,
     ForbiddenError,
+    LoginFailedError,
+    RateLimitedError,
+    UploadTooLargeError,
     WebMapError,
     http_status,
     status_heading,
@@ -80,7 +85,8 @@ class SecurityHeaders:
     """ASGI middleware adding nosniff, frame denial and a same-origin referrer policy.
 
     It also refuses (413) a request whose declared body is larger than ``max_body`` bytes
-    before anything reads it, so an oversized upload is never spooled to disk.
+    before anything reads it, so an oversized upload is never spooled to disk: JSON for the
+    API, the error page (made by ``page``, in Chinese) for a page's form.
     """
 
     HEADERS = (
@@ -89,9 +95,17 @@ class SecurityHeaders:
         (b"referrer-policy", b"same-origin"),
     )
 
-    def __init__(self, app: ASGIApp, max_body: int = 100 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_body: int = 100 * 1024 * 1024,
+        lang: str = "zh",
+        page: Callable[[str, UploadTooLargeError], str] | None = None,
+    ) -> None:
         self.app = app
         self.max_body = max_body
+        self.lang = lang
+        self.page = page
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the request on; add the headers to the response start."""
@@ -100,18 +114,25 @@ class SecurityHeaders:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.max_body:
-            body = json.dumps(
-                {
-                    "error": "UploadTooLargeError",
-                    "detail": f"the request has {int(declared) / 1e6:.1f} MB; at most "
-                    f"{self.max_body / 1e6:.1f} MB are accepted: send fewer or smaller photos",
-                }
-            ).encode()
+            exc = UploadTooLargeError(
+                f"the request has {int(declared) / 1e6:.1f} MB; at most "
+                f"{self.max_body / 1e6:.1f} MB are accepted: send fewer or smaller photos",
+                code="request_too_large",
+                size_mb=round(int(declared) / evidence.MB, 1),
+                limit_mb=round(self.max_body / evidence.MB, 1),
+            )
+            path = str(scope.get("path", "/"))
+            if self.page is not None and not _is_api_path(path):
+                body = self.page(path, exc).encode()
+                ctype = b"text/html; charset=utf-8"
+            else:
+                body = json.dumps(messages.api_error(exc, self.lang), ensure_ascii=False).encode()
+                ctype = b"application/json"
             await send(
                 {
                     "type": "http.response.start",
                     "status": 413,
-                    "headers": [(b"content-type", b"application/json"), *self.HEADERS],
+                    "headers": [(b"content-type", ctype), *self.HEADERS],
                 }
             )
             await send({"type": "http.response.body", "body": body})
@@ -138,6 +159,17 @@ def _json(data: Any, status: int = 200) -> Response:
 
 def _geojson(text_: str) -> Response:
     return Response(text_, media_type="application/geo+json")
+
+
+def _is_api_path(path: str) -> bool:
+    """Whether ``path`` answers in JSON or images (the API), not with pages."""
+    return path.startswith(("/api/", "/tiles/", "/chips/", "/evidence/"))
+
+
+def _case_of_form(path: str) -> str | None:
+    """The case page a case form was posted from (``/cases/7/act`` -> ``/cases/7``), or None."""
+    found = re.fullmatch(r"(/cases/\d+)/act", path)
+    return found.group(1) if found else None
 
 
 def _safe_next(value: str | None) -> str:
@@ -217,20 +249,28 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
     def can_case(user: User, action: CaseAction) -> None:
         if action not in accounts.CASE_ACTIONS[user.role]:
             raise ForbiddenError(
-                f"{user.role.zh} ({user.role.value}) may not {action.zh} ({action.value})"
+                f"{user.role.zh} ({user.role.value}) may not {action.zh} ({action.value})",
+                code="role_forbidden",
+                role=user.role.value,
+                what="case",
+                action=action.value,
             )
 
     def can_detection(user: User, action: DetectionAction) -> None:
         if action not in accounts.DETECTION_ACTIONS[user.role]:
             raise ForbiddenError(
-                f"{user.role.zh} ({user.role.value}) may not {action.zh} ({action.value})"
+                f"{user.role.zh} ({user.role.value}) may not {action.zh} ({action.value})",
+                code="role_forbidden",
+                role=user.role.value,
+                what="detection",
+                action=action.value,
             )
 
     def parse_action(enum: type[CaseAction] | type[DetectionAction], value: str) -> Any:
         try:
             return enum.parse(value.replace("-", "_"))
         except ValueError as exc:
-            raise InvalidInputError(str(exc)) from None
+            raise InvalidInputError(str(exc), code="unknown_action", value=value) from None
 
     def town_name(user: User | None) -> str | None:
         """The name of a 街镇 user's 街镇 (shown instead of its code), None for office users."""
@@ -270,14 +310,14 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
     # ---- errors: one table ------------------------------------------------------------------
 
     def _is_api(request: Request) -> bool:
-        return request.url.path.startswith(("/api/", "/tiles/", "/chips/", "/evidence/"))
+        return _is_api_path(request.url.path)
 
     async def domain_error(request: Request, exc: Exception) -> Response:
         status = http_status(exc)
         if status >= 500:
             log.exception("request %s failed", request.url.path, exc_info=exc)
         if _is_api(request):
-            return _json({"error": type(exc).__name__, "detail": str(exc)}, status)
+            return _json(messages.api_error(exc, lang_of(request)), status)
         if status == 401:
             target = quote(
                 request.url.path + ("?" + request.url.query if request.url.query else "")
@@ -288,9 +328,10 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             "error.html",
             current_user(request) if status < 500 else None,  # the database may be the cause
             status=status,
-            message=str(exc),
+            message=messages.explain(exc, lang_of(request)),
             status_code=status,
             heading=status_heading(status),
+            back=_case_of_form(request.url.path) if status != 404 else None,
         )
 
     app.add_exception_handler(WebMapError, domain_error)
@@ -301,7 +342,9 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
 
         The API keeps FastAPI's JSON answers; a page never shows them raw.
         """
+        fields: list[str] = []
         if isinstance(exc, RequestValidationError):
+            fields = [".".join(str(p) for p in e["loc"][1:]) for e in exc.errors()]
             status, detail = (
                 422,
                 "; ".join(
@@ -316,12 +359,15 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
                 return await request_validation_exception_handler(request, exc)
             assert isinstance(exc, StarletteHTTPException)
             return await http_exception_handler(request, exc)
+        code = {404: "page_not_found", 405: "method_not_allowed", 422: "bad_parameters"}
         return render(
             request,
             "error.html",
             current_user(request),
             status=status,
-            message=detail,
+            message=messages.say(
+                code.get(status, "http_error"), {"fields": fields}, lang_of(request), detail
+            ),
             status_code=status,
             heading=status_heading(status),
         )
@@ -336,15 +382,25 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
         the traceback goes to the server's log only.
         """
         status = 503 if isinstance(exc, OperationalError) else 500
+        code = "database_unavailable" if status == 503 else "internal_error"
+        detail = "the database is unavailable" if status == 503 else "internal error"
+        message = messages.say(code, {}, lang_of(request), f"{detail}: see the log")
         if _is_api(request):
-            detail = "the database is unavailable" if status == 503 else "internal error"
-            return _json({"error": "InternalError", "detail": f"{detail}: see the log"}, status)
+            return _json(
+                {
+                    "error": "InternalError",
+                    "code": code,
+                    "detail": f"{detail}: see the log",
+                    "message": message,
+                },
+                status,
+            )
         return render(
             request,
             "error.html",
             None,
             status=status,
-            message="",
+            message=message,
             status_code=status,
             heading=status_heading(status),
         )
@@ -365,12 +421,25 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
         next: Annotated[str, Form()] = "/",
     ) -> Response:
         client = request.client.host if request.client else "?"
-        limiter.check(client, username)
+        try:
+            limiter.check(client, username)
+        except RateLimitedError as exc:  # the form again, saying how long to wait
+            msg = messages.explain(exc, lang_of(request))
+            return render(request, "login.html", None, status=429, next=_safe_next(next), error=msg)
         user = accounts.authenticate(engine, username, password)
         if user is None:
             limiter.failed(client, username)
-            msg = "用户名或密码错误" if lang_of(request) == "zh" else "wrong user name or password"
-            return render(request, "login.html", None, status=401, next=_safe_next(next), error=msg)
+            failed = LoginFailedError("wrong user name or password")
+            msg = messages.explain(failed, lang_of(request))
+            return render(
+                request,
+                "login.html",
+                None,
+                status=401,
+                next=_safe_next(next),
+                error=msg,
+                max_failures=config.login_max_failures,
+            )
         limiter.succeeded(client, username)
         chosen = request.session.get("lang")
         request.session.clear()
@@ -559,7 +628,8 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             if status not in (400, 409, 413, 415):
                 raise
             heading = status_heading(status)
-            note = f"{heading[0] if lang == 'zh' else heading[1]}: {exc}"
+            said = messages.explain(exc, lang)
+            note = f"{heading[0]}。{said}" if lang == "zh" else f"{heading[1]}: {said}"
             return RedirectResponse(f"/cases/{case_id}?err={quote(note)}", status_code=303)
         state = labels.label(CaseState(result.to_state), lang)
         done = ("已办理, 现为: " if lang == "zh" else "done, now: ") + state
@@ -751,7 +821,11 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             for fid in file_ids:
                 rec = queries.evidence_file(conn, fid, user.street_town)
                 if rec["case_id"] != case_id:
-                    raise InvalidInputError(f"photo {fid} belongs to another case")
+                    raise InvalidInputError(
+                        f"photo {fid} belongs to another case",
+                        code="photo_of_other_case",
+                        file_id=fid,
+                    )
                 items.append(
                     {"evidence_file_id": fid, "sha256": rec["sha256"], "name": rec["original_name"]}
                 )
@@ -789,7 +863,9 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
         case_id: int, user: UserDep, file: Annotated[UploadFile, File()]
     ) -> Response:
         if not accounts.CASE_ACTIONS[user.role]:
-            raise ForbiddenError("an analyst cannot attach evidence")
+            raise ForbiddenError(
+                "an analyst cannot attach evidence", code="read_only", role=user.role.value
+            )
         data = await file.read(config.max_upload_bytes + 1)
         with transaction(engine) as conn:
             queries.case(conn, case_id, user.street_town)
@@ -864,7 +940,30 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             headers={"Cache-Control": "private, max-age=3600"},
         )
 
+    def too_large_page(path: str, exc: UploadTooLargeError) -> str:
+        """The error page of a form refused before it was read, linking back to its case.
+
+        The request is not read, so its session is unknown: the page is in the default language.
+        """
+        lang = config.language
+        return templates.get_template("error.html").render(
+            user=None,
+            lang=lang,
+            t=(lambda zh, en: zh if lang == "zh" else en),
+            csrf="",
+            path=path,
+            heading=status_heading(413),
+            status_code=413,
+            message=messages.explain(exc, lang),
+            back=_case_of_form(path),
+        )
+
     # a request may carry a few photos at the size limit, plus the form fields
-    app.add_middleware(SecurityHeaders, max_body=5 * config.max_upload_bytes + (1 << 20))
+    app.add_middleware(
+        SecurityHeaders,
+        max_body=5 * config.max_upload_bytes + (1 << 20),
+        lang=config.language,
+        page=too_large_page,
+    )
 
     return app

@@ -1,13 +1,16 @@
 """Errors of the web_map package, and the one table mapping domain errors to HTTP statuses.
 
 Every route lets domain errors (``gis_db`` and ``web_map``) propagate; one exception handler turns
-them into a response with the status from :data:`HTTP_STATUS` and the error's own message (which
-says what to do about it). Nothing else in the package chooses a status code for a domain error.
+them into a response with the status from :data:`HTTP_STATUS`. Nothing else in the package
+chooses a status code for a domain error. What staff read is the Chinese sentence that
+:mod:`web_map.messages` writes from the error's ``code`` and ``params``; the English message
+(``str(exc)``) stays for the API's ``detail``, the logs and the command line.
 """
 
 from __future__ import annotations
 
 from gis_db.errors import (
+    CodedError,
     ConflictError,
     DatabaseUnavailableError,
     GisDbError,
@@ -18,44 +21,64 @@ from gis_db.errors import (
 )
 
 
-class WebMapError(Exception):
-    """Root error of web_map."""
+class WebMapError(CodedError):
+    """Root error of web_map (``code`` and ``params`` as in :class:`gis_db.errors.CodedError`)."""
+
+    code = "web_map_error"
 
 
 class AuthenticationRequiredError(WebMapError, PermissionError):
     """No valid session: log in first."""
 
+    code = "login_required"
+
 
 class LoginFailedError(WebMapError, PermissionError):
     """Wrong user name or password, or a disabled account."""
+
+    code = "login_failed"
 
 
 class ForbiddenError(WebMapError, PermissionError):
     """The logged-in user's role may not do this."""
 
+    code = "forbidden"
+
 
 class CsrfError(WebMapError, PermissionError):
     """A state-changing request without the page's CSRF token."""
+
+    code = "csrf"
 
 
 class RateLimitedError(WebMapError):
     """Too many failed log-ins; wait before trying again."""
 
+    code = "rate_limited"
+
 
 class UploadTooLargeError(WebMapError, ValueError):
     """An uploaded file is larger than the configured limit."""
+
+    code = "upload_too_large"
 
 
 class UnsupportedUploadError(WebMapError, ValueError):
     """An uploaded file is not one of the accepted image types."""
 
+    code = "upload_unsupported"
+
 
 class AccountError(WebMapError, ValueError):
     """An account operation with bad input (unknown user, short password, missing 街镇)."""
 
+    code = "account_error"
+
 
 class ImageryUnavailableError(WebMapError, LookupError):
     """A scene has no readable image file, or a tile lies outside it."""
+
+    code = "imagery_unavailable"
 
 
 #: Domain error -> HTTP status. The most specific class listed wins (checked in this order).
@@ -88,8 +111,8 @@ def http_status(exc: Exception) -> int:
     return 500
 
 
-#: HTTP status -> what the error page says first, (Chinese, English); the error's own message
-#: (the technical detail, often English) follows in smaller print.
+#: HTTP status -> what the error page says first, (Chinese, English); the sentence of
+#: :func:`web_map.messages.explain` (what happened and what to do) follows in smaller print.
 STATUS_HEADINGS: dict[int, tuple[str, str]] = {
     400: ("请求有误", "Bad request"),
     401: ("请先登录", "Please log in"),

@@ -20,6 +20,8 @@ from gis_db.errors import NotFoundError
 from web_map.errors import UnsupportedUploadError, UploadTooLargeError
 
 CHUNK = 1 << 16
+#: The unit of the ``max_upload_mb`` setting (and of the sizes staff read), bytes.
+MB = 1 << 20
 
 
 def sniff(head: bytes) -> str | None:
@@ -52,16 +54,18 @@ def store_photo(
     """
     name = Path(original_name or "photo").name[:200]
     if not data:
-        raise UnsupportedUploadError(f"{name} is empty")
+        raise UnsupportedUploadError(f"{name} is empty", code="upload_empty", name=name)
     if len(data) > max_bytes:
         raise UploadTooLargeError(
             f"{name} has {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB: "
-            "send a smaller photo"
+            "send a smaller photo",
+            name=name,
+            limit_mb=round(max_bytes / MB, 1),  # in the setting's unit (max_upload_mb)
         )
     kind = sniff(data[:16])
     if kind is None or kind not in accepted or (declared_type and declared_type != kind):
         raise UnsupportedUploadError(
-            f"{name} is not a JPEG, PNG or WebP photo: only these can be attached"
+            f"{name} is not a JPEG, PNG or WebP photo: only these can be attached", name=name
         )
     digest = hashlib.sha256(data).hexdigest()
     stored_name = f"{digest[:2]}/{digest}{accepted[kind]}"
@@ -106,5 +110,7 @@ def stored_path(evidence_dir: Path, stored_name: str) -> Path:
     root = evidence_dir.resolve()
     path = (root / stored_name).resolve()
     if not path.is_relative_to(root) or not path.is_file():
-        raise NotFoundError(f"the photo {stored_name} is not in the evidence folder")
+        raise NotFoundError(
+            f"the photo {stored_name} is not in the evidence folder", code="evidence_not_found"
+        )
     return path

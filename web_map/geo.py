@@ -33,13 +33,18 @@ def parse_bbox(value: str | None) -> BBox | None:
         parts = [float(v) for v in value.split(",")]
     except ValueError:
         raise InvalidInputError(
-            f"bbox {value!r} is not four numbers: give west,south,east,north in degrees"
+            f"bbox {value!r} is not four numbers: give west,south,east,north in degrees",
+            code="bad_bbox",
         ) from None
     if len(parts) != 4 or not all(math.isfinite(p) for p in parts):
-        raise InvalidInputError(f"bbox {value!r}: give four numbers west,south,east,north")
+        raise InvalidInputError(
+            f"bbox {value!r}: give four numbers west,south,east,north", code="bad_bbox"
+        )
     w, s, e, n = parts
     if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
-        raise InvalidInputError(f"bbox {value!r} is not west<east, south<north in degrees")
+        raise InvalidInputError(
+            f"bbox {value!r} is not west<east, south<north in degrees", code="bad_bbox"
+        )
     return w, s, e, n
 
 

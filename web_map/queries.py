@@ -57,7 +57,9 @@ def run(conn: Connection, run_id: int) -> dict[str, Any]:
         .first()
     )
     if row is None:
-        raise NotFoundError(f"detection run {run_id} does not exist")
+        raise NotFoundError(
+            f"detection run {run_id} does not exist", code="run_not_found", record_id=run_id
+        )
     return dict(row)
 
 
@@ -65,7 +67,9 @@ def check_run(conn: Connection, run_id: int) -> None:
     """NotFoundError unless run ``run_id`` exists (one cheap query)."""
     found = conn.execute(text("SELECT 1 FROM detection_run WHERE id = :r"), {"r": run_id}).first()
     if found is None:
-        raise NotFoundError(f"detection run {run_id} does not exist")
+        raise NotFoundError(
+            f"detection run {run_id} does not exist", code="run_not_found", record_id=run_id
+        )
 
 
 def _scope_detection(street_town: str | None) -> str:
@@ -138,7 +142,12 @@ def detection(conn: Connection, detection_id: int, street_town: str | None) -> d
         .first()
     )
     if row is None:
-        raise NotFoundError(f"detection {detection_id} does not exist (or is not in your 街镇)")
+        raise NotFoundError(
+            f"detection {detection_id} does not exist (or is not in your 街镇)",
+            code="detection_not_found",
+            record_id=detection_id,
+            scoped=street_town is not None,
+        )
     return dict(row)
 
 
@@ -195,7 +204,12 @@ def case(conn: Connection, case_id: int, street_town: str | None) -> dict[str, A
         .first()
     )
     if row is None:
-        raise NotFoundError(f"case {case_id} does not exist (or is not in your 街镇)")
+        raise NotFoundError(
+            f"case {case_id} does not exist (or is not in your 街镇)",
+            code="case_not_found",
+            record_id=case_id,
+            scoped=street_town is not None,
+        )
     return dict(row)
 
 
@@ -280,5 +294,10 @@ def evidence_file(conn: Connection, file_id: int, street_town: str | None) -> di
         .first()
     )
     if row is None:
-        raise NotFoundError(f"evidence file {file_id} does not exist (or is not in your 街镇)")
+        raise NotFoundError(
+            f"evidence file {file_id} does not exist (or is not in your 街镇)",
+            code="evidence_not_found",
+            record_id=file_id,
+            scoped=street_town is not None,
+        )
     return dict(row)

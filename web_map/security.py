@@ -75,7 +75,9 @@ class LoginLimiter:
             if len(times) >= self.max_failures:
                 wait = int(self.window_s - (now - times[0])) + 1
                 raise RateLimitedError(
-                    f"too many failed log-ins for {username!r}: wait {wait} s and try again"
+                    f"too many failed log-ins for {username!r}: wait {wait} s and try again",
+                    username=username,
+                    wait_s=wait,
                 )
 
     def failed(self, client: str, username: str) -> None:

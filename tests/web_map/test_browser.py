@@ -248,3 +248,45 @@ def test_review_to_write_off_in_the_browser(
     assert not errors, errors
     assert not dialogs, dialogs
     context.close()
+
+
+def test_refusals_are_said_in_chinese_in_the_browser(
+    server: str,
+    browser,  # type: ignore[no-untyped-def]
+    district: District,
+) -> None:
+    """Refusals in Chromium: the review queue and the case page say why in Chinese (0033).
+
+    The queue's script shows the API's ``message``; the case form returns to the case page.
+    """
+    from gis_db import workflow
+
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, locale="zh-CN")
+    page = context.new_page()
+    log_in(page, server, "reviewer")
+    page.goto(f"{server}/runs/{district.run_id}/review")
+    page.wait_for_function("document.body.getAttribute('data-current') !== null")
+    current = int(page.evaluate("document.body.getAttribute('data-current')"))
+    # someone else decides the same detection while the page is open
+    workflow.review_detection(
+        district.engine, current, "false_positive", actor="approver", role="office"
+    )
+    page.keyboard.press("1")
+    page.wait_for_selector("#review-msg.wj-error")
+    said = page.locator("#review-msg").inner_text()
+    assert f"图斑 {current} 在您打开页面之后已被他人办理或修改, 本次操作未保存" in said, said
+    assert "someone else" not in said
+    shot(page, "10-review-refused")
+
+    # a case page left open while the case moved on: the form answers in Chinese
+    case = district.case_ids["west-open"]
+    page.goto(f"{server}/cases/{case}")
+    workflow.transition_case(district.engine, case, "dispatch", actor="approver", role="office")
+    page.click("form[data-action=dispatch] button")
+    page.wait_for_selector("p.wj-error")
+    note = page.locator("p.wj-error").inner_text()
+    assert note.startswith("未办理 · ") and "案件 BS-W-2 在您打开页面之后已被他人办理或修改" in note
+    assert "reload" not in note
+    assert page.locator("#case-state").inner_text() == "已派街镇"  # the page shows where it is
+    shot(page, "11-case-refused")
+    context.close()

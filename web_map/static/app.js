@@ -14,7 +14,12 @@
   function getJSON(url) {
     return fetch(url, { credentials: "same-origin", headers: { Accept: "application/json" } }).then(function (r) {
       if (r.status === 401) { window.location = "/login?next=" + encodeURIComponent(location.pathname + location.search); }
-      if (!r.ok) throw new Error(url + ": " + r.status);
+      if (!r.ok) {
+        /* the server's sentence for staff (message), else the status */
+        return r.json().catch(function () { return {}; }).then(function (b) {
+          throw new Error(b.message || b.detail || (url + ": " + r.status));
+        });
+      }
       return r.json();
     });
   }
@@ -137,7 +142,7 @@
             (status.truncated ? (zh ? " (过多, 已截断: 请放大)" : " (capped: zoom in)") : "");
           document.body.setAttribute("data-loaded", String(mine));
         });
-      }).catch(function (e) { statusBox.textContent = String(e); });
+      }).catch(function (e) { statusBox.textContent = e && e.message ? e.message : String(e); });
     }
     maps[0].on("moveend", debounce(refresh, 150));
     function refreshVillages() {

@@ -15,6 +15,8 @@
   }
   function msg(text, bad) { var m = $("review-msg"); m.textContent = text || ""; m.className = "wj-msg " + (bad ? "wj-error" : "wj-ok"); }
   function zh() { return cfg.lang === "zh"; }
+  /* a refusal as the server words it for staff (message), else its English detail */
+  function said(res) { var b = res.body || {}; return b.message || b.detail || String(res.status); }
 
   function loadQueue(selectId) {
     var f = $("queue-filters"), q = new URLSearchParams();
@@ -39,7 +41,7 @@
     document.querySelectorAll("#queue li").forEach(function (li) { li.classList.remove("current"); });
     var li = $("q-" + it.id); if (li) { li.classList.add("current"); li.scrollIntoView({ block: "nearest" }); }
     api("/api/detections/" + it.id).then(function (res) {
-      if (res.status !== 200) { msg(res.body.detail, true); return; }
+      if (res.status !== 200) { msg(said(res), true); return; }
       current = res.body;
       $("detail-title").textContent = (zh() ? "图斑 " : "Detection ") + current.seq + " (id " + current.id + ")";
       $("chip-before").src = "/chips/" + current.id + "/before.png";
@@ -68,7 +70,7 @@
     var body = { action: action, version: current.version, comment: $("review-comment").value || null };
     api("/api/detections/" + current.id + "/review", { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) }).then(function (res) {
       busy = false;
-      if (res.status !== 200) { msg(res.body.detail || res.status, true); return; }
+      if (res.status !== 200) { msg(said(res), true); return; }
       var li = $("q-" + current.id); if (li) li.classList.add("done");
       msg((zh() ? "已办理: " : "done: ") + (cfg.labels.detection_state[res.body.to_state] || res.body.to_state) + (res.body.case_created ? (zh() ? " · 已建案件 " : " · case created ") + res.body.case_id : ""));
       $("review-comment").value = "";
