@@ -135,7 +135,7 @@ def parse_label(enum: type[E], value: object, what: str) -> E:
         return enum.parse(str(value))  # type: ignore[return-value]
     except ValueError as exc:
         raise InvalidInputError(
-            f"{what}: {exc}", code="unknown_label", what=what, value=str(value)
+            f"{what}: {exc}", code="unknown_label", vocabulary=enum.__name__, value=str(value)
         ) from None
 
 

@@ -310,7 +310,14 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
     # ---- errors: one table ------------------------------------------------------------------
 
     def _is_api(request: Request) -> bool:
-        return _is_api_path(request.url.path)
+        """Whether to answer in JSON (the API, tiles, chips, photos) rather than with a page.
+
+        A photo opened in a browser tab (``/evidence/N`` asked for as HTML) gets the page.
+        """
+        path = request.url.path
+        if path.startswith("/evidence/") and "text/html" in request.headers.get("accept", ""):
+            return False
+        return _is_api_path(path)
 
     async def domain_error(request: Request, exc: Exception) -> Response:
         status = http_status(exc)
@@ -411,7 +418,16 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
 
     @app.get("/login", response_class=HTMLResponse)
     def login_page(request: Request, next: str = "/") -> Response:
-        return render(request, "login.html", None, next=_safe_next(next), error=None)
+        target = _safe_next(next)
+        # sent here from a page (not logged in, or the session ended): say why
+        why = (
+            None
+            if target == "/"
+            else messages.say(
+                "login_required", {}, lang_of(request), "Log in first; you then go on to that page."
+            )
+        )
+        return render(request, "login.html", None, next=target, error=None, why=why)
 
     @app.post("/login")
     def login(

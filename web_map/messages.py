@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from gis_db.domain import CaseState, DetectionState, Disposal, LabelledEnum, Role
+from gis_db.domain import CaseState, DetectionState, Disposal, LabelledEnum, MatchClass, Role
 from gis_db.workflow import CaseAction, DetectionAction
 from web_map.accounts import WebRole
 from web_map.labels import label
@@ -61,6 +61,20 @@ def _state(p: Mapping[str, Any]) -> str:
 
 def _action(p: Mapping[str, Any], code: str | None = None) -> str:
     return _zh(CaseAction if _is_case(p) else DetectionAction, code or p["action"])
+
+
+#: The vocabularies a refused value can belong to (``params["vocabulary"]``: the class name).
+VOCABULARIES: dict[str, type[LabelledEnum]] = {
+    e.__name__: e
+    for e in (CaseAction, DetectionAction, Disposal, Role, CaseState, DetectionState, MatchClass)
+}
+
+
+def _unknown_label(p: Mapping[str, Any]) -> str:
+    enum = VOCABULARIES[p["vocabulary"]]
+    name = (enum.__doc__ or "").split(":")[0].strip()  # 处置方式: ... (as LabelledEnum.parse)
+    choices = "、".join(label(m, "zh") for m in enum)
+    return f"「{p['value']}」不是有效的{name}, 可选: {choices}。请刷新页面后从页面上选择。"
 
 
 def _illegal_transition(p: Mapping[str, Any]) -> str:
@@ -136,6 +150,7 @@ ZH: dict[str, Template] = {
         f"{_record(p)}是无关变化 (原有建筑消失, 此处没有在办案件), 没有可确认入库的违建: "
         "请标记为误报或跳过。"
     ),
+    "unknown_label": _unknown_label,
     "unknown_action": lambda p: f"没有「{p['value']}」这项操作: 请刷新页面, 使用页面上的按钮办理。",
     "case_not_found": _not_found("案件"),
     "detection_not_found": _not_found("图斑"),
@@ -145,7 +160,9 @@ ZH: dict[str, Template] = {
         f"照片 (序号 {p['file_id']}) 属于其他案件, 不能作为本案件的佐证: 请上传本案件的照片。"
     ),
     # who is asking
-    "login_required": lambda p: "请先登录。",
+    "login_required": lambda p: (
+        "请先登录 (未登录, 或登录已过期、账号已停用): 登录后将回到您要打开的页面。"
+    ),
     "login_failed": lambda p: "用户名或密码错误",  # the log-in form adds what to do
     "rate_limited": lambda p: (
         f"用户名 {p['username']} 登录失败次数过多, 已暂停登录: 请 {p['wait_s']} 秒后再试; "

@@ -123,6 +123,8 @@ def test_a_stale_page_a_missing_disposal_and_missing_evidence_say_what_to_do(
     no_disposal = red_note(act(app_client, case, token, action="dispose", version=3))
     assert "办理「处置」须选择处置方式 (" in no_disposal
     assert all(d.zh in no_disposal for d in Disposal)  # the choices, as the form labels them
+    burn = red_note(act(app_client, case, token, action="dispose", version=3, disposal="burn"))
+    assert "「burn」不是有效的处置方式, 可选: " + "、".join(d.zh for d in Disposal) in burn
 
     move(district, case, CaseAction.DISPOSE)
     no_evidence = red_note(act(app_client, case, token, action="request_write_off", version=4))
@@ -305,6 +307,35 @@ def test_the_map_api_refusals_carry_a_code_and_a_sentence(
     assert english["message"] == english["detail"]
     page = app_client.get("/cases/999999")
     assert "does not exist" in page.text and "不存在" not in page.text
+
+
+def test_unknown_and_malformed_addresses_say_what_to_do(app_client: TestClient) -> None:
+    login(app_client, "reviewer")
+    for url, status, said in (
+        ("/nosuch", 404, "该网址不存在: 请从首页或菜单进入。"),
+        ("/cases/abc", 422, "网址或表单中的参数有误 (「case_id」): 请从页面上的链接或按钮进入"),
+        ("/due?within=-3", 422, "网址或表单中的参数有误 (「within」)"),
+        ("/cases/1/act", 405, "该网址不支持此操作"),
+    ):
+        page = app_client.get(url)
+        assert page.status_code == status and said in page.text, (url, page.text)
+        assert "Input should be" not in page.text and "Not Found" not in page.text
+
+
+def test_a_page_asked_for_without_a_session_and_a_missing_photo(
+    app_client: TestClient, district: District
+) -> None:
+    page = app_client.get("/cases")  # not logged in (or the session ended): the log-in form
+    assert page.url.path == "/login"
+    assert "请先登录 (未登录, 或登录已过期、账号已停用): 登录后将回到您要打开的页面" in page.text
+    assert "请先登录" not in app_client.get("/login").text  # opened directly: nothing to say
+    login(app_client, "reviewer")
+    # a photo link opened in a browser tab whose photo is not there: a page, not JSON
+    photo = app_client.get("/evidence/99999", headers={"Accept": "text/html,*/*"})
+    assert photo.status_code == 404 and photo.headers["content-type"].startswith("text/html")
+    assert "现场照片 (序号 99999) 不存在" in photo.text
+    api = app_client.get("/evidence/99999")
+    assert api.json()["code"] == "evidence_not_found"
 
 
 @pytest.fixture()

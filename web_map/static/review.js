@@ -22,6 +22,7 @@
     var f = $("queue-filters"), q = new URLSearchParams();
     ["class", "state", "street_town", "sort"].forEach(function (k) { var v = f.elements[k].value; if (v || k === "state") q.set(k, v); });
     return api("/api/runs/" + cfg.runId + "/queue?" + q.toString()).then(function (res) {
+      if (res.status !== 200) { msg(said(res), true); return; }
       items = res.body; var ol = $("queue"); ol.textContent = "";
       items.forEach(function (it, i) {
         var li = el("li", (cfg.labels.match_class[it.match_class] || "?") + " · " + (it.score === null ? "-" : Number(it.score).toFixed(2)) + " · " + Math.round(it.area_m2) + " m² · " + (it.street_town_name || ""));
