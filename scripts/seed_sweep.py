@@ -116,6 +116,7 @@ RECIPES = {
         Recipe("base4", "the shipped recipe, 4 members (5.8 GFLOP)", members=4),
         # the learning curve (decision 0032): single runs on less of the same training data
         Recipe("base1", "the shipped recipe, each run alone (all training data)", members=1),
+        Recipe("frac75", "3/4 of each training pair's area", members=1, area_fraction=0.75),
         Recipe("frac50", "half of each training pair's area", members=1, area_fraction=0.5),
         Recipe("frac25", "a quarter of each training pair's area", members=1, area_fraction=0.25),
         Recipe("frac12", "an eighth of each training pair's area", members=1, area_fraction=0.125),
@@ -343,7 +344,7 @@ def evaluate_main(args: argparse.Namespace) -> None:
 
 
 #: the recipes of decision 0032's learning curve
-CURVE = ("frac12", "frac25", "frac50", "base1")
+CURVE = ("frac12", "frac25", "frac50", "frac75", "base1")
 
 
 def training_mpx(data: Path, fraction: float) -> float:
