@@ -15,6 +15,9 @@ from change_detection.errors import DatasetError, DatasetNotFoundError
 from weijian.cli import app
 
 runner = CliRunner()
+#: a training run small enough for a test, on one CPU thread
+TINY = ["--epochs", "1", "--samples-per-epoch", "4", "--batch-size", "2", "--crop", "32"]
+CPU = ["--device", "cpu", "--threads", "1"]
 
 
 def _folder(root: Path, n: int = 4, size: int = 64) -> Path:
@@ -44,20 +47,10 @@ def test_train_then_evaluate(tmp_path: Path) -> None:
             str(out),
             "--network",
             "tinysiam",
-            "--epochs",
-            "1",
-            "--samples-per-epoch",
-            "4",
-            "--batch-size",
-            "2",
-            "--crop",
-            "32",
+            *TINY,
             "--holdout",
             "pairs/t3",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
+            *CPU,
         ],
     )
     assert result.exit_code == 0, result.output
@@ -104,20 +97,10 @@ def test_full_dataset_command_shape(tmp_path: Path) -> None:
             "test/*",
             "--network",
             "fc_siam_diff",
-            "--epochs",
-            "1",
-            "--samples-per-epoch",
-            "4",
-            "--batch-size",
-            "2",
-            "--crop",
-            "32",
+            *TINY,
             "--patience",
             "40",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
+            *CPU,
             "--out",
             str(out),
         ],

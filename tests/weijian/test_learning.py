@@ -30,7 +30,14 @@ from weijian_testdata.rasters import CHANGE_PAIRS, real_pair_geotiffs
 from weijian_testdata.runs import AFTER, BEFORE, CRS, add_case, frame
 
 runner = CliRunner()
+#: the size of the fine-tunes below: 8 crops per epoch in batches of 4, on one CPU thread
+SMALL = ["--samples-per-epoch", "8", "--batch-size", "4", "--device", "cpu", "--threads", "1"]
 PAIR = "test_7_0256_0512"  # a real LEVIR-CD crop with several new buildings
+
+
+def _from_reviews(run: int, out: Path, *options: str) -> list[str]:
+    """The arguments of ``weijian train --from-reviews --runs RUN --out OUT [options]``."""
+    return ["train", "--from-reviews", "--runs", str(run), "--out", str(out), *options]
 
 
 @pytest.fixture()
@@ -135,9 +142,7 @@ def test_run_without_reviews_is_one_clear_error(env: Path, engine: Engine) -> No
     run, _ = _reviewed_run(engine, env / "cogs", review=False)
     with pytest.raises(InvalidInputError, match="no reviewed detections in run"):
         reviewed_detections(engine, [run])
-    result = runner.invoke(
-        app, ["train", "--from-reviews", "--runs", str(run), "--out", str(env / "ft")]
-    )
+    result = runner.invoke(app, _from_reviews(run, env / "ft"))
     assert isinstance(result.exception, InvalidInputError)  # main() prints it as one line
     assert not (env / "data" / "models").exists()
 
@@ -148,24 +153,7 @@ def test_from_reviews_fine_tunes_registers_and_gates(env: Path, engine: Engine) 
     out = env / "ft"
     result = runner.invoke(
         app,
-        [
-            "train",
-            "--from-reviews",
-            "--runs",
-            str(run),
-            "--out",
-            str(out),
-            "--epochs",
-            "2",
-            "--samples-per-epoch",
-            "8",
-            "--batch-size",
-            "4",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-        ],
+        _from_reviews(run, out, "--epochs", "2", *SMALL),
     )
     assert result.exit_code == 0, result.output
     assert "registered model v1" in result.output
@@ -349,24 +337,7 @@ def test_from_reviews_fine_tunes_each_member_of_a_current_ensemble(
     run, decided = _reviewed_run(engine, env / "cogs")
     result = runner.invoke(
         app,
-        [
-            "train",
-            "--from-reviews",
-            "--runs",
-            str(run),
-            "--out",
-            str(env / "ft"),
-            "--epochs",
-            "1",
-            "--samples-per-epoch",
-            "8",
-            "--batch-size",
-            "4",
-            "--device",
-            "cpu",
-            "--threads",
-            "1",
-        ],
+        _from_reviews(run, env / "ft", "--epochs", "1", *SMALL),
     )
     assert result.exit_code == 0, result.output
     assert "registered model v1" in result.output
