@@ -23,6 +23,7 @@ probabilities of several trained networks (e.g. the same recipe trained with sev
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -147,6 +148,14 @@ def _conv_bn_relu(c_in: int, c_out: int) -> list[nn.Module]:
     return [nn.Conv2d(c_in, c_out, 3, padding=1), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
 
 
+def _convs(widths: tuple[int, ...], drop: nn.Module) -> nn.Sequential:
+    """3x3 conv + BN + ReLU from each width to the next, each followed by ``drop``."""
+    layers: list[nn.Module] = []
+    for c_in, c_out in itertools.pairwise(widths):
+        layers += [*_conv_bn_relu(c_in, c_out), drop]
+    return nn.Sequential(*layers)
+
+
 class FCSiamDiff(nn.Module):
     """FC-Siam-diff (Daudt, Le Saux & Boulch 2018), with the original 16-32-64-128 widths.
 
@@ -164,24 +173,10 @@ class FCSiamDiff(nn.Module):
         drop: nn.Module = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
         self.enc = nn.ModuleList(
             [
-                nn.Sequential(*_conv_bn_relu(3, w1), drop, *_conv_bn_relu(w1, w1), drop),
-                nn.Sequential(*_conv_bn_relu(w1, w2), drop, *_conv_bn_relu(w2, w2), drop),
-                nn.Sequential(
-                    *_conv_bn_relu(w2, w3),
-                    drop,
-                    *_conv_bn_relu(w3, w3),
-                    drop,
-                    *_conv_bn_relu(w3, w3),
-                    drop,
-                ),
-                nn.Sequential(
-                    *_conv_bn_relu(w3, w4),
-                    drop,
-                    *_conv_bn_relu(w4, w4),
-                    drop,
-                    *_conv_bn_relu(w4, w4),
-                    drop,
-                ),
+                _convs((3, w1, w1), drop),
+                _convs((w1, w2, w2), drop),
+                _convs((w2, w3, w3, w3), drop),
+                _convs((w3, w4, w4, w4), drop),
             ]
         )
         self.up = nn.ModuleList(
@@ -194,23 +189,9 @@ class FCSiamDiff(nn.Module):
         )
         self.dec = nn.ModuleList(
             [
-                nn.Sequential(
-                    *_conv_bn_relu(2 * w4, w4),
-                    drop,
-                    *_conv_bn_relu(w4, w4),
-                    drop,
-                    *_conv_bn_relu(w4, w3),
-                    drop,
-                ),
-                nn.Sequential(
-                    *_conv_bn_relu(2 * w3, w3),
-                    drop,
-                    *_conv_bn_relu(w3, w3),
-                    drop,
-                    *_conv_bn_relu(w3, w2),
-                    drop,
-                ),
-                nn.Sequential(*_conv_bn_relu(2 * w2, w2), drop, *_conv_bn_relu(w2, w1), drop),
+                _convs((2 * w4, w4, w4, w3), drop),
+                _convs((2 * w3, w3, w3, w2), drop),
+                _convs((2 * w2, w2, w1), drop),
                 nn.Sequential(*_conv_bn_relu(2 * w1, w1), drop, nn.Conv2d(w1, 1, 3, padding=1)),
             ]
         )
