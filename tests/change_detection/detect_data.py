@@ -9,6 +9,8 @@ own behaviour matters (seams of the mosaic, Dask, resume).
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +22,21 @@ from torch import nn
 import ingest
 from change_detection.weights import ChangeModel
 from weijian_testdata import rasters as data_gen
+
+REPO = Path(__file__).resolve().parents[2]
+#: The ``weijian`` command of this checkout, run in a child process (with :func:`weijian_env`).
+WEIJIAN = [sys.executable, "-c", "from weijian.cli import main; main()"]
+
+
+def weijian_env(home: Path, **env: str) -> dict[str, str]:
+    """A bare environment for :data:`WEIJIAN`: no settings file, ``home`` as HOME, plus ``env``."""
+    return {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "WEIJIAN_CONFIG": "",
+        "PYTHONPATH": str(REPO),
+        "HOME": str(home),
+        **env,
+    }
 
 
 class DiffNet(nn.Module):

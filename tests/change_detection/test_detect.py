@@ -44,8 +44,6 @@ from tests.change_detection.conftest import REAL_PAIRS
 from tests.conftest import skip_or_fail
 from weijian_testdata import rasters as data_gen
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 @pytest.fixture(scope="module")
 def roof(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[float, ...], str]:
@@ -295,18 +293,12 @@ def test_unreachable_scheduler_named_within_the_timeout(
 
 def _cli(*args: str, cwd: Path, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [sys.executable, "-c", "from weijian.cli import main; main()", *args],
+        [*dd.WEIJIAN, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
         cwd=cwd,
-        env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "WEIJIAN_CONFIG": "",
-            "PYTHONPATH": str(REPO),
-            "HOME": str(cwd),
-            **env,
-        },
+        env=dd.weijian_env(cwd, **env),
     )
 
 
@@ -352,7 +344,7 @@ def dask_cluster(tmp_path: Path) -> Iterator[str]:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    env = {**os.environ, "PYTHONPATH": str(dd.REPO)}
     bin_dir = Path(sys.executable).parent
     scheduler = subprocess.Popen(
         [
@@ -436,19 +428,16 @@ def test_out_of_disk_space_leaves_nothing_marked_complete(tmp_path: Path) -> Non
     out = tmp_path / "out"
     args = ["detect", str(pair_dir), "--out", str(out), "--no-db", "--no-progress"]
     done = subprocess.run(
-        [sys.executable, "-c", "from weijian.cli import main; main()", *args],
+        [*dd.WEIJIAN, *args],
         capture_output=True,
         text=True,
         cwd=tmp_path,
-        env={
-            "PATH": os.environ.get("PATH", ""),
-            "WEIJIAN_CONFIG": "",
-            "PYTHONPATH": str(REPO),
-            "HOME": str(tmp_path),
-            "PYTHONDONTWRITEBYTECODE": "1",  # no truncated .pyc under the file-size limit
-            "WEIJIAN_DETECTION__TILE_PX": "128",
-            "WEIJIAN_DETECTION__OVERLAP_PX": "16",
-        },
+        env=dd.weijian_env(
+            tmp_path,
+            PYTHONDONTWRITEBYTECODE="1",  # no truncated .pyc under the file-size limit
+            WEIJIAN_DETECTION__TILE_PX="128",
+            WEIJIAN_DETECTION__OVERLAP_PX="16",
+        ),
         preexec_fn=small_files,
         timeout=600,
         check=False,

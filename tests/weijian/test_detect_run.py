@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -16,22 +14,14 @@ from gis_db.matching import match_run
 from tests.change_detection import detect_data as dd
 from weijian.detect_run import load_detect_output
 
-REPO = Path(__file__).resolve().parents[2]
-
 
 def _weijian(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-c", "from weijian.cli import main; main()", *args],
+        [*dd.WEIJIAN, *args],
         capture_output=True,
         text=True,
         cwd=cwd,
-        env={
-            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-            "WEIJIAN_CONFIG": "",
-            "PYTHONPATH": str(REPO),
-            "HOME": str(cwd),
-            **env,
-        },
+        env=dd.weijian_env(cwd, **env),
         timeout=600,
         check=False,
     )
