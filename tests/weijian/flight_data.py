@@ -6,6 +6,9 @@ Images are written as GeoTIFFs in EPSG:4549 at 0.5 m with the acquisition date i
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 
@@ -20,6 +23,8 @@ from tests.conftest import SHARED_DATA
 
 X0, Y0 = 630_352.0, 3_471_700.0  # the demo flight's origin, 顾村镇
 CRS = "EPSG:4549"
+#: The installed ``weijian`` command next to this interpreter.
+WEIJIAN = str(Path(sys.executable).with_name("weijian"))
 
 
 def levir(name: str = "test_7") -> tuple[np.ndarray, np.ndarray]:
@@ -99,3 +104,11 @@ def demo_crop_files(folder: Path, size: int = 768) -> tuple[Path, Path, np.ndarr
     b = write_image(folder / "se_20250310.tif", np.ascontiguousarray(before[:, cut[0], cut[1]]))
     a = write_image(folder / "se_20260310.tif", np.ascontiguousarray(after[:, cut[0], cut[1]]))
     return b, a, np.ascontiguousarray(truth[cut])
+
+
+def run_weijian(*args: str, db_url: str, flights: Path) -> subprocess.CompletedProcess[str]:
+    """``weijian ARGS`` in a child process on ``db_url``, flights' folders under ``flights``."""
+    env = {**os.environ, "WEIJIAN_DATABASE_URL": db_url, "WEIJIAN_FLIGHT__OUTPUT_DIR": str(flights)}
+    return subprocess.run(
+        [WEIJIAN, *args], capture_output=True, text=True, env=env, check=False, timeout=300
+    )

@@ -3,16 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.weijian.flight_data import add_district, levir, pair_files, write_image
+from tests.weijian.flight_data import (
+    add_district,
+    levir,
+    pair_files,
+    run_weijian,
+    write_image,
+)
 from weijian.flight import (
     EXIT_BAD_INPUT,
     EXIT_STEP_FAILED,
@@ -100,26 +103,15 @@ def test_command_exit_code_and_json(db_url: str, engine: Engine, tmp_path: Path)
     """The command line: exit code 2, a JSON summary saying why, one line on stderr."""
     add_district(engine, far=True)
     before, after = pair_files(tmp_path, size=256)
-    env = {
-        **os.environ,
-        "WEIJIAN_DATABASE_URL": db_url,
-        "WEIJIAN_FLIGHT__OUTPUT_DIR": str(tmp_path / "flights"),
-    }
-    proc = subprocess.run(
-        [
-            str(Path(sys.executable).with_name("weijian")),
-            "flight",
-            "run",
-            str(after),
-            "--before",
-            str(before),
-            "--json",
-        ],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
+    proc = run_weijian(
+        "flight",
+        "run",
+        str(after),
+        "--before",
+        str(before),
+        "--json",
+        db_url=db_url,
+        flights=tmp_path / "flights",
     )
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     summary = json.loads(proc.stdout)
@@ -138,14 +130,9 @@ def test_unreachable_scheduler_fails_the_detect_step(
     """
     add_district(engine)
     before, after = pair_files(tmp_path, size=256)
-    env = {
-        **os.environ,
-        "WEIJIAN_DATABASE_URL": db_url,
-        "WEIJIAN_FLIGHT__OUTPUT_DIR": str(tmp_path / "flights"),
-    }
-    cmd = [str(Path(sys.executable).with_name("weijian")), "flight", "run", str(after)]
-    cmd += ["--before", str(before), "--scheduler", "tcp://127.0.0.1:9", "--json"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False, timeout=300)
+    cmd = ["flight", "run", str(after), "--before", str(before)]
+    cmd += ["--scheduler", "tcp://127.0.0.1:9", "--json"]
+    proc = run_weijian(*cmd, db_url=db_url, flights=tmp_path / "flights")
     assert proc.returncode == EXIT_STEP_FAILED, proc.stderr
     summary = json.loads(proc.stdout)
     assert summary["status"] == "failed" and "tcp://127.0.0.1:9" in summary["error"]

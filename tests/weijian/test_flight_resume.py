@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from datetime import date
@@ -26,10 +25,9 @@ from shapely.geometry import shape
 from sqlalchemy import create_engine, text
 
 from tests.conftest import _scratch_database
-from tests.weijian.flight_data import CRS, add_district, demo_crop_files
+from tests.weijian.flight_data import CRS, WEIJIAN, add_district, demo_crop_files
 from weijian.flight import STATE_FILE, FlightState
 
-WEIJIAN = str(Path(sys.executable).with_name("weijian"))
 TABLES = (
     "scene",
     "detection_run",

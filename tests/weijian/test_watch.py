@@ -7,7 +7,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from subprocess import PIPE
 import pytest
 from sqlalchemy import Engine, text
 
-from tests.weijian.flight_data import add_district, pair_files
+from tests.weijian.flight_data import WEIJIAN, add_district, pair_files, run_weijian
 from weijian.flight import EXIT_BAD_INPUT, EXIT_DONE
 from weijian.watch import LEDGER, Watcher
 
@@ -138,34 +137,15 @@ def test_watch_once_command_moves_a_refused_flight(
     inbox = tmp_path / "inbox"
     _, after = pair_files(inbox, size=256)
     (inbox / "test_7_20250310.tif").unlink()  # only the new image arrives
-    env = {
-        **os.environ,
-        "WEIJIAN_DATABASE_URL": db_url,
-        "WEIJIAN_FLIGHT__OUTPUT_DIR": str(tmp_path / "flights"),
-    }
-    cmd = [str(Path(sys.executable).with_name("weijian")), "flight", "watch", str(inbox)]
-    proc = subprocess.run(
-        [*cmd, "--once", "--settle", "0"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
-    )
+    once = ("flight", "watch", str(inbox), "--once", "--settle", "0")
+    proc = run_weijian(*once, db_url=db_url, flights=tmp_path / "flights")
     assert proc.returncode == EXIT_BAD_INPUT, proc.stderr
     reason = (inbox / "failed" / f"{after.name}.reason.txt").read_text("utf-8")
     assert "no earlier scene in the catalogue" in reason
     with engine.connect() as conn:
         assert conn.execute(text("SELECT count(*) FROM scene")).scalar_one() == 0
     # run again: nothing left to do
-    proc = subprocess.run(
-        [*cmd, "--once", "--settle", "0"],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=300,
-    )
+    proc = run_weijian(*once, db_url=db_url, flights=tmp_path / "flights")
     assert proc.returncode == EXIT_DONE, proc.stderr
 
 
@@ -215,8 +195,7 @@ def test_watch_processes_a_dropped_flight_once_across_a_restart(
         "WEIJIAN_DATA_DIR": str(tmp_path / "data"),
         "WEIJIAN_FLIGHT__OUTPUT_DIR": str(flights),
     }
-    cmd = [str(Path(sys.executable).with_name("weijian")), "flight", "watch", str(inbox)]
-    cmd += ["--settle", "1", "--poll", "0.5"]
+    cmd = [WEIJIAN, "flight", "watch", str(inbox), "--settle", "1", "--poll", "0.5"]
 
     def watcher() -> subprocess.Popen[str]:
         return subprocess.Popen(cmd, env=env, text=True, stdout=PIPE, stderr=PIPE)
