@@ -249,18 +249,7 @@ def end_to_end(
     self0 = resource.getrusage(resource.RUSAGE_SELF)
     kids0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
-    result = detect_pair(
-        pair_dir,
-        model,
-        out,
-        tile_px=TILE,
-        overlap_px=OVERLAP,
-        batch_size=BATCH,
-        workers=workers,
-        engine=engine,  # type: ignore[arg-type]
-        vectorize=product_vectorize(model.threshold),
-        progress=False,
-    )
+    result = detect_pair(pair_dir, model, out, workers=workers, **product_options(model, engine))
     wall = time.perf_counter() - t0
     self1 = resource.getrusage(resource.RUSAGE_SELF)
     kids1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the local Dask workers, reaped
@@ -286,23 +275,26 @@ def product_vectorize(threshold: float) -> VectorizeParams:
     return DetectionSettings().vectorize_params(threshold)
 
 
+def product_options(model: Any, engine: str) -> dict[str, Any]:
+    """``detect_pair`` options of both measurements: TILE, OVERLAP, BATCH, the product clean-up."""
+    return {
+        "tile_px": TILE,
+        "overlap_px": OVERLAP,
+        "batch_size": BATCH,
+        "engine": engine,
+        "vectorize": product_vectorize(model.threshold),
+        "progress": False,
+    }
+
+
 def rss_case(pair_dir: Path, network: str, engine: str, out: Path) -> dict[str, Any]:
     """In this (fresh) process: one detect_pair; returns time and peak RSS."""
     from change_detection import detect_pair, load_model
 
     model = standin_model() if network == "standin" else load_model(device="cpu")
+    engine = engine if network != "standin" else "torch"
     t0 = time.perf_counter()
-    result = detect_pair(
-        pair_dir,
-        model,
-        out,
-        tile_px=TILE,
-        overlap_px=OVERLAP,
-        batch_size=BATCH,
-        engine=engine if network != "standin" else "torch",  # type: ignore[arg-type]
-        vectorize=product_vectorize(model.threshold),
-        progress=False,
-    )
+    result = detect_pair(pair_dir, model, out, **product_options(model, engine))
     wall = time.perf_counter() - t0
     grid = result.meta["counts"]["grid_px"]
     return {
