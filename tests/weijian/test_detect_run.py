@@ -27,6 +27,12 @@ def _weijian(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[s
     )
 
 
+def _detect_in_small_tiles(pair_dir: Path, out: Path) -> list[str]:
+    """``weijian detect PAIR --out OUT`` without a progress bar, in 128 px tiles overlapping 16."""
+    args = ["detect", str(pair_dir), "--out", str(out), "--no-progress"]
+    return [*args, "--tile-px", "128", "--overlap-px", "16"]
+
+
 def test_detection_output_becomes_one_run_loaded_once(engine: Engine, tmp_path: Path) -> None:
     pair_dir, _, _ = dd.roof_pair(tmp_path, size=300, crs="EPSG:4549", roof_m=(50, 30, 70, 45))
     result = detect_pair(
@@ -62,15 +68,7 @@ def test_cli_detect_prints_the_run_id_and_loads_it(
 ) -> None:
     pair_dir, _, _ = dd.roof_pair(tmp_path, size=256, crs="EPSG:4549")
     done = _weijian(
-        "detect",
-        str(pair_dir),
-        "--out",
-        str(tmp_path / "out"),
-        "--no-progress",
-        "--tile-px",
-        "128",
-        "--overlap-px",
-        "16",
+        *_detect_in_small_tiles(pair_dir, tmp_path / "out"),
         "--tta",
         cwd=tmp_path,
         WEIJIAN_DATABASE_URL=db_url,
@@ -120,15 +118,7 @@ def test_cli_detect_with_the_single_network_setting_records_it(
 
     pair_dir, _, _ = dd.roof_pair(tmp_path, size=256, crs="EPSG:4549")
     done = _weijian(
-        "detect",
-        str(pair_dir),
-        "--out",
-        str(tmp_path / "out"),
-        "--no-progress",
-        "--tile-px",
-        "128",
-        "--overlap-px",
-        "16",
+        *_detect_in_small_tiles(pair_dir, tmp_path / "out"),
         cwd=tmp_path,
         WEIJIAN_DATABASE_URL=db_url,
         WEIJIAN_DETECTION__WEIGHTS="tinysiam",
