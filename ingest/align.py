@@ -37,6 +37,7 @@ from ingest.coregister import (
     MIN_CONFIDENCE,
     MIN_PEAK_Z,
     TOLERANCE_PX,
+    Model,
     ShiftEstimate,
     estimate_shift,
 )
@@ -61,8 +62,8 @@ SAMPLE_TILE_PX = 256
 MIN_SAMPLE_TILE_PX = 64
 SAMPLES_PER_SIDE = 8
 PAIR_SPEC_VERSION = 1
-#: Co-registration models, as recorded in ``report.json``.
-CoregistrationModel = Literal["none", "translation", "affine"]
+#: Co-registration models, as recorded in ``report.json`` (those ``estimate_shift`` chooses from).
+CoregistrationModel = Model
 
 
 @dataclass(frozen=True)
