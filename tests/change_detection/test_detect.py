@@ -12,6 +12,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import geopandas as gpd
 import numpy as np
@@ -45,6 +46,12 @@ from tests.conftest import skip_or_fail
 from weijian_testdata import rasters as data_gen
 
 
+def _diff_detect(pair_dir: Path, out: Path, **options: Any) -> DetectResult:
+    """``detect_pair`` with the difference network in 128 px tiles overlapping by 16, no bar."""
+    small: dict[str, Any] = {"tile_px": 128, "overlap_px": 16, "progress": False}
+    return detect_pair(pair_dir, dd.diff_model(), out, **(small | options))
+
+
 @pytest.fixture(scope="module")
 def roof(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, tuple[float, ...], str]:
     """A 400 px pair warped into EPSG:32651 with one new 30 x 20 m roof; aligned to EPSG:4549."""
@@ -57,7 +64,7 @@ def roof_result(
 ) -> DetectResult:
     pair_dir, _, _ = roof
     out = tmp_path_factory.mktemp("roof_out")
-    return detect_pair(pair_dir, dd.diff_model(), out, tile_px=128, overlap_px=16, progress=False)
+    return _diff_detect(pair_dir, out)
 
 
 def test_synthetic_roof_found_within_one_pixel_in_every_crs(
@@ -110,9 +117,7 @@ def test_probability_cog_on_the_working_grid_with_nodata_and_overviews(
 def test_building_across_a_tile_seam_is_one_polygon(tmp_path: Path) -> None:
     # tiles of 128 px overlapping by 16: a seam region spans columns 112-128; the roof crosses it
     pair_dir, _, _ = dd.roof_pair(tmp_path, size=300, crs="EPSG:4549", roof_m=(50, 30, 70, 45))
-    result = detect_pair(
-        pair_dir, dd.diff_model(), tmp_path / "out", tile_px=128, overlap_px=16, progress=False
-    )
+    result = _diff_detect(pair_dir, tmp_path / "out")
     assert len(result.polygons) == 1
     assert result.polygons.area_m2.iloc[0] == pytest.approx(20 * 15, rel=0.06)
 
@@ -172,21 +177,11 @@ def test_mosaic_equals_whole_image_inference_away_from_the_edges(tmp_path: Path)
 def test_rerun_identical_changes_nothing_and_other_params_are_refused(
     roof: tuple[Path, tuple[float, ...], str], roof_result: DetectResult
 ) -> None:
-    again = detect_pair(
-        roof[0], dd.diff_model(), roof_result.out_dir, tile_px=128, overlap_px=16, progress=False
-    )
+    again = _diff_detect(roof[0], roof_result.out_dir)
     assert again.meta["finished_at"] == roof_result.meta["finished_at"]
     assert again.polygons.geometry.iloc[0].equals(roof_result.polygons.geometry.iloc[0])
     with pytest.raises(OutputExistsError, match="overwrite"):
-        detect_pair(
-            roof[0],
-            dd.diff_model(),
-            roof_result.out_dir,
-            tile_px=128,
-            overlap_px=16,
-            threshold=0.9,
-            progress=False,
-        )
+        _diff_detect(roof[0], roof_result.out_dir, threshold=0.9)
 
 
 def test_output_folder_of_another_pair_refused_unless_overwrite(
@@ -196,10 +191,8 @@ def test_output_folder_of_another_pair_refused_unless_overwrite(
     out = tmp_path / "shared_out"
     shutil.copytree(roof_result.out_dir, out)
     with pytest.raises(OutputExistsError, match="another pair"):
-        detect_pair(other, dd.diff_model(), out, tile_px=128, overlap_px=16, progress=False)
-    result = detect_pair(
-        other, dd.diff_model(), out, tile_px=128, overlap_px=16, overwrite=True, progress=False
-    )
+        _diff_detect(other, out)
+    result = _diff_detect(other, out, overwrite=True)
     assert json.dumps(read_meta(out)["pair"]) == json.dumps(result.meta["pair"])
 
 
@@ -464,13 +457,8 @@ def test_progress_callback_counts_every_tile_and_pixel(
     roof: tuple[Path, tuple[float, ...], str], tmp_path: Path
 ) -> None:
     calls: list[tuple[int, int, int]] = []
-    result = detect_pair(
-        roof[0],
-        dd.diff_model(),
-        tmp_path / "o",
-        tile_px=128,
-        overlap_px=16,
-        progress=lambda done, total, px: calls.append((done, total, px)),
+    result = _diff_detect(
+        roof[0], tmp_path / "o", progress=lambda done, total, px: calls.append((done, total, px))
     )
     done, total, px = calls[-1]
     assert done == total == result.meta["counts"]["tiles"]
@@ -518,15 +506,7 @@ def test_local_cluster_leaves_the_callers_environment_as_it_was(
     for key in ("MALLOC_TRIM_THRESHOLD_", "OMP_NUM_THREADS", "MKL_NUM_THREADS", "PYTHONHASHSEED"):
         monkeypatch.delenv(key, raising=False)  # unset: Dask would set them
     before = dict(os.environ)
-    result = detect_pair(
-        roof[0],
-        dd.diff_model(),
-        tmp_path / "o",
-        tile_px=128,
-        overlap_px=16,
-        workers=2,
-        progress=False,
-    )
+    result = _diff_detect(roof[0], tmp_path / "o", workers=2)
     assert result.meta["counts"]["tiles_computed"] == result.meta["counts"]["tiles"]
     assert dict(os.environ) == before
 
@@ -584,15 +564,7 @@ def test_detect_records_the_seeded_core_settings_and_refuses_cores_under_the_thr
     from change_detection.vectorize import VectorizeParams
 
     cored = VectorizeParams(threshold=0.5, core_threshold=0.8, core_min_area_m2=3, grow_margin=0.1)
-    result = detect_pair(
-        roof[0],
-        dd.diff_model(),
-        tmp_path / "o",
-        tile_px=128,
-        overlap_px=16,
-        progress=False,
-        vectorize=cored,
-    )
+    result = _diff_detect(roof[0], tmp_path / "o", vectorize=cored)
     recorded = result.meta["vectorize"]
     assert (recorded["core_threshold"], recorded["core_min_area_m2"]) == (0.8, 3)
     assert recorded["grow_margin"] == 0.1 and result.meta["threshold"] == 0.5
@@ -600,12 +572,6 @@ def test_detect_records_the_seeded_core_settings_and_refuses_cores_under_the_thr
     assert result.meta["run_id"] != roof_result.meta["run_id"]  # in the run key
     assert len(result.polygons) == 1  # the roof: one core, one polygon
     with pytest.raises(InputError, match=r"core threshold 0\.4 is not above the threshold 0\.5"):
-        detect_pair(
-            roof[0],
-            dd.diff_model(),
-            tmp_path / "o2",
-            tile_px=128,
-            overlap_px=16,
-            progress=False,
-            vectorize=VectorizeParams(threshold=0.5, core_threshold=0.4),
+        _diff_detect(
+            roof[0], tmp_path / "o2", vectorize=VectorizeParams(threshold=0.5, core_threshold=0.4)
         )
