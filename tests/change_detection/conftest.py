@@ -7,8 +7,10 @@ from typing import Any
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
+from change_detection import ChangeModel, build_network
 from change_detection.training import TrainConfig
 from tests.conftest import SHARED_DATA, skip_or_fail
 
@@ -21,6 +23,14 @@ def real_pairs() -> Path:
     if not (REAL_PAIRS / "levir_256" / "A").is_dir():
         skip_or_fail(f"the real change pairs are missing at {REAL_PAIRS}")
     return REAL_PAIRS
+
+
+@pytest.fixture(scope="module")
+def model() -> ChangeModel:
+    """An untrained tinysiam (seed 0) with fixed normalisation: for the mechanics of inference."""
+    torch.manual_seed(0)
+    net = build_network("tinysiam").eval()
+    return ChangeModel("tinysiam", net, {"mean": [120.0] * 3, "std": [60.0] * 3, "threshold": 0.5})
 
 
 def write_folder(root: Path, names: list[str], size: int = 64, seed: int = 0) -> Path:

@@ -4,18 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from change_detection import ChangeModel, build_network, predict_proba
+from change_detection import ChangeModel, predict_proba
 from change_detection.errors import InputError
 from change_detection.inference import resample
-
-
-@pytest.fixture(scope="module")
-def model() -> ChangeModel:
-    torch.manual_seed(0)
-    net = build_network("tinysiam").eval()
-    return ChangeModel("tinysiam", net, {"mean": [120.0] * 3, "std": [60.0] * 3, "threshold": 0.5})
 
 
 def test_layouts_and_dtypes_agree(model: ChangeModel) -> None:

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 
-from change_detection import ChangeModel, build_network, predict_proba
+from change_detection import ChangeModel, predict_proba
 from change_detection.errors import InputError
 from change_detection.refine import (
     GuidedParams,
@@ -106,13 +105,6 @@ def test_mismatched_shapes_are_refused() -> None:
     before, after = _two_roofs(32)
     with pytest.raises(InputError, match="differ"):
         guided_filter(np.zeros((16, 16), np.float32), before, after, GuidedParams())
-
-
-@pytest.fixture(scope="module")
-def model() -> ChangeModel:
-    torch.manual_seed(0)
-    net = build_network("tinysiam").eval()
-    return ChangeModel("tinysiam", net, {"mean": [120.0] * 3, "std": [60.0] * 3, "threshold": 0.5})
 
 
 def test_proba_at_scale_is_another_view_on_the_same_grid(model: ChangeModel) -> None:
