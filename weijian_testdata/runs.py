@@ -69,6 +69,25 @@ def add_case(
         )
 
 
+def write_off_demolished(engine: Engine, case_id: int) -> None:
+    """Write off a case added in ``write_off_requested``: demolished, asked for by ``yuepu``.
+
+    The office's ``lead`` (the second person) approves it through the workflow; re-inspection
+    is due 30 days later.
+    """
+    from gis_db import workflow
+
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE inventory_case SET disposal = 'demolish', "
+                "write_off_requested_by = 'yuepu' WHERE id = :i"
+            ),
+            {"i": case_id},
+        )
+    workflow.transition_case(engine, case_id, "write_off", actor="lead", reinspection_days=30)
+
+
 def add_permit(
     engine: Engine, number: str, geom: Polygon, valid_from: date, valid_to: date | None = None
 ) -> int:

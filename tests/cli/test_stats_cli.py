@@ -5,13 +5,20 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 from rich.cells import cell_len
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from gis_db import matching, workflow
 from gis_db.stats import office_today, unit_stats
 from weijian.cli import app
-from weijian_testdata.runs import add_case, add_street_town, detection_ids, make_run, rect
+from weijian_testdata.runs import (
+    add_case,
+    add_street_town,
+    detection_ids,
+    make_run,
+    rect,
+    write_off_demolished,
+)
 
 
 def _district(engine: Engine) -> None:
@@ -21,15 +28,7 @@ def _district(engine: Engine) -> None:
     big = add_case(
         engine, "A-big", rect(100, 100, 351.3, 351.3), "write_off_requested", "310113103000"
     )
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE inventory_case SET disposal = 'demolish', "
-                "write_off_requested_by = 'yuepu' WHERE id = :i"
-            ),
-            {"i": big},
-        )
-    workflow.transition_case(engine, big, "write_off", actor="lead", reinspection_days=30)
+    write_off_demolished(engine, big)
     run_id = make_run(engine, [rect(1000 + 20 * i, 1000) for i in range(12)] + [rect(6000, 10)])
     matching.match_run(engine, run_id)
     first, second, third = detection_ids(engine, run_id)[:3]

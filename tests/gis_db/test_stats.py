@@ -6,7 +6,7 @@ from datetime import date, datetime, timedelta
 
 import pandas as pd
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from gis_db import matching, stats, workflow
 from gis_db.stats import WarningThresholds, warning_colour
@@ -17,6 +17,7 @@ from weijian_testdata.runs import (
     detection_ids,
     make_run,
     rect,
+    write_off_demolished,
 )
 
 
@@ -40,15 +41,7 @@ def district(engine: Engine) -> Engine:
     done = add_case(
         engine, "A-done", rect(300, 300, 10, 10), state="write_off_requested", street_town="A"
     )
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "UPDATE inventory_case SET disposal = 'demolish', "
-                "write_off_requested_by = 'yuepu' WHERE id = :i"
-            ),
-            {"i": done},
-        )
-    workflow.transition_case(engine, done, "write_off", actor="lead", reinspection_days=30)
+    write_off_demolished(engine, done)
     run_id = make_run(
         engine,
         [
