@@ -1,7 +1,8 @@
-"""Shared fixtures: the real change pairs and tiny LEVIR-layout folders."""
+"""Shared fixtures and helpers: the real change pairs, tiny LEVIR-layout folders, small runs."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,11 @@ def model() -> ChangeModel:
     torch.manual_seed(0)
     net = build_network("tinysiam").eval()
     return ChangeModel("tinysiam", net, {"mean": [120.0] * 3, "std": [60.0] * 3, "threshold": 0.5})
+
+
+def history(out: Path) -> list[dict[str, Any]]:
+    """The per-epoch rows of a training run's ``out/history.jsonl``."""
+    return [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
 
 
 def write_folder(root: Path, names: list[str], size: int = 64, seed: int = 0) -> Path:

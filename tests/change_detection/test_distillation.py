@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,7 +22,7 @@ from change_detection.weights import (
     save_weights,
 )
 from ingest.scene import sha256_file
-from tests.change_detection.conftest import tiny_config, write_folder
+from tests.change_detection.conftest import history, tiny_config, write_folder
 from weijian.cli import app
 
 #: a fixed split (validation and held-out named), so every seed normalises alike, as the shipped
@@ -40,10 +39,6 @@ def teachers(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, list[Path]
         train([data], root / f"t{seed}", replace(CONFIG, seed=seed)).weights for seed in (0, 1)
     ]
     return data, files
-
-
-def _history(out: Path) -> list[dict[str, object]]:
-    return [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
 
 
 def test_distillation_on_all_pixels() -> None:
@@ -84,8 +79,8 @@ def test_student_trains_and_records_its_teachers(
     assert meta["parameters"] == load_model(files[0], "cpu").metadata["parameters"]
     # the distillation term is part of the loss: the same seed without teachers trains otherwise
     plain = train([data], tmp_path / "plain", replace(CONFIG, seed=2))
-    assert [r["loss"] for r in _history(tmp_path / "student")] != [
-        r["loss"] for r in _history(tmp_path / "plain")
+    assert [r["loss"] for r in history(tmp_path / "student")] != [
+        r["loss"] for r in history(tmp_path / "plain")
     ]
     assert "teachers" not in load_model(plain.weights, "cpu").metadata
 
@@ -99,7 +94,7 @@ def test_zero_weight_leaves_training_identical(
     student = train([data], tmp_path / "zero", cfg)
     plain = files[0].parent  # seed 0 without teachers
     timeless = [
-        [{k: v for k, v in row.items() if k != "seconds"} for row in _history(out)]
+        [{k: v for k, v in row.items() if k != "seconds"} for row in history(out)]
         for out in (plain, tmp_path / "zero")
     ]
     assert timeless[0] == timeless[1] and len(timeless[0]) == CONFIG.epochs
@@ -174,7 +169,7 @@ def test_an_ensemble_file_teaches_alone(tmp_path: Path, teachers: tuple[Path, li
     apart = train(
         [data], tmp_path / "apart", replace(CONFIG, seed=2, teachers=list(map(str, files)))
     )
-    losses = [[r["loss"] for r in _history(out)] for out in (tmp_path / "one", tmp_path / "apart")]
+    losses = [[r["loss"] for r in history(out)] for out in (tmp_path / "one", tmp_path / "apart")]
     assert losses[0] == pytest.approx(losses[1], rel=1e-4)
     (record,) = load_model(one.weights, "cpu").metadata["teachers"]
     assert record["sha256"] == sha256_file(ensemble) and record["threshold"] == 0.4

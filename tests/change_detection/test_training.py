@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +23,7 @@ from change_detection.training import (
     train,
 )
 from change_detection.weights import load_model
-from tests.change_detection.conftest import tiny_config
+from tests.change_detection.conftest import history, tiny_config
 
 
 def test_loss_falls_on_real_pairs(real_pairs: Path) -> None:
@@ -165,8 +164,8 @@ def test_train_resume_and_outputs(tmp_path: Path, tiny_folder: Path) -> None:
     with pytest.raises(_Stop):
         train([tiny_folder], stopped, cfg, on_progress=_stop_after_first_epoch)
     resumed = train([tiny_folder], stopped, cfg, resume=True)
-    rows = [json.loads(x) for x in (straight / "history.jsonl").read_text().splitlines()]
-    rows2 = [json.loads(x) for x in (stopped / "history.jsonl").read_text().splitlines()]
+    rows = history(straight)
+    rows2 = history(stopped)
     assert [r["epoch"] for r in rows2] == [0, 1]
     assert rows2[1]["loss"] == pytest.approx(rows[1]["loss"], rel=1e-5)
 
@@ -205,7 +204,7 @@ def test_average_top_epochs(tmp_path: Path, tiny_folder: Path) -> None:
         "epoch_02.pt",
         "epoch_03.pt",
     ]
-    rows = [json.loads(x) for x in (out / "history.jsonl").read_text().splitlines()]
+    rows = history(out)
     scores = {r["epoch"]: r["val"]["best_f1"] for r in rows}
     chosen = top_epochs(out / "history.jsonl", 2)
     assert len(chosen) == 2
