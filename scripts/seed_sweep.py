@@ -91,6 +91,9 @@ class Recipe:
     #: < 1: each training pair is cut to a seeded window of this share of its area (the
     #: learning curve of decision 0032); validation and held-out pairs stay whole
     area_fraction: float = 1.0
+    #: True: a seeded half of the training scenes, whole (half of the large and half of the
+    #: small training pairs: the pixels of ``area_fraction`` 0.5 in fewer places; decision 0032)
+    half_scenes: bool = False
 
 
 RECIPES = {
@@ -120,6 +123,12 @@ RECIPES = {
         Recipe("frac50", "half of each training pair's area", members=1, area_fraction=0.5),
         Recipe("frac25", "a quarter of each training pair's area", members=1, area_fraction=0.25),
         Recipe("frac12", "an eighth of each training pair's area", members=1, area_fraction=0.125),
+        Recipe(
+            "scenes50",
+            "half of the training scenes, whole: frac50's pixels from 5 places instead of 10",
+            members=1,
+            half_scenes=True,
+        ),
     )
 }
 #: recipes whose runs are another recipe's (same training, another ensemble size)
@@ -196,20 +205,30 @@ def one_main(args: argparse.Namespace) -> None:
     )
     folders = [args.data / f for f in (*FOLDERS, *recipe.extra_data)]
     run = args.out / recipe.name / f"seed{args.seed}"
-    if recipe.area_fraction < 1:
-        folders = fraction_data(folders, recipe.area_fraction, args.seed, run / "data", config)
+    if recipe.area_fraction < 1 or recipe.half_scenes:
+        folders = fraction_data(
+            folders, recipe.area_fraction, args.seed, run / "data", config, recipe.half_scenes
+        )
     train(folders, run, config)
 
 
 def fraction_data(
-    folders: list[Path], fraction: float, seed: int, out: Path, config: Any
+    folders: list[Path],
+    fraction: float,
+    seed: int,
+    out: Path,
+    config: Any,
+    half_scenes: bool = False,
 ) -> list[Path]:
     """Copies of ``folders`` under ``out`` whose training pairs keep a window of ``fraction``.
 
     The window of each training pair is a rectangle with the pair's aspect and ``fraction`` of
     its area, at a position drawn from ``(seed, pair name)``. Validation and held-out pairs are
     copied whole; a LEVIR crop whose whole tile is also a training pair is left out, so every
-    training pixel is counted once. Returns the new folders (same names, LEVIR-CD layout).
+    training pixel is counted once. With ``half_scenes``, only a seeded half of the training
+    pairs of at least 0.5 Mpx and a seeded half of the smaller ones are kept (each training
+    scene is one pair once the crops are left out). Returns the new folders (same names,
+    LEVIR-CD layout).
     """
     import hashlib
 
@@ -222,6 +241,17 @@ def fraction_data(
     train_f, _, _ = split_pairs(files, config.holdout, 0.0, config.seed, config.validation)
     keep_train = {f.name for f in drop_contained_crops(train_f)}
     train_names = {f.name for f in train_f}
+    if half_scenes:
+        groups: dict[bool, list[str]] = {True: [], False: []}
+        for name in sorted(keep_train):
+            with Image.open(next(f.label for f in files if f.name == name)) as im:
+                groups[im.size[0] * im.size[1] >= 500_000].append(name)
+        rng = np.random.default_rng([seed, 32])
+        keep_train = {
+            str(name)
+            for names in groups.values()
+            for name in rng.permutation(names)[: (len(names) + 1) // 2]
+        }
     side = fraction**0.5
     for f in files:
         folder = f.name.split("/")[0]
@@ -338,6 +368,23 @@ def evaluate_main(args: argparse.Namespace) -> None:
     curve = {name: rows for name, rows in results.items() if name in CURVE and rows}
     if len(curve) >= 2:
         learning_curve(curve, args.data)
+    if len(results.get("scenes50") or []) > 1 and len(results.get("frac50") or []) > 1:
+        places, wide = results["scenes50"], results["frac50"]
+        for key in ("val_object_f1", "val_f1", "held_object_recall", "held_f1"):
+            gain = _summary(wide, key)[0] - _summary(places, key)[0]
+            se = (
+                statistics.variance([r[key] for r in wide]) / len(wide)
+                + statistics.variance([r[key] for r in places]) / len(places)
+            ) ** 0.5
+            print(
+                f"frac50 (10 scenes) - scenes50 (5 scenes), {key}: {gain:+.4f} (2 SE {2 * se:.4f})"
+            )
+            if key == "val_object_f1":
+                more = gain > max(MIN_SLOPE, 2 * se)
+                print(
+                    "decision 0032: at equal pixels, "
+                    + ("MORE PLACES ARE BETTER" if more else "more places not shown to be better")
+                )
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(results, indent=1))

@@ -127,6 +127,35 @@ def test_fraction_data_cuts_only_training_pairs(tmp_path: Path) -> None:
     )
 
 
+def test_half_of_the_scenes_has_the_pixels_of_half_the_area(tmp_path: Path) -> None:
+    """scenes50's data: one of the two large tiles and half of the small pairs, whole."""
+    from PIL import Image
+
+    from change_detection.data import find_pairs, split_pairs
+
+    class Split:
+        holdout = sweep.HOLDOUT
+        seed = 0
+        validation = sweep.VALIDATION
+
+    folders = [sweep.DATA / f for f in sweep.FOLDERS]
+    kept = []
+    for seed in range(4):
+        out = tmp_path / f"seed{seed}"
+        pairs = find_pairs(sweep.fraction_data(folders, 1.0, seed, out, Split, half_scenes=True))
+        sizes = {}
+        for pair in pairs:
+            with Image.open(pair.label) as im:
+                sizes[pair.name] = im.size[0] * im.size[1]
+        train, _, _ = split_pairs(pairs, sweep.HOLDOUT, 0.0, 0, sweep.VALIDATION)
+        training = {p.name: sizes[p.name] for p in train}
+        assert sorted(training.values()) == [65_536] * 4 + [1_048_576]
+        assert sum(training.values()) / 1e6 == pytest.approx(sweep.training_mpx(sweep.DATA, 0.5))
+        assert sizes["levir_1024/test_102"] == 1_048_576 and sizes["dsifn_256/5_3"] == 65_536
+        kept.append(frozenset(training))
+    assert len(set(kept)) > 1  # another seed, other places
+
+
 def test_slope_of_a_line() -> None:
     """The learning curve's fit: a slope and its standard error."""
     b, se = sweep.slope([0.0, 1.0, 2.0, 3.0], [1.0, 3.0, 5.0, 7.0])
