@@ -145,6 +145,18 @@ def test_run_without_reviews_is_one_clear_error(env: Path, engine: Engine) -> No
     result = runner.invoke(app, _from_reviews(run, env / "ft"))
     assert isinstance(result.exception, InvalidInputError)  # main() prints it as one line
     assert not (env / "data" / "models").exists()
+    assert not (env / "ft").exists()  # nothing half-made left behind
+
+
+def test_from_reviews_that_fails_after_cutting_chips_leaves_no_out_folder(
+    env: Path, engine: Engine
+) -> None:
+    """A refusal met after the chips are cut (here: a device torch does not know) removes OUT."""
+    run, _ = _reviewed_run(engine, env / "cogs")
+    result = runner.invoke(app, _from_reviews(run, env / "ft", "--device", "tpu"))
+    assert "unknown device 'tpu'" in str(result.exception)
+    assert not (env / "ft").exists()
+    assert not (env / "data" / "models").exists()
 
 
 @pytest.mark.slow

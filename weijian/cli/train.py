@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -347,20 +348,26 @@ def _from_reviews(
 
     settings = get_settings()
     console = Console()
-    # a fine-tuning takes fewer, gentler steps than training from scratch: the command's
-    # defaults (60 epochs at 3e-3) are for that, so they are capped here
-    result = fine_tune_from_reviews(
-        settings,
-        connect(settings),
-        out,
-        run_ids,
-        epochs=min(epochs, 8) if epochs == 60 else epochs,
-        samples_per_epoch=min(samples_per_epoch, 128),
-        lr=5e-4 if lr == 3e-3 else lr,
-        seed=seed,
-        device=device or "cpu",
-        threads=threads,
-    )
+    made_out = not out.exists()
+    try:
+        # a fine-tuning takes fewer, gentler steps than training from scratch: the command's
+        # defaults (60 epochs at 3e-3) are for that, so they are capped here
+        result = fine_tune_from_reviews(
+            settings,
+            connect(settings),
+            out,
+            run_ids,
+            epochs=min(epochs, 8) if epochs == 60 else epochs,
+            samples_per_epoch=min(samples_per_epoch, 128),
+            lr=5e-4 if lr == 3e-3 else lr,
+            seed=seed,
+            device=device or "cpu",
+            threads=threads,
+        )
+    except BaseException:
+        if made_out:  # a refusal or an interruption leaves no half-made folder behind
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     chips = result.chips
     console.print(
         f"chips from run(s) {', '.join(map(str, chips.runs))}: {len(chips.confirmed)} confirmed, "
