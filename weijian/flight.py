@@ -54,6 +54,7 @@ from weijian.errors import WeijianError
 if TYPE_CHECKING:
     from sqlalchemy import Engine
 
+    from change_detection.vectorize import VectorizeParams
     from ingest import AlignedPair, Scene
 
 #: Exit codes of ``weijian flight run`` / ``watch`` (documented in the README).
@@ -140,6 +141,7 @@ class FlightConfig:
     core_threshold: float = 0.6  # the settings' defaults (decisions 0024, 0029)
     core_min_area_m2: float = 4.0
     grow_margin: float = 0.2
+    core_max_box_px: int = 16_000_000
     overlap_threshold: float = 0.3
     tolerance_m: float = 2.0
     workers: int = 1
@@ -150,6 +152,29 @@ class FlightConfig:
     min_cover_fraction: float = MIN_COVER_FRACTION
     demolition: str = "cases"
     demolition_margin_m: float = DEMOLITION_MARGIN_M
+
+    def polygon_params(self, threshold: float) -> VectorizeParams:
+        """The polygon clean-up at ``threshold`` (probability 0-1).
+
+        The same values as ``DetectionSettings.vectorize_params`` gives ``weijian detect``.
+        """
+        from change_detection.vectorize import VectorizeParams
+
+        return VectorizeParams(
+            threshold=threshold,
+            min_area_m2=VectorizeParams.min_area_m2
+            if self.min_area_m2 is None
+            else self.min_area_m2,
+            opening_px=self.opening_px,
+            closing_px=self.closing_px,
+            min_score_max=self.min_score_max,
+            max_hole_m2=self.max_hole_m2,
+            regularize=self.regularize,
+            core_threshold=self.core_threshold,
+            core_min_area_m2=self.core_min_area_m2,
+            grow_margin=self.grow_margin,
+            core_max_box_px=self.core_max_box_px,
+        )
 
 
 @dataclass
@@ -968,8 +993,6 @@ def _reverse_pass_pair(ctx: _Context) -> AlignedPair | None:
 
 
 def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, total: int) -> Any:
-    from change_detection.vectorize import VectorizeParams
-
     detect_pair, _ = _detect_api()
     cfg = ctx.config
 
@@ -990,16 +1013,7 @@ def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, tot
         scheduler=cfg.scheduler,
         engine=cfg.engine,
         tta=cfg.tta,
-        vectorize=VectorizeParams(
-            opening_px=cfg.opening_px,
-            closing_px=cfg.closing_px,
-            min_score_max=cfg.min_score_max,
-            max_hole_m2=cfg.max_hole_m2,
-            regularize=cfg.regularize,
-            core_threshold=cfg.core_threshold,
-            core_min_area_m2=cfg.core_min_area_m2,
-            grow_margin=cfg.grow_margin,
-        ),
+        vectorize=cfg.polygon_params(threshold),
         overwrite=True,  # the flight's own folder: a stale result of other settings is replaced
         progress=report,
     )

@@ -36,13 +36,19 @@ def test_flight_config_takes_the_coregistration_engine_and_demolition_settings(
         "WEIJIAN_DETECTION__CORE_THRESHOLD": "0.65",
         "WEIJIAN_DETECTION__CORE_MIN_AREA_M2": "3",
         "WEIJIAN_DETECTION__GROW_MARGIN": "0.05",
+        "WEIJIAN_DETECTION__CORE_MAX_BOX_MPX": "2.5",
+        "WEIJIAN_DETECTION__MIN_AREA_M2": "12",
     }.items():
         monkeypatch.setenv(key, value)
     get_settings.cache_clear()
     try:
         config = flight_config(out_root=tmp_path / "flights")
+        detect_polygons = get_settings().detection.vectorize_params(0.4)
     finally:
         get_settings.cache_clear()
+    # the flight draws its polygons exactly as `weijian detect` does, every setting included
+    assert config.polygon_params(0.4) == detect_polygons
+    assert config.core_max_box_px == 2_500_000
     assert config.coregistration_min_blocks == 7
     assert config.coregistration_min_confidence == 0.8
     assert config.coregistration_affine is False

@@ -73,6 +73,7 @@ def flight_config(
         core_threshold=s.detection.core_threshold,
         core_min_area_m2=s.detection.core_min_area_m2,
         grow_margin=s.detection.grow_margin,
+        core_max_box_px=round(s.detection.core_max_box_mpx * 1e6),
         overlap_threshold=s.matching.overlap_threshold,
         tolerance_m=s.matching.tolerance_m,
         workers=workers or s.flight.workers,
