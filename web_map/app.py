@@ -115,8 +115,8 @@ class SecurityHeaders:
         declared = dict(scope.get("headers", [])).get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.max_body:
             exc = UploadTooLargeError(
-                f"the request has {int(declared) / 1e6:.1f} MB; at most "
-                f"{self.max_body / 1e6:.1f} MB are accepted: send fewer or smaller photos",
+                f"the request has {int(declared) / evidence.MB:.1f} MB; at most "
+                f"{self.max_body / evidence.MB:.1f} MB are accepted: send fewer or smaller photos",
                 code="request_too_large",
                 size_mb=round(int(declared) / evidence.MB, 1),
                 limit_mb=round(self.max_body / evidence.MB, 1),
@@ -639,9 +639,11 @@ def create_app(engine: Engine, config: WebConfig) -> FastAPI:
             )
         except (GisDbError, WebMapError) as exc:
             # what the person can put right on the case's page (evidence missing, changed
-            # meanwhile: the page reloads with the new version) goes back there, said in red
+            # meanwhile: the page reloads with the new version; a write-off that another
+            # office member must sign) goes back there, said in red
             status = http_status(exc)
-            if status not in (400, 409, 413, 415):
+            second_person = getattr(exc, "code", None) == "second_person_required"
+            if status not in (400, 409, 413, 415) and not second_person:
                 raise
             heading = status_heading(status)
             said = messages.explain(exc, lang)

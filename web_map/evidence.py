@@ -57,7 +57,7 @@ def store_photo(
         raise UnsupportedUploadError(f"{name} is empty", code="upload_empty", name=name)
     if len(data) > max_bytes:
         raise UploadTooLargeError(
-            f"{name} has {len(data) / 1e6:.1f} MB; the limit is {max_bytes / 1e6:.1f} MB: "
+            f"{name} is larger than the limit of {max_bytes / MB:.1f} MB (max_upload_mb): "
             "send a smaller photo",
             name=name,
             limit_mb=round(max_bytes / MB, 1),  # in the setting's unit (max_upload_mb)
