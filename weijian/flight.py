@@ -43,7 +43,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -112,6 +112,13 @@ class FlightStepError(FlightError, RuntimeError):
         self.step = step
 
 
+def _default_polygons() -> VectorizeParams:
+    """The settings' default polygon clean-up (decisions 0024, 0029), threshold to be set."""
+    from weijian.settings import DetectionSettings
+
+    return DetectionSettings().vectorize_params(0.5)
+
+
 @dataclass(frozen=True)
 class FlightConfig:
     """Plain values the pipeline needs (the command line fills them from the settings).
@@ -132,16 +139,9 @@ class FlightConfig:
     weights: Path | None = None
     device: str = "auto"
     threshold: float | None = None
-    min_area_m2: float | None = 10.0
-    opening_px: int = 1
-    closing_px: int = 0
-    min_score_max: float = 0.0
-    max_hole_m2: float = 100.0
-    regularize: bool = True
-    core_threshold: float = 0.6  # the settings' defaults (decisions 0024, 0029)
-    core_min_area_m2: float = 4.0
-    grow_margin: float = 0.2
-    core_max_box_px: int = 16_000_000
+    #: the polygon clean-up (``DetectionSettings.vectorize_params``: what ``weijian detect``
+    #: draws); its ``threshold`` is replaced by the weights' own or ``threshold`` at detection
+    polygons: VectorizeParams = field(default_factory=_default_polygons)
     overlap_threshold: float = 0.3
     tolerance_m: float = 2.0
     workers: int = 1
@@ -152,29 +152,6 @@ class FlightConfig:
     min_cover_fraction: float = MIN_COVER_FRACTION
     demolition: str = "cases"
     demolition_margin_m: float = DEMOLITION_MARGIN_M
-
-    def polygon_params(self, threshold: float) -> VectorizeParams:
-        """The polygon clean-up at ``threshold`` (probability 0-1).
-
-        The same values as ``DetectionSettings.vectorize_params`` gives ``weijian detect``.
-        """
-        from change_detection.vectorize import VectorizeParams
-
-        return VectorizeParams(
-            threshold=threshold,
-            min_area_m2=VectorizeParams.min_area_m2
-            if self.min_area_m2 is None
-            else self.min_area_m2,
-            opening_px=self.opening_px,
-            closing_px=self.closing_px,
-            min_score_max=self.min_score_max,
-            max_hole_m2=self.max_hole_m2,
-            regularize=self.regularize,
-            core_threshold=self.core_threshold,
-            core_min_area_m2=self.core_min_area_m2,
-            grow_margin=self.grow_margin,
-            core_max_box_px=self.core_max_box_px,
-        )
 
 
 @dataclass
@@ -395,8 +372,6 @@ _RUNTIME_ONLY = ("output_root", "workers", "scheduler", "device")
 
 def config_fingerprint(config: FlightConfig) -> str:
     """SHA-256 of the settings that shape a flight's results (not how or where it runs)."""
-    from dataclasses import asdict
-
     values = {k: v for k, v in asdict(config).items() if k not in _RUNTIME_ONLY}
     return hashlib.sha256(json.dumps(values, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -887,8 +862,6 @@ def reversed_pair(pair: AlignedPair) -> AlignedPair:
     ``-shift_m`` away from the earlier one's (see :func:`_step_detect`). Histogram tables are
     swapped so the earlier image is matched to the later one.
     """
-    from dataclasses import replace
-
     dx, dy = pair.shift_m
     tables = [(b, a) for a, b in pair.histogram] if pair.histogram else None
     # an affine co-registration model maps the later epoch only: swapped, the pair keeps the
@@ -948,8 +921,6 @@ def _reverse_pass_pair(ctx: _Context) -> AlignedPair | None:
     computed; the area is recorded in ``detect_reverse_area.json`` before the pass and reused
     when the step resumes, so a resumed pass computes the same tiles.
     """
-    from dataclasses import replace
-
     import shapely
 
     mode = ctx.config.demolition
@@ -1008,12 +979,11 @@ def _detect_once(ctx: _Context, pair: AlignedPair, out_dir: Path, done: int, tot
         model,
         out_dir,
         threshold=threshold,
-        min_area_m2=cfg.min_area_m2,
         workers=cfg.workers,
         scheduler=cfg.scheduler,
         engine=cfg.engine,
         tta=cfg.tta,
-        vectorize=cfg.polygon_params(threshold),
+        vectorize=cfg.polygons,  # at ``threshold``
         overwrite=True,  # the flight's own folder: a stale result of other settings is replaced
         progress=report,
     )

@@ -47,16 +47,21 @@ def test_flight_config_takes_the_coregistration_engine_and_demolition_settings(
     finally:
         get_settings.cache_clear()
     # the flight draws its polygons exactly as `weijian detect` does, every setting included
-    assert config.polygon_params(0.4) == detect_polygons
-    assert config.core_max_box_px == 2_500_000
+    assert replace(config.polygons, threshold=0.4) == detect_polygons
+    assert config.polygons.core_max_box_px == 2_500_000 and config.polygons.min_area_m2 == 12
     assert config.coregistration_min_blocks == 7
     assert config.coregistration_min_confidence == 0.8
     assert config.coregistration_affine is False
     assert config.engine == "torch" and config.tta is True
     assert config.demolition == "full"
-    assert (config.opening_px, config.closing_px, config.min_score_max) == (2, 3, 0.8)
-    assert config.max_hole_m2 == 40 and config.regularize is False
-    assert (config.core_threshold, config.core_min_area_m2, config.grow_margin) == (0.65, 3, 0.05)
+    polygons = config.polygons
+    assert (polygons.opening_px, polygons.closing_px, polygons.min_score_max) == (2, 3, 0.8)
+    assert polygons.max_hole_m2 == 40 and polygons.regularize is False
+    assert (polygons.core_threshold, polygons.core_min_area_m2, polygons.grow_margin) == (
+        0.65,
+        3,
+        0.05,
+    )
 
 
 def _shifted_pair(folder: Path, shift_px: int = 6) -> tuple[Path, Path]:
@@ -91,18 +96,22 @@ def test_align_uses_the_flights_coregistration_limits(engine: Engine, tmp_path: 
         coregistration_min_confidence=0.9,
         coregistration_affine=False,
         demolition="off",
-        closing_px=3,
-        max_hole_m2=40.0,
     )
+    config = replace(config, polygons=replace(config.polygons, closing_px=3, max_hole_m2=40.0))
     result = run_flight(engine, after, before=before, config=config)
     detect_meta = json.loads((result.folder / "detect" / "detect.json").read_text())
     assert detect_meta["vectorize"]["closing_px"] == 3
     assert detect_meta["vectorize"]["max_hole_m2"] == 40.0
     # the weights' own threshold (detection.threshold unset), grown 0.1 under it from cores
     assert detect_meta["threshold"] == detect_meta["weights_metadata"]["threshold"] != 0.5
-    assert detect_meta["vectorize"]["core_threshold"] == config.core_threshold == 0.6
+    assert detect_meta["vectorize"]["core_threshold"] == config.polygons.core_threshold == 0.6
     # the same flight with other settings replaces its own stale detection results
-    rerun = run_flight(engine, after, before=before, config=replace(config, closing_px=0))
+    rerun = run_flight(
+        engine,
+        after,
+        before=before,
+        config=replace(config, polygons=replace(config.polygons, closing_px=0)),
+    )
     detect_meta = json.loads((rerun.folder / "detect" / "detect.json").read_text())
     assert rerun.folder == result.folder and detect_meta["vectorize"]["closing_px"] == 0
     align = result.state["steps"]["align"]["result"]
